@@ -1,0 +1,3 @@
+from unsubscribe_sync.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The project's data models: the UnsubscribeSync spec/status and the config file."""

@@ -1,0 +1,7 @@
+"""Shared pytest configuration; fixtures live in tests/fixtures/ (one module per service)."""
+
+pytest_plugins = [
+    "tests.fixtures.common",
+    "tests.fixtures.postgres",
+    "tests.fixtures.sandbox",
+]
