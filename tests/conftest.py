@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.common",
     "tests.fixtures.postgres",
     "tests.fixtures.sandbox",
+    "tests.fixtures.kube",
 ]

@@ -20,3 +20,21 @@ MARKETO_LABELS: Final = ("Marketo Sales Opt Out", "MSE - Opt Out")
 
 # Salesforce key prefixes of the objects the project writes.
 KEY_PREFIXES: Final = {"Contact": "003", "Lead": "00Q"}
+
+# The one image for operator, worker and nightly job (chart and builders use it; overridable).
+DEFAULT_IMAGE: Final = "ghcr.io/optout-dev/unsubscribe-sync:0.1.0"
+
+# Where children mount things (the rendered config file points at these paths).
+CONFIG_DIR: Final = "/etc/unsubscribe-sync/config"
+CONFIG_FILE: Final = f"{CONFIG_DIR}/config.yaml"
+SALESFORCE_CREDENTIALS_DIR: Final = "/etc/unsubscribe-sync/salesforce"
+WEBHOOK_TOKEN_DIR: Final = "/etc/unsubscribe-sync/webhook"
+WEBHOOK_TOKEN_FILE: Final = f"{WEBHOOK_TOKEN_DIR}/token"
+LEDGER_URL_DIR: Final = "/etc/unsubscribe-sync/ledger"
+LEDGER_URL_FILE: Final = f"{LEDGER_URL_DIR}/url"
+SQLITE_DIR: Final = "/var/lib/unsubscribe-sync"
+SQLITE_URL: Final = f"sqlite:///{SQLITE_DIR}/ledger.db"
+
+WORKER_PORT: Final = 8080  # webhook API, /livez, /readyz, /metrics
+OPERATOR_HEALTH_PORT: Final = 8080  # kopf liveness endpoint /healthz
+OPERATOR_METRICS_PORT: Final = 9090  # operator /metrics
