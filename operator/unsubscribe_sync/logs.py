@@ -28,7 +28,7 @@ def redact_text(text: str) -> str:
 def mask_email(email: str) -> str:
     """A stable, non-reversible handle for an email address, fit for info-level logs."""
     digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:12]
-    domain = email.rsplit("@", 1)[-1] if "@" in email else "?"
+    domain = email.rsplit("@", 1)[-1].lower() if "@" in email else "?"
     return f"sha256:{digest}@{domain}"
 
 

@@ -12,7 +12,14 @@ from unsubscribe_sync.api.spec import OptOutTarget, SalesforceObject, default_ob
 
 
 class ConfigError(ValueError):
-    """A config file that cannot be used; the message names the offending key."""
+    """A config file that cannot be used; the message names the offending key.
+
+    ``problems`` lists (key path, reason) pairs when the file parsed but failed validation.
+    """
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
 
 
 class _Section(BaseModel):
@@ -123,15 +130,13 @@ class Config(_Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
 
-def _format_errors(exc: ValidationError) -> str:
-    parts = []
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    problems = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        parts.append(f"{key}: {msg}")
-    return "; ".join(parts)
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        problems.append((key, msg))
+    return problems
 
 
 def parse_config(data: Any, source: str = "config") -> Config:
@@ -142,7 +147,8 @@ def parse_config(data: Any, source: str = "config") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_format_errors(exc)}") from None
+        problems = _problems(exc)
+        raise ConfigError(f"{source}: " + "; ".join(f"{k}: {m}" for k, m in problems), problems) from None
 
 
 def load_config(path: str | Path) -> Config:
