@@ -7,9 +7,9 @@ The CRD in ``crds/`` is the schema the API server enforces; these models mirror 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, field_validator
 
 
 class OptOutTarget(StrEnum):
@@ -22,6 +22,18 @@ SalesforceObject = Literal["Contact", "Lead"]
 
 def default_objects() -> list[SalesforceObject]:
     return ["Contact", "Lead"]
+
+
+SCHEDULE_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+( +\S+){4})$"
+TIME_ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+# A Kubernetes resource quantity ("100m", "128Mi", "1.5", "2e3"), as in the API server's own schema.
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+
+# Booleans and integers are strict, as in the CRD schema: "true" or "1" is refused, not converted.
+Quantity = StrictInt | Annotated[str, StringConstraints(pattern=QUANTITY_PATTERN)]
+ResourceList = dict[str, Quantity]
 
 
 class _Model(BaseModel):
@@ -38,21 +50,29 @@ class SecretKeyRef(_Model):
 
 
 class SalesforceSpec(_Model):
-    loginUrl: str = Field(default="https://login.salesforce.com", pattern=r"^https://[^\s/]+(/.*)?$")
+    loginUrl: str = Field(default="https://login.salesforce.com", pattern=r"^https://[^\s/]+(/.*)?$", max_length=2048)
     apiVersion: str = Field(default="62.0", pattern=r"^[0-9]{2,3}\.0$")
     credentialsSecretRef: SecretRef
     objects: list[SalesforceObject] = Field(default_factory=default_objects, min_length=1, max_length=2)
 
+    @field_validator("objects")
+    @classmethod
+    def _unique(cls, value: list[SalesforceObject]) -> list[SalesforceObject]:
+        if len(set(value)) != len(value):
+            raise ValueError("objects must not repeat")
+        return value
+
 
 class OptOutFieldSpec(_Model):
     target: OptOutTarget = OptOutTarget.EMAIL_OPT_OUT
-    marketoSalesOptOutField: str = Field(default="", pattern=r"^$|^[A-Za-z][A-Za-z0-9_]*__c$")
+    marketoSalesOptOutField: str = Field(default="", pattern=r"^$|^[A-Za-z][A-Za-z0-9_]*__c$", max_length=80)
 
 
 class NightlySyncSpec(_Model):
-    enabled: bool = True
-    schedule: str = Field(default="0 20 * * *", min_length=9)
-    timeZone: str = Field(default="America/Los_Angeles", min_length=1)
+    enabled: StrictBool = True
+    # Five cron fields or a macro such as @daily (no TZ= prefix: the zone comes from timeZone).
+    schedule: str = Field(default="0 20 * * *", pattern=SCHEDULE_PATTERN, max_length=100)
+    timeZone: str = Field(default="America/Los_Angeles", pattern=TIME_ZONE_PATTERN, max_length=64)
 
 
 class WebhookSecretRef(_Model):
@@ -61,9 +81,10 @@ class WebhookSecretRef(_Model):
 
 
 class PushWorkerSpec(_Model):
-    replicas: int = Field(default=1, ge=1, le=20)
+    replicas: StrictInt = Field(default=1, ge=1, le=20)
     webhookSecretRef: WebhookSecretRef
-    resources: dict[str, Any] = Field(default_factory=dict)
+    # As a Pod's container resources (limits / requests); kept a plain mapping for the builders.
+    resources: dict[Literal["limits", "requests"], ResourceList] = Field(default_factory=dict)
 
 
 class DatabaseSecretRef(_Model):
@@ -82,7 +103,7 @@ class LedgerSpec(_Model):
 
 
 class ServiceMonitorSpec(_Model):
-    enabled: bool = False
+    enabled: StrictBool = False
     interval: str = Field(default="30s", pattern=r"^[0-9]+(ms|s|m|h)$")
     labels: dict[str, str] = Field(default_factory=dict)
 
@@ -92,7 +113,7 @@ class MonitoringSpec(_Model):
 
 
 class UnsubscribeSyncSpec(_Model):
-    suspend: bool = False
+    suspend: StrictBool = False
     salesforce: SalesforceSpec
     optOutField: OptOutFieldSpec = Field(default_factory=OptOutFieldSpec)
     nightlySync: NightlySyncSpec = Field(default_factory=NightlySyncSpec)
@@ -110,12 +131,12 @@ class Condition(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: str
+    type: str = Field(max_length=316)
     status: Literal["True", "False", "Unknown"]
-    observedGeneration: int | None = None
+    observedGeneration: int | None = Field(default=None, ge=0)
     lastTransitionTime: str
-    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
-    message: str = ""
+    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", min_length=1, max_length=1024)
+    message: str = Field(default="", max_length=32768)
 
 
 class NightlyCounts(BaseModel):

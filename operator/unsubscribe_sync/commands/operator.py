@@ -1,0 +1,112 @@
+"""`unsubscribe-sync operator`: run the kopf operator that reconciles UnsubscribeSync objects."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+from pathlib import Path
+
+from unsubscribe_sync.api.constants import DEFAULT_IMAGE, OPERATOR_HEALTH_PORT, OPERATOR_METRICS_PORT
+from unsubscribe_sync.logs import configure_logging
+
+_NAMESPACE = re.compile(r"^[a-z0-9*?\[\]!]([-a-z0-9*?\[\]!]*[a-z0-9*?\[\]!])?$")
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 0-65535: {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        metavar="NS",
+        help="watch this namespace (repeat, or comma-separate; globs like 'team-*' allowed)",
+    )
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (the default)")
+    peering = parser.add_mutually_exclusive_group()
+    peering.add_argument("--standalone", action="store_true", help="run without peering (one replica; the default)")
+    peering.add_argument("--peering", metavar="NAME", help="coordinate replicas through this kopf peering object")
+    parser.add_argument("--metrics-port", type=_port, default=OPERATOR_METRICS_PORT, help="port of /metrics (0: off)")
+    parser.add_argument(
+        "--liveness-port",
+        type=_port,
+        default=OPERATOR_HEALTH_PORT,
+        help="port of the /healthz liveness endpoint (0: off)",
+    )
+    parser.add_argument("--image", default=DEFAULT_IMAGE, help="image of the push worker and nightly job")
+    parser.add_argument(
+        "--resync-interval",
+        type=_seconds,
+        default=300.0,
+        metavar="SECONDS",
+        help="full reconcile of every object this often (the drift safety net)",
+    )
+    parser.add_argument(
+        "--preflight-interval",
+        type=_seconds,
+        default=300.0,
+        metavar="SECONDS",
+        help="Salesforce login + describe per object this often (0: off)",
+    )
+    parser.add_argument(
+        "--salesforce-ca-file",
+        type=Path,
+        metavar="PEM",
+        help="extra CA bundle to trust for Salesforce (e.g. a TLS-inspecting proxy)",
+    )
+    parser.add_argument("--log-format", choices=["auto", "json", "console"], default="json")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+
+
+def run(args: argparse.Namespace) -> int:
+    from unsubscribe_sync.controller.runtime import OperatorOptions, OperatorRuntime, namespaces_from
+
+    namespaces = () if args.all_namespaces else namespaces_from(args.namespace)
+    bad = [ns for ns in namespaces if not _NAMESPACE.match(ns)]
+    if bad:
+        print(f"unsubscribe-sync operator: invalid --namespace value(s): {', '.join(bad)}", file=sys.stderr)
+        return 2
+    if args.resync_interval == 0:
+        print("unsubscribe-sync operator: --resync-interval must be greater than 0", file=sys.stderr)
+        return 2
+    if args.salesforce_ca_file is not None and not args.salesforce_ca_file.is_file():
+        print(
+            f"unsubscribe-sync operator: --salesforce-ca-file {args.salesforce_ca_file} is not a readable file",
+            file=sys.stderr,
+        )
+        return 2
+    configure_logging(args.log_format, args.log_level)
+    options = OperatorOptions(
+        namespaces=namespaces,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        image=args.image,
+        metrics_port=args.metrics_port or None,
+        liveness_port=args.liveness_port or None,
+        resync_interval=args.resync_interval,
+        preflight_interval=args.preflight_interval,
+        salesforce_ca_file=args.salesforce_ca_file,
+    )
+    asyncio.run(OperatorRuntime(options).run())
+    return 0

@@ -1,0 +1,59 @@
+"""`unsubscribe-sync worker --config FILE`: the push worker and ledger API.
+
+Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 2 when the config (file, token file,
+ledger URL) is unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Any
+
+from unsubscribe_sync.api.config import Config, ConfigError, load_config
+from unsubscribe_sync.ledger import Ledger
+from unsubscribe_sync.logs import configure_logging, get_logger, redact_text
+
+log = get_logger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="config file (see DESIGN.md, 'Config file')")
+
+
+def nightly_runner_for(config: Config, ledger: Ledger) -> Any:
+    """The nightly sync as a callable(dry_run) -> summary, run inside the worker by POST /v1/nightly-runs.
+
+    Provided by ``unsubscribe_sync.nightly.job.make_runner(config, ledger)`` when that module exists.
+    """
+    try:
+        job = importlib.import_module("unsubscribe_sync.nightly.job")
+    except ImportError:
+        return None
+    make_runner = getattr(job, "make_runner", None)
+    return make_runner(config, ledger) if make_runner is not None else None
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"unsubscribe-sync worker: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.logging.format, config.logging.level)
+    from unsubscribe_sync.worker.run import run_worker
+
+    try:
+        config.worker.read_token()
+        ledger = Ledger.open(config.ledger.resolve_url())
+    except ConfigError as exc:
+        print(f"unsubscribe-sync worker: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the database refused: say so without echoing the URL
+        print(f"unsubscribe-sync worker: cannot open the ledger: {redact_text(str(exc))}", file=sys.stderr)
+        return 2
+    try:
+        return run_worker(config, nightly_runner_for(config, ledger), ledger=ledger)
+    finally:
+        ledger.close()

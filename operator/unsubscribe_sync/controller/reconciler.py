@@ -1,0 +1,479 @@
+"""One idempotent reconcile of an UnsubscribeSync: children, Secrets, preflight, status.
+
+The decisions come from the pure modules (``children``, ``conditions``, ``nightly``); this module gathers
+their inputs (kopf indexes of the watched children and Jobs, a few GETs) and makes the writes they ask for.
+A reconcile of an unchanged object makes no write at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import kopf
+from pydantic import ValidationError
+
+from unsubscribe_sync.api.constants import API_VERSION, DEFAULT_IMAGE, KIND
+from unsubscribe_sync.api.spec import UnsubscribeSyncSpec
+from unsubscribe_sync.controller import kinds
+from unsubscribe_sync.controller.children import ChildWrite, newer, plan_write, with_hash
+from unsubscribe_sync.controller.conditions import (
+    DeploymentState,
+    PreflightResult,
+    StatusInputs,
+    build_status,
+    format_validation_error,
+    status_patch,
+    transitions,
+    utc_now,
+)
+from unsubscribe_sync.controller.kubeapi import KubeApi, KubeApiError
+from unsubscribe_sync.controller.metrics import OperatorMetrics
+from unsubscribe_sync.controller.nightly import JobRun, last_nightly_sync, latest_job, termination_message
+from unsubscribe_sync.logs import get_logger
+from unsubscribe_sync.resources import ChildNames, desired_children, effective_push_field
+
+log = get_logger(__name__)
+
+Result = Literal["success", "temporary_error", "invalid_spec", "error"]
+Preflight = Callable[[UnsubscribeSyncSpec, Mapping[str, str], str], PreflightResult]
+EVENT_CONDITIONS = (
+    "Ready",
+    "CredentialsValid",
+    "FieldInstalled",
+    "PushWorkerAvailable",
+    "NightlySyncSucceeded",
+    "Stalled",
+)
+
+
+def index_id(kind: kinds.Kind) -> str:
+    """The kopf index (handler id, and handler kwarg) that holds the watched objects of ``kind``."""
+    return f"usync_index_{kind.plural}"
+
+
+OWNERS_INDEX = "usync_index_owners"
+PRUNABLE = (kinds.PDB, kinds.SERVICE_MONITOR)
+JOBS_INDEX = "usync_index_jobs"
+
+
+def snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A detached copy of an object, without managedFields (kopf bodies are live views)."""
+    result = copy.deepcopy({k: v for k, v in body.items()})
+    result.get("metadata", {}).pop("managedFields", None)
+    return result
+
+
+def _first(store: Any) -> dict[str, Any] | None:
+    if store is None:
+        return None
+    for item in store:
+        return item
+    return None
+
+
+@dataclass
+class Outcome:
+    result: Result
+    message: str = ""
+    writes: int = 0
+    retry: bool = False
+
+
+@dataclass
+class PreflightEntry:
+    key: tuple[int, str]  # (generation, secret resourceVersion)
+    at: float
+    result: PreflightResult
+
+
+@dataclass
+class OwnerState:
+    """What the operator remembers of one UnsubscribeSync between reconciles (in memory only)."""
+
+    missing_secrets: tuple[str, ...] | None = None  # None: not checked yet
+    preflight: PreflightEntry | None = None
+    job_messages: dict[str, str | None] = field(default_factory=dict)  # Job uid -> termination message
+    full_done: bool = False  # a full reconcile has run since the operator started
+
+
+@dataclass
+class ReconcilerOptions:
+    image: str = DEFAULT_IMAGE
+    preflight_interval: float = 300.0  # seconds; 0 turns the preflight off
+    salesforce_ca_file: Path | None = None
+    salesforce_timeout: float = 20.0
+    secret_retry_delays: tuple[float, ...] = (5, 10, 20, 40, 80, 160, 300)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        api: KubeApi,
+        metrics: OperatorMetrics,
+        options: ReconcilerOptions,
+        *,
+        preflight: Preflight | None = None,
+    ) -> None:
+        self.api = api
+        self.metrics = metrics
+        self.options = options
+        self._preflight = preflight
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._pending: set[tuple[str, str]] = set()
+        self._owners: dict[str, OwnerState] = {}
+        self._written: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, ns, name) -> body we wrote
+        self._pruned: set[tuple[str, str, str]] = set()  # deleted by us, the watch has not shown it yet
+        self.reconciles = 0
+
+    # ---- bookkeeping ---------------------------------------------------------------------------
+    def lock(self, key: tuple[str, str]) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    def forget(self, namespace: str, name: str, uid: str | None) -> None:
+        """Drop what is remembered of a deleted UnsubscribeSync."""
+        self._locks.pop((namespace, name), None)
+        self.metrics.resources.ready.pop((namespace, name), None)
+        if uid:
+            self._owners.pop(uid, None)
+        self._written.pop((kinds.USYNC.plural, namespace, name), None)
+
+    def child_gone(self, kind: kinds.Kind, namespace: str, name: str) -> None:
+        self._written.pop((kind.plural, namespace, name), None)
+        self._pruned.discard((kind.plural, namespace, name))
+
+    def is_own_write(self, kind: kinds.Kind, body: Mapping[str, Any]) -> bool:
+        """Whether a watch event shows exactly the version of a child this operator wrote last."""
+        meta = body.get("metadata") or {}
+        mine = self._written.get((kind.plural, str(meta.get("namespace")), str(meta.get("name"))))
+        if mine is None:
+            return False
+        return (mine.get("metadata") or {}).get("resourceVersion") == meta.get("resourceVersion")
+
+    def _lookup(self, indexes: Mapping[str, Any], kind: kinds.Kind, namespace: str, name: str) -> Any:
+        index = indexes.get(index_id(kind))
+        seen = _first(index.get((namespace, name))) if index is not None else None
+        key = (kind.plural, namespace, name)
+        if key in self._pruned:
+            return None
+        mine = self._written.get(key)
+        best = newer(seen, mine)
+        if mine is not None and best is seen:
+            self._written.pop(key, None)  # the watch has caught up with our write
+        return best
+
+    # ---- the reconcile -------------------------------------------------------------------------
+    async def trigger(self, namespace: str, name: str, indexes: Mapping[str, Any], *, logger: Any = None) -> None:
+        """Reconcile an owner after an event of one of its children; bursts collapse into one reconcile."""
+        key = (namespace, name)
+        if key in self._pending:
+            return
+        self._pending.add(key)
+        try:
+            async with self.lock(key):
+                self._pending.discard(key)
+                owner = _first((indexes.get(OWNERS_INDEX) or {}).get(key))
+                if owner is None or owner.get("metadata", {}).get("deletionTimestamp"):
+                    return
+                await self._reconcile_locked(owner, indexes, full=False, retry=None, logger=logger)
+        finally:
+            self._pending.discard(key)
+
+    async def reconcile(
+        self,
+        owner: Mapping[str, Any],
+        indexes: Mapping[str, Any],
+        *,
+        full: bool = True,
+        retry: int | None = None,
+        logger: Any = None,
+    ) -> Outcome:
+        """Reconcile one UnsubscribeSync. With ``retry`` (kopf's attempt number) a temporary problem raises
+        ``kopf.TemporaryError`` with a backoff delay; without it the outcome is returned."""
+        meta = owner.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        async with self.lock(key):
+            return await self._reconcile_locked(owner, indexes, full=full, retry=retry, logger=logger)
+
+    async def _reconcile_locked(
+        self, owner: Mapping[str, Any], indexes: Mapping[str, Any], *, full: bool, retry: int | None, logger: Any
+    ) -> Outcome:
+        started = time.perf_counter()
+        self.reconciles += 1
+        try:
+            outcome = await self._reconcile(owner, indexes, full=full)
+        except Exception:
+            self.metrics.reconcile_total.labels("error").inc()
+            raise
+        finally:
+            self.metrics.reconcile_duration.observe(time.perf_counter() - started)
+        self.metrics.reconcile_total.labels(outcome.result).inc()
+        if outcome.retry and retry is not None:
+            delays = self.options.secret_retry_delays
+            delay = delays[min(retry, len(delays) - 1)]
+            raise kopf.TemporaryError(outcome.message, delay=delay)
+        return outcome
+
+    async def _reconcile(self, owner: Mapping[str, Any], indexes: Mapping[str, Any], *, full: bool) -> Outcome:
+        meta = owner.get("metadata") or {}
+        namespace, name, uid = str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid", ""))
+        generation = int(meta.get("generation") or 1)
+        state = self._owners.setdefault(uid, OwnerState())
+        current = newer(owner, self._written.get((kinds.USYNC.plural, namespace, name))) or owner
+
+        try:
+            spec = UnsubscribeSyncSpec.model_validate(owner.get("spec") or {})
+        except ValidationError as exc:
+            inputs = StatusInputs(generation=generation, spec_error=format_validation_error(exc))
+            await self._write_status(owner, current, inputs)
+            return Outcome("invalid_spec", inputs.spec_error or "")
+
+        writes, errors, rejected = await self._reconcile_children(owner, spec, indexes)
+        if not full and not state.full_done:
+            # The create/resume handler has not run yet: it will compute the status with the preflight.
+            return Outcome("success", writes=writes)
+        state.full_done = state.full_done or full
+
+        if full or state.missing_secrets is None:
+            state.missing_secrets, credentials_secret = await self._check_secrets(namespace, spec, state)
+            if full and credentials_secret is not None:
+                await self._maybe_preflight(spec, generation, credentials_secret, f"{namespace}/{name}", state)
+        missing = state.missing_secrets or ()
+
+        deployment = self._lookup(indexes, kinds.DEPLOYMENT, namespace, ChildNames(name).push_worker)
+        run = latest_job(self._jobs(indexes, namespace, ChildNames(name).nightly_sync), ChildNames(name).nightly_sync)
+        message = await self._job_message(namespace, run, state) if run is not None else None
+        preflight = state.preflight.result if state.preflight is not None else None
+        inputs = StatusInputs(
+            generation=generation,
+            suspended=spec.suspend,
+            nightly_enabled=spec.nightlySync.enabled,
+            push_field=effective_push_field(spec, preflight.discovered_field if preflight else None),
+            credentials_secret=f"{namespace}/{spec.salesforce.credentialsSecretRef.name}",
+            missing_secrets=missing,
+            preflight=preflight,
+            preflight_enabled=self.options.preflight_interval > 0,
+            deployment=DeploymentState.from_object(deployment),
+            last_nightly=last_nightly_sync(run, message),
+            wrote_children=writes > 0,
+            child_errors=tuple(errors),
+            child_rejected=tuple(rejected),
+        )
+        await self._write_status(owner, current, inputs)
+        if missing or errors:
+            parts = [f"Secret {s} not found" for s in missing] + errors
+            return Outcome("temporary_error", "; ".join(parts), writes=writes, retry=True)
+        return Outcome("success", writes=writes)
+
+    # ---- children ------------------------------------------------------------------------------
+    async def _reconcile_children(
+        self, owner: Mapping[str, Any], spec: UnsubscribeSyncSpec, indexes: Mapping[str, Any]
+    ) -> tuple[int, list[str], list[str]]:
+        meta = owner.get("metadata") or {}
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        writes, errors, rejected = 0, [], []
+        wanted: set[tuple[str, str]] = set()
+        for manifest in desired_children(name, namespace, spec, image=self.options.image):
+            kopf.append_owner_reference(manifest, owner=_owner_body(owner))
+            desired = with_hash(manifest)
+            kind = kinds.kind_of(desired)
+            child = str(desired["metadata"]["name"])
+            wanted.add((kind.plural, child))
+            actual = self._lookup(indexes, kind, namespace, child)
+            write = plan_write(desired, actual)
+            if write is None:
+                continue
+            try:
+                written = await self._apply(kind, namespace, write, desired)
+            except KubeApiError as exc:
+                text = f"{kind.kind} {child}: {exc.message or exc.reason}"
+                if exc.status in (400, 403, 404, 422):
+                    rejected.append(text)
+                else:
+                    errors.append(text)
+                log.warning(
+                    "child write failed",
+                    namespace=namespace,
+                    name=name,
+                    child=child,
+                    kind=kind.kind,
+                    status=exc.status,
+                    error=exc.message,
+                )
+                continue
+            if written is not None:
+                writes += 1
+                self._written[(kind.plural, namespace, child)] = written
+                self.metrics.child_writes.labels(kind.kind, write.reason).inc()
+                log.info(
+                    "child written",
+                    namespace=namespace,
+                    name=name,
+                    child=child,
+                    kind=kind.kind,
+                    action=write.action,
+                    reason=write.reason,
+                )
+        writes += await self._prune(owner, indexes, wanted, errors)
+        return writes, errors, rejected
+
+    async def _prune(
+        self, owner: Mapping[str, Any], indexes: Mapping[str, Any], wanted: set[tuple[str, str]], errors: list[str]
+    ) -> int:
+        """Delete the optional children a spec change turned off (PodDisruptionBudget, ServiceMonitor).
+
+        Only objects this very owner controls; workloads and the ledger volume are never deleted here.
+        """
+        meta = owner.get("metadata") or {}
+        namespace, name, uid = str(meta.get("namespace")), str(meta.get("name")), meta.get("uid")
+        deleted = 0
+        for kind in PRUNABLE:
+            child = ChildNames(name).push_worker
+            key = (kind.plural, namespace, child)
+            if (kind.plural, child) in wanted or key in self._pruned:
+                continue
+            actual = self._lookup(indexes, kind, namespace, child)
+            refs = ((actual or {}).get("metadata") or {}).get("ownerReferences") or []
+            if not any(ref.get("uid") == uid and ref.get("controller") for ref in refs):
+                continue
+            try:
+                await self.api.delete(kind.path(namespace, child))
+            except KubeApiError as exc:
+                errors.append(f"{kind.kind} {child}: {exc.message or exc.reason}")
+                continue
+            self._pruned.add(key)
+            self._written.pop(key, None)
+            self.metrics.child_writes.labels(kind.kind, "pruned").inc()
+            log.info("child deleted", namespace=namespace, name=name, child=child, kind=kind.kind)
+            deleted += 1
+        return deleted
+
+    async def _apply(
+        self, kind: kinds.Kind, namespace: str, write: ChildWrite, desired: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        if write.action == "create":
+            try:
+                return await self.api.create(kind.path(namespace), write.body)
+            except KubeApiError as exc:
+                if exc.status != 409:
+                    raise
+            # Created meanwhile (the watch has not shown it yet): compare with the real thing.
+            actual = await self.api.get(kind.path(namespace, write.name))
+            again = plan_write(desired, actual)
+            if again is None:
+                return actual
+            write = again
+        try:
+            return await self.api.merge_patch(kind.path(namespace, write.name), write.body)
+        except KubeApiError as exc:
+            if exc.status != 404:
+                raise
+            return await self.api.create(kind.path(namespace), dict(desired))
+
+    def _jobs(self, indexes: Mapping[str, Any], namespace: str, cronjob: str) -> Iterable[Mapping[str, Any]]:
+        index = indexes.get(JOBS_INDEX)
+        store = index.get((namespace, cronjob)) if index is not None else None
+        return list(store) if store is not None else []
+
+    async def _job_message(self, namespace: str, run: JobRun, state: OwnerState) -> str | None:
+        if run.uid in state.job_messages:
+            return state.job_messages[run.uid]
+        try:
+            pods = await self.api.list(kinds.POD.path(namespace), label_selector=f"job-name={run.name}")
+        except KubeApiError as exc:
+            log.warning("cannot read nightly pods", namespace=namespace, job=run.name, status=exc.status)
+            return None
+        owned = [
+            pod
+            for pod in pods
+            if any(
+                ref.get("kind") == "Job" and ref.get("name") == run.name
+                for ref in (pod.get("metadata") or {}).get("ownerReferences") or []
+            )
+        ]
+        message = termination_message(owned)
+        state.job_messages = {run.uid: message}  # only the latest run matters
+        return message
+
+    # ---- secrets and preflight -------------------------------------------------------------------
+    async def _check_secrets(
+        self, namespace: str, spec: UnsubscribeSyncSpec, state: OwnerState
+    ) -> tuple[tuple[str, ...], dict[str, Any] | None]:
+        names = [spec.salesforce.credentialsSecretRef.name, spec.pushWorker.webhookSecretRef.name]
+        if spec.ledger.databaseSecretRef is not None:
+            names.append(spec.ledger.databaseSecretRef.name)
+        missing: list[str] = []
+        credentials: dict[str, Any] | None = None
+        for secret_name in dict.fromkeys(names):
+            secret = await self.api.get(kinds.SECRET.path(namespace, secret_name))
+            if secret is None:
+                missing.append(f"{namespace}/{secret_name}")
+            elif secret_name == spec.salesforce.credentialsSecretRef.name:
+                credentials = secret
+        return tuple(missing), credentials
+
+    async def _maybe_preflight(
+        self, spec: UnsubscribeSyncSpec, generation: int, secret: Mapping[str, Any], secret_ref: str, state: OwnerState
+    ) -> None:
+        if self._preflight is None or self.options.preflight_interval <= 0:
+            return
+        rv = str((secret.get("metadata") or {}).get("resourceVersion", ""))
+        key = (generation, rv)
+        entry = state.preflight
+        now = time.monotonic()
+        if entry is not None and entry.key == key and now - entry.at < self.options.preflight_interval:
+            return
+        name = (secret.get("metadata") or {}).get("name", "")
+        data = secret.get("data") or {}
+        result = await asyncio.to_thread(self._preflight, spec, data, f"{secret_ref.split('/')[0]}/{name}")
+        state.preflight = PreflightEntry(key=key, at=now, result=result)
+        self.metrics.preflights.labels(result.field.reason).inc()
+
+    # ---- status --------------------------------------------------------------------------------
+    async def _write_status(self, owner: Mapping[str, Any], current: Mapping[str, Any], inputs: StatusInputs) -> None:
+        meta = owner.get("metadata") or {}
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        previous = current.get("status") or {}
+        new = build_status(inputs, previous, utc_now())
+        ready = next((c for c in new["conditions"] if c["type"] == "Ready"), None)
+        self.metrics.resources.ready[(namespace, name)] = bool(ready and ready["status"] == "True")
+        patch = status_patch(previous, new)
+        if patch is None:
+            return
+        written = await self.api.merge_patch(kinds.USYNC.path(namespace, name, "status"), {"status": patch})
+        self.metrics.status_writes.inc()
+        self._written[(kinds.USYNC.plural, namespace, name)] = written
+        self._post_events(owner, previous.get("conditions") or [], new["conditions"])
+
+    def _post_events(self, owner: Mapping[str, Any], before: list[Any], after: list[dict[str, Any]]) -> None:
+        body = _owner_body(owner)
+        for condition in transitions(before, after):
+            if condition["type"] not in EVENT_CONDITIONS:
+                continue
+            status = condition["status"]
+            if status == "Unknown" and not any(c.get("type") == condition["type"] for c in before):
+                continue
+            healthy = (status == "False") if condition["type"] == "Stalled" else (status == "True")
+            message = f"{condition['type']}={status}: {condition['message']}".strip().rstrip(":")
+            try:
+                if healthy:
+                    kopf.info(body, reason=condition["reason"], message=message)
+                else:
+                    kopf.warn(body, reason=condition["reason"], message=message)
+            except LookupError:  # outside a running operator (no posting queue): nothing to post to
+                pass
+
+
+def _owner_body(owner: Mapping[str, Any]) -> Any:
+    """The owner in the shape kopf's helpers expect (apiVersion, kind, metadata)."""
+    meta = owner.get("metadata") or {}
+    return {
+        "apiVersion": owner.get("apiVersion", API_VERSION),
+        "kind": owner.get("kind", KIND),
+        "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid") if meta.get(k) is not None},
+    }

@@ -1,0 +1,157 @@
+"""The ledger's tables and their versioned migrations.
+
+Times are stored as UTC epoch seconds (float) in every table: one representation on
+SQLite and PostgreSQL, cheap to compare and to turn into RFC 3339 at the edges.
+Salesforce IDs are stored in their 18-character form with a bytewise collation, so
+ordering by ID is the same on both databases.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+    text,
+)
+
+metadata = MetaData()
+
+_Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
+_SalesforceId = String(18).with_variant(String(18, collation="C"), "postgresql")
+_Email = String(320)
+
+schema_versions = Table(
+    "schema_versions",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("applied_at", Float, nullable=False),
+)
+
+# One row per normalised email address: the suppression list.
+unsubscribes = Table(
+    "unsubscribes",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("email", _Email, nullable=False, unique=True),
+    Column("unsubscribed", Boolean, nullable=False),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+)
+
+# One row per Salesforce record an unsubscribe applies to.
+salesforce_targets = Table(
+    "salesforce_targets",
+    metadata,
+    Column("salesforce_id", _SalesforceId, primary_key=True),
+    Column("object", String(40), nullable=False),
+    Column("email", _Email, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | pushed | failed
+    Column("field", String(100), nullable=True),  # the field last set in Salesforce
+    Column("last_error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_salesforce_targets_email", "email"),
+    Index("ix_salesforce_targets_object_id", "object", "salesforce_id"),
+)
+
+# Writes still owed to Salesforce (the push worker's durable queue).
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("salesforce_id", _SalesforceId, nullable=False, unique=True),
+    Column("object", String(40), nullable=False),
+    Column("email", _Email, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_owner", String(100), nullable=True),
+    Column("lease_expires_at", Float, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ix_outbox_due", "object", "next_attempt_at", "id"),
+    Index("ix_outbox_next", "next_attempt_at", "id"),
+)
+
+# Append-only record of everything that happened to an address.
+history = Table(
+    "history",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("email", _Email, nullable=False),
+    Column("salesforce_id", _SalesforceId, nullable=True),
+    Column("source", String(200), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("outcome", String(40), nullable=True),
+    Column("detail", Text, nullable=True),
+    Index("ix_history_email", "email", "id"),
+)
+
+# Idempotency keys of webhook events already stored.
+processed_events = Table(
+    "processed_events",
+    metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("received_at", Float, nullable=False),
+)
+
+# Nightly sync runs.
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("to_salesforce", Integer, nullable=False),
+    Column("from_salesforce", Integer, nullable=False),
+    Column("skipped_no_salesforce_id", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("summary", Text, nullable=False),  # the run's JSON summary
+    Index("ix_sync_runs_outcome", "outcome", "dry_run", "ended_at"),
+)
+
+_V1_TABLES = [unsubscribes, salesforce_targets, outbox, history, processed_events, sync_runs]
+
+
+def _migrate_v1(conn: Connection) -> None:
+    metadata.create_all(conn, tables=_V1_TABLES, checkfirst=True)
+
+
+# (version, step) in order; a new schema change appends a step, never edits an old one.
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migrate_v1)]
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+_PG_MIGRATION_LOCK = 0x5553594E  # advisory lock id: one migrator at a time across replicas
+
+
+def migrate(conn: Connection) -> int:
+    """Bring the schema to the latest version inside the caller's write transaction; returns that version."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+    schema_versions.create(conn, checkfirst=True)
+    current = conn.execute(select(func.max(schema_versions.c.version))).scalar() or 0
+    if current > LATEST_VERSION:
+        raise RuntimeError(
+            f"the ledger schema is at version {current}, newer than this program knows ({LATEST_VERSION})"
+        )
+    for version, step in MIGRATIONS:
+        if version > current:
+            step(conn)
+            conn.execute(schema_versions.insert().values(version=version, applied_at=time.time()))
+    return LATEST_VERSION

@@ -1,0 +1,349 @@
+"""One nightly bidirectional sync: check the requirements, then stream each object's two sides through the planner.
+
+Order of work:
+
+1. Requirements, before anything is written: nightly sync enabled in the config; the credentials work
+   (a token is obtained); the opt-out field exists, is boolean and updateable on every configured object
+   (``resolve_field``). A failed requirement ends the run with ``outcome: Failed`` and a message naming
+   the problem (and the object); nothing is written anywhere.
+2. Per configured object: the Salesforce records whose field is true (``iter_opted_out``: SOQL paging or a
+   Bulk 2.0 query, Leads unconverted only) and the ledger's targets of that object, except those that
+   already failed for good, are staged on disk sorted by id (``staging.SortedStage``), then merged by the
+   pure planner. ``fromSalesforce`` entries are added to the ledger (source ``salesforce-sync``, with a
+   history row); ``toSalesforce`` ids are written with ``write_opt_out`` in chunks of up to 100,000 (Bulk
+   2.0 ingest at volume, sObject Collections below the bulk threshold) and their outcomes recorded in the
+   ledger (``mark_targets``): permanent failures are counted as ``failed`` and never retried by later runs.
+3. The run is recorded in the ledger's sync runs (not for a dry run, not for a failed requirement).
+
+Idempotent: a second run right after the first plans nothing to write. Interrupted runs can be re-run:
+every write is a set-to-true or an idempotent ledger upsert.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from datetime import UTC, datetime
+from typing import Any
+
+from unsubscribe_sync.api.config import Config, ConfigError
+from unsubscribe_sync.api.push_field import nightly_target
+from unsubscribe_sync.ledger import Ledger
+from unsubscribe_sync.logs import get_logger, mask_email, redact_text
+from unsubscribe_sync.nightly.ledger_side import iter_open_targets
+from unsubscribe_sync.nightly.planner import Action, PlanEntry, plan_object
+from unsubscribe_sync.nightly.progress import NullProgress, Progress
+from unsubscribe_sync.nightly.staging import SortedStage
+from unsubscribe_sync.salesforce.client import SalesforceClient
+from unsubscribe_sync.salesforce.types import ErrorClass, RecordResult, SalesforceCallError, SalesforceError
+
+log = get_logger(__name__)
+
+WRITE_CHUNK = 100_000  # ids per write_opt_out call: one Bulk 2.0 ingest job each, ~7 MB of ids in memory
+LEDGER_CHUNK = 2_000  # Salesforce opt-outs per ledger transaction
+TRANSIENT_RETRIES = 2  # extra attempts for a write call (or records) that met a transient error
+RETRY_PAUSE_SECONDS = 1.0
+
+ClientFactory = Callable[[Callable[[str, str], None]], SalesforceClient]
+
+
+class RequirementFailed(Exception):
+    """A requirement of the nightly sync is not met; the message says which (and on which object)."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass
+class ObjectTotals:
+    salesforceOptedOut: int = 0
+    ledgerTargets: int = 0
+    toSalesforce: int = 0
+    fromSalesforce: int = 0
+    inSync: int = 0
+    noEmail: int = 0
+    failed: int = 0
+    retryLater: int = 0
+    stagedBytes: int = 0  # size of the on-disk sort of both sides (the job needs this much temporary disk)
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RunState:
+    dry_run: bool
+    sample_size: int
+    started: str = dc_field(default_factory=_now)
+    field: str | None = None
+    objects: dict[str, ObjectTotals] = dc_field(default_factory=dict)
+    skipped_no_salesforce_id: int = 0
+    sample: list[dict[str, str]] = dc_field(default_factory=list)
+    api_calls: int = 0
+
+    def total(self, name: str) -> int:
+        return sum(getattr(t, name) for t in self.objects.values())
+
+    def summary(self, outcome: str, error: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "toSalesforce": self.total("toSalesforce"),
+            "fromSalesforce": self.total("fromSalesforce"),
+            "skippedNoSalesforceId": self.skipped_no_salesforce_id,
+            "failed": self.total("failed"),
+            "outcome": outcome,
+            "dryRun": self.dry_run,
+            "startTime": self.started,
+            "completionTime": _now(),
+            "field": self.field,
+            "objects": {name: totals.as_dict() for name, totals in self.objects.items()},
+            "apiCalls": self.api_calls,
+        }
+        if self.dry_run:
+            out["sample"] = self.sample
+        if error is not None:
+            out["error"] = error
+        return out
+
+
+class NightlySync:
+    """The nightly job over one Salesforce client and one ledger (both owned by the caller)."""
+
+    def __init__(self, config: Config, client: SalesforceClient, ledger: Ledger, progress: Progress) -> None:
+        self.config = config
+        self.client = client
+        self.ledger = ledger
+        self.progress = progress
+
+    # -- requirements --------------------------------------------------------------------
+
+    def check_requirements(self) -> str:
+        """The opt-out field's API name; RequirementFailed naming the problem when a requirement is not met."""
+        cfg = self.config
+        if not cfg.nightly.enabled:
+            raise RequirementFailed("nightly sync is disabled (nightly.enabled is false in the config)")
+        self.progress.start("check requirements", 2)
+        try:
+            self.client.login()
+        except SalesforceError as exc:
+            raise RequirementFailed(f"Salesforce credentials: {exc}") from None
+        self.progress.advance()
+        try:
+            name = self.client.resolve_field(
+                nightly_target(cfg.optOut.target), cfg.optOut.marketoSalesOptOutField, cfg.salesforce.objects
+            )
+        except SalesforceError as exc:
+            if exc.error_class in (ErrorClass.CONFIGURATION, ErrorClass.PERMANENT):
+                raise RequirementFailed(f"opt-out field not usable: {exc}") from None
+            raise
+        self.progress.advance()
+        self.progress.finish()
+        return name
+
+    # -- one object -------------------------------------------------------------------------
+
+    def _stage(self, stage: SortedStage, object_name: str, field_name: str, totals: ObjectTotals) -> None:
+        advance = self.progress.advance
+        self.progress.start(f"{object_name}: read opted-out records from Salesforce")
+        totals.salesforceOptedOut = stage.load_salesforce(
+            self.client.iter_opted_out(object_name, field_name), on_row=lambda: advance()
+        )
+        self.progress.start(f"{object_name}: read unsubscribes from the ledger")
+        totals.ledgerTargets = stage.load_ledger(iter_open_targets(self.ledger, object_name), on_row=lambda: advance())
+        self.progress.finish()
+
+    def sync_object(self, state: RunState, object_name: str) -> None:
+        assert state.field is not None
+        totals = state.objects.setdefault(object_name, ObjectTotals())
+        with SortedStage(object_name) as stage:
+            self._stage(stage, object_name, state.field, totals)
+            sf_count, lg_count = stage.count()
+            totals.stagedBytes = stage.size()
+            self.progress.start(f"{object_name}: plan and apply", sf_count + lg_count)
+            to_write: list[str] = []
+            to_add: list[PlanEntry] = []
+            for entry in plan_object(object_name, stage.salesforce(), stage.ledger()):
+                self.progress.advance(entry.records)
+                if entry.action is Action.IN_SYNC or self._already_suppressed(entry):
+                    totals.inSync += 1
+                    continue
+                if entry.action is Action.NO_EMAIL:
+                    totals.noEmail += 1
+                    continue
+                if state.dry_run:
+                    self._count_planned(state, totals, entry)
+                    continue
+                if entry.action is Action.TO_SALESFORCE:
+                    to_write.append(entry.salesforce_id)
+                    if len(to_write) >= WRITE_CHUNK:
+                        self._write(object_name, to_write, state.field, totals)
+                        to_write = []
+                else:
+                    to_add.append(entry)
+                    if len(to_add) >= LEDGER_CHUNK:
+                        self._add(to_add, state.field, totals)
+                        to_add = []
+            if to_add:
+                self._add(to_add, state.field, totals)
+            if to_write:
+                self._write(object_name, to_write, state.field, totals)
+            self.progress.finish()
+
+    def _count_planned(self, state: RunState, totals: ObjectTotals, entry: PlanEntry) -> None:
+        if entry.action is Action.TO_SALESFORCE:
+            totals.toSalesforce += 1
+            email = entry.ledger_emails[0]
+        else:
+            totals.fromSalesforce += 1
+            email = entry.salesforce_email or ""
+        if len(state.sample) < state.sample_size:
+            state.sample.append(
+                {
+                    "object": entry.object,
+                    "id": entry.salesforce_id,
+                    "direction": entry.action.value,
+                    "email": mask_email(email),
+                }
+            )
+
+    def _add(self, entries: list[PlanEntry], field_name: str, totals: ObjectTotals) -> None:
+        """Add Salesforce opt-outs to the ledger (one transaction per chunk)."""
+        records = [(e.salesforce_id, e.object, e.salesforce_email) for e in entries]
+        added = self.ledger.add_salesforce_opt_outs(records, field=field_name)
+        # an id already in the ledger under another address adds no target, only that address to suppress
+        totals.fromSalesforce += added + sum(1 for e in entries if e.ledger_emails)
+
+    def _already_suppressed(self, entry: PlanEntry) -> bool:
+        """An id in the ledger under another address whose Salesforce address is suppressed already (rare)."""
+        if entry.action is not Action.FROM_SALESFORCE or not entry.ledger_emails or not entry.salesforce_email:
+            return False
+        found = self.ledger.lookup(entry.salesforce_email)
+        return bool(found and found.get("unsubscribed"))
+
+    def _write_call(self, object_name: str, ids: list[str], field_name: str) -> list[RecordResult]:
+        attempt = 0
+        while True:
+            try:
+                return self.client.write_opt_out(object_name, ids, field_name)
+            except SalesforceCallError as exc:
+                if exc.error_class not in (ErrorClass.TRANSIENT, ErrorClass.REAUTH) or attempt >= TRANSIENT_RETRIES:
+                    raise
+                attempt += 1
+                log.warning("nightly.write_retry", object=object_name, attempt=attempt, error=redact_text(str(exc)))
+                time.sleep(RETRY_PAUSE_SECONDS * attempt)
+
+    def _write(self, object_name: str, ids: list[str], field_name: str, totals: ObjectTotals) -> None:
+        """Set the field on ``ids``, retry records that met transient errors, record every outcome."""
+        pending = ids
+        for attempt in range(TRANSIENT_RETRIES + 1):
+            results = self._write_call(object_name, pending, field_name)
+            counts = self.ledger.mark_targets(pending, results, field=field_name)
+            totals.toSalesforce += counts["pushed"]
+            totals.failed += counts["failed"]
+            pending = [sid for sid, r in zip(pending, results, strict=True) if not r.success and not _settled(r)]
+            if not pending:
+                return
+            if attempt < TRANSIENT_RETRIES:
+                time.sleep(RETRY_PAUSE_SECONDS * (attempt + 1))
+        totals.retryLater += len(pending)
+
+    # -- the run --------------------------------------------------------------------------------
+
+    def run(self, state: RunState) -> dict[str, Any]:
+        """Run the sync; returns the summary (``outcome`` Succeeded or Failed). Raises only on bugs."""
+        try:
+            state.field = self.check_requirements()
+        except RequirementFailed as exc:
+            log.error("nightly.requirement_failed", error=redact_text(str(exc)))
+            return state.summary("Failed", str(exc))
+        except SalesforceError as exc:
+            return state.summary("Failed", redact_text(f"Salesforce: {exc}"))
+        try:
+            state.skipped_no_salesforce_id = self.ledger.count_without_salesforce_id()
+            for object_name in self.config.salesforce.objects:
+                self.sync_object(state, object_name)
+        except SalesforceError as exc:
+            summary = state.summary("Failed", redact_text(f"Salesforce: {exc}"))
+        else:
+            left = state.total("retryLater")
+            if left:
+                error = f"{left} records met transient Salesforce errors and were not written; a re-run retries them"
+                summary = state.summary("Failed", error)
+            else:
+                summary = state.summary("Succeeded")
+        if not state.dry_run:
+            self.ledger.record_sync_run(
+                summary,
+                started_at=_parse_time(summary["startTime"]),
+                ended_at=_parse_time(summary["completionTime"]),
+                outcome=summary["outcome"],
+                dry_run=False,
+            )
+        return summary
+
+
+def _settled(result: RecordResult) -> bool:
+    return (result.error_class or ErrorClass.PERMANENT) in (ErrorClass.PERMANENT, ErrorClass.CONFIGURATION)
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def run_nightly(
+    config: Config,
+    *,
+    dry_run: bool,
+    progress: Progress | None = None,
+    ledger: Ledger | None = None,
+    client_factory: ClientFactory | None = None,
+) -> dict[str, Any]:
+    """One nightly sync; returns its summary (``outcome`` "Succeeded" or "Failed", ``error`` on failure).
+
+    ``ledger``: an open ledger to use (the worker's); otherwise the config's ledger is opened and closed.
+    ``client_factory(on_request)``: builds the Salesforce client (default: from ``config.salesforce``).
+    """
+    progress = progress or NullProgress()
+    state = RunState(dry_run=dry_run, sample_size=config.nightly.sampleSize)
+
+    def on_request(operation: str, status: str) -> None:
+        state.api_calls += 1
+
+    if not config.nightly.enabled:
+        return state.summary("Failed", "nightly sync is disabled (nightly.enabled is false in the config)")
+    try:
+        client = (client_factory or _default_client_factory(config))(on_request)
+    except (SalesforceError, ConfigError, OSError) as exc:
+        return state.summary("Failed", redact_text(f"Salesforce credentials: {exc}"))
+    own_ledger = ledger is None
+    try:
+        if ledger is None:
+            try:
+                ledger = Ledger.open(config.ledger.resolve_url())
+            except ConfigError as exc:
+                return state.summary("Failed", str(exc))
+            except Exception as exc:  # the database refused: say so without echoing the URL
+                return state.summary("Failed", redact_text(f"cannot open the ledger: {type(exc).__name__}: {exc}"))
+        return NightlySync(config, client, ledger, progress).run(state)
+    finally:
+        client.close()
+        if own_ledger and ledger is not None:
+            ledger.close()
+
+
+def _default_client_factory(config: Config) -> ClientFactory:
+    def factory(on_request: Callable[[str, str], None]) -> SalesforceClient:
+        return SalesforceClient.from_config(config.salesforce, on_request=on_request)
+
+    return factory
+
+
+def make_runner(config: Config, ledger: Ledger) -> Callable[[bool], dict[str, Any]]:
+    """The worker's ``nightly_runner``: ``runner(dry_run) -> summary``, on the worker's own ledger."""
+
+    def runner(dry_run: bool) -> dict[str, Any]:
+        return run_nightly(config, dry_run=dry_run, ledger=ledger)
+
+    return runner

@@ -1,0 +1,85 @@
+"""The config file (``api/config.py``) that the worker and the nightly job of one UnsubscribeSync read.
+
+It holds paths and references only: Secret values are mounted as files at the paths it names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from unsubscribe_sync.api.config import (
+    Config,
+    LedgerConfig,
+    LoggingConfig,
+    NightlyConfig,
+    OptOutConfig,
+    SalesforceConfig,
+    WorkerConfig,
+)
+from unsubscribe_sync.api.constants import (
+    CONFIG_FILE,
+    LEDGER_URL_FILE,
+    SALESFORCE_CREDENTIALS_DIR,
+    SQLITE_URL,
+    WEBHOOK_TOKEN_FILE,
+    WORKER_PORT,
+)
+from unsubscribe_sync.api.spec import UnsubscribeSyncSpec
+from unsubscribe_sync.resources.labels import ChildNames, child_labels
+
+CONFIG_KEY = Path(CONFIG_FILE).name  # the ConfigMap key, mounted as CONFIG_FILE
+
+
+def worker_url(name: str, namespace: str) -> str:
+    """In-cluster URL of the worker Service (where `nightly` reaches the worker)."""
+    return f"http://{ChildNames(name).push_worker}.{namespace}.svc:{WORKER_PORT}"
+
+
+def config_for(name: str, namespace: str, spec: UnsubscribeSyncSpec) -> Config:
+    """The config of the worker and nightly job of this UnsubscribeSync."""
+    ledger = LedgerConfig(url=SQLITE_URL) if spec.uses_sqlite else LedgerConfig(urlFile=Path(LEDGER_URL_FILE))
+    return Config(
+        salesforce=SalesforceConfig(
+            loginUrl=spec.salesforce.loginUrl,
+            apiVersion=spec.salesforce.apiVersion,
+            credentialsDir=Path(SALESFORCE_CREDENTIALS_DIR),
+            objects=list(spec.salesforce.objects),
+        ),
+        optOut=OptOutConfig(
+            target=spec.optOutField.target,
+            marketoSalesOptOutField=spec.optOutField.marketoSalesOptOutField or None,
+        ),
+        nightly=NightlyConfig(enabled=spec.nightlySync.enabled),
+        ledger=ledger,
+        worker=WorkerConfig(
+            listen=f"0.0.0.0:{WORKER_PORT}",
+            tokenFile=Path(WEBHOOK_TOKEN_FILE),
+            url=worker_url(name, namespace),
+        ),
+        logging=LoggingConfig(format="json"),
+    )
+
+
+def config_yaml(config: Config) -> str:
+    """The config file text: the keys set explicitly, so the image's defaults apply to the rest."""
+    data = config.model_dump(mode="json", exclude_unset=True)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def config_checksum(text: str) -> str:
+    """A short digest of the config text (a pod template annotation, so a change rolls the pods)."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def config_map(name: str, namespace: str, text: str) -> dict[str, Any]:
+    """The ConfigMap holding the config file (``text`` from :func:`config_yaml`)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": ChildNames(name).config, "namespace": namespace, "labels": child_labels(name, "config")},
+        "data": {CONFIG_KEY: text},
+    }

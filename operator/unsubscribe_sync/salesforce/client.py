@@ -1,0 +1,501 @@
+"""The Salesforce connector: REST (describe, query, sObject Collections, limits) and Bulk API 2.0.
+
+Calls go through simple-salesforce built with ``instance_url`` + ``session_id`` (no login of
+its own, so its unbounded re-login recursion can never run); this module owns the token
+(``auth.TokenProvider``) and re-authenticates on 401 ``INVALID_SESSION_ID`` at most
+``MAX_REAUTH`` times per HTTP call. Every HTTP call is reported once to ``on_request(operation,
+status)``; ``status`` is the HTTP status code, or ``error`` when no answer came back.
+
+Errors: a whole call that fails raises ``SalesforceCallError`` whose ``error_class`` says what
+to do (see ``errors.classify``); per-record outcomes come back as ``RecordResult`` in input order.
+No message or log line carries a token or secret.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import requests
+from simple_salesforce import Salesforce
+from simple_salesforce import exceptions as ssf_exceptions
+from simple_salesforce.bulk2 import Operation, _Bulk2Client
+
+from unsubscribe_sync.api.config import SalesforceConfig
+from unsubscribe_sync.api.constants import EMAIL_OPT_OUT_FIELD
+from unsubscribe_sync.api.spec import OptOutTarget
+from unsubscribe_sync.logs import get_logger
+from unsubscribe_sync.salesforce.auth import OnRequest, Token, TokenProvider, read_credentials
+from unsubscribe_sync.salesforce.errors import classify
+from unsubscribe_sync.salesforce.fields import FLS_NOTE, FieldReport, evaluate_fields
+from unsubscribe_sync.salesforce.ids import normalize_id
+from unsubscribe_sync.salesforce.transport import build_session
+from unsubscribe_sync.salesforce.types import (
+    ApiUsage,
+    ErrorClass,
+    FieldRequirementError,
+    OptedOutRecord,
+    RecordResult,
+    SalesforceCallError,
+)
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+
+MAX_REAUTH = 2  # new tokens per HTTP call before giving up
+COLLECTIONS_LIMIT = 200  # records per sObject Collections call
+BULK_INGEST_CHUNK = 100_000  # records per Bulk 2.0 ingest job (far below the 150 MB upload limit)
+BULK_QUERY_PAGE = 50_000  # records per Bulk 2.0 query results page
+QUERY_BATCH_SIZE = 2000  # REST query page size
+_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_LIMIT_INFO_RE = re.compile(r"api-usage=(\d+)/(\d+)")
+_FINAL_JOB_STATES = ("JobComplete", "Failed", "Aborted")
+
+
+def _check_name(kind: str, value: str) -> str:
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
+        raise ValueError(f"invalid Salesforce {kind} name: {value!r}")
+    return value
+
+
+def opted_out_soql(object_name: str, field: str, *, count: bool = False) -> str:
+    """The SOQL that selects the records of ``object_name`` whose opt-out ``field`` is true."""
+    _check_name("object", object_name)
+    _check_name("field", field)
+    what = "COUNT()" if count else "Id, Email"
+    soql = f"SELECT {what} FROM {object_name} WHERE {field} = true"
+    if object_name == "Lead":
+        soql += " AND IsConverted = false"
+    return soql
+
+
+def _first_error(content: Any) -> tuple[str | None, str]:
+    """(errorCode, message) of a Salesforce error body (a list of errors, one error, or text)."""
+    if isinstance(content, list) and content:
+        content = content[0]
+    if isinstance(content, dict):
+        code = content.get("errorCode") or content.get("statusCode") or content.get("error")
+        message = content.get("message") or content.get("error_description") or ""
+        return (str(code) if code else None), str(message)
+    if isinstance(content, bytes):
+        content = content.decode("utf-8", "replace")
+    return None, str(content or "")[:300]
+
+
+def _query_more(sf: Salesforce, *, url: str, headers: dict[str, str]) -> Any:
+    return sf.query_more(url, identifier_is_url=True, headers=dict(headers))
+
+
+def _parse_job_error(message: str) -> str | None:
+    head = message.split(":", 1)[0].strip()
+    return head if re.fullmatch(r"[A-Z_]+", head) else None
+
+
+def _bulk_error(text: str) -> tuple[str | None, str]:
+    """(code, message) of a Bulk API 2.0 ``sf__Error`` value, ``CODE:message:fields --``."""
+    code = _parse_job_error(text)
+    if code is None:
+        return None, text
+    message = text.split(":", 1)[1].strip()
+    message = message.removesuffix("--").strip().removesuffix(":").strip()
+    return code, message
+
+
+class SalesforceClient:
+    """One org's connector. Thread-safe: the worker calls it from several threads."""
+
+    def __init__(
+        self,
+        cfg: SalesforceConfig,
+        tokens: TokenProvider,
+        session: requests.Session,
+        *,
+        on_request: OnRequest | None = None,
+        bulk_poll_interval: tuple[float, float] = (0.05, 5.0),
+        bulk_timeout_seconds: float = 3600.0,
+        query_batch_size: int = QUERY_BATCH_SIZE,
+        bulk_query_page_size: int = BULK_QUERY_PAGE,
+    ) -> None:
+        self.cfg = cfg
+        self.tokens = tokens
+        self._session = session
+        self._on_request = on_request
+        self._local = threading.local()
+        self._sf_lock = threading.Lock()
+        self._sf: tuple[Token, Salesforce] | None = None
+        self._usage: ApiUsage | None = None
+        self._poll_first, self._poll_max = bulk_poll_interval
+        self._bulk_timeout = bulk_timeout_seconds
+        self.query_batch_size = query_batch_size
+        self.bulk_query_page_size = bulk_query_page_size
+        session.hooks["response"].append(self._on_response)
+
+    @classmethod
+    def from_config(
+        cls, cfg: SalesforceConfig, *, on_request: OnRequest | None = None, **options: Any
+    ) -> SalesforceClient:
+        """A client for the config's org; raises AuthenticationError when credentials files are missing.
+
+        ``options`` go to the constructor (bulk_poll_interval, bulk_timeout_seconds, query_batch_size,
+        bulk_query_page_size).
+        """
+        credentials = read_credentials(cfg.credentialsDir)
+
+        def session() -> requests.Session:
+            return build_session(
+                ca_file=cfg.caFile,
+                insecure_skip_tls_verify=cfg.insecureSkipTlsVerify,
+                timeout=cfg.requestTimeoutSeconds,
+            )
+
+        tokens = TokenProvider(cfg.loginUrl, credentials, session(), on_request=on_request)
+        return cls(cfg, tokens, session(), on_request=on_request, **options)
+
+    def close(self) -> None:
+        self._session.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        operation = getattr(self._local, "operation", None) or "other"
+        if self._on_request is not None:
+            self._on_request(operation, str(response.status_code))
+        match = _LIMIT_INFO_RE.search(response.headers.get("Sforce-Limit-Info", ""))
+        if match:
+            self._usage = ApiUsage(used=int(match[1]), max=int(match[2]))
+
+    def _salesforce(self) -> tuple[Token, Salesforce]:
+        token = self.tokens.token()
+        with self._sf_lock:
+            if self._sf is None or self._sf[0] is not token:
+                sf = Salesforce(
+                    instance_url=token.instance_url,
+                    session_id=token.access_token,
+                    version=self.cfg.apiVersion,
+                    session=self._session,
+                )
+                self._sf = (token, sf)
+            return self._sf
+
+    def _call(self, operation: str, fn: Callable[[Salesforce], T]) -> T:
+        """Run one HTTP call ``fn`` with a valid token; re-authenticate on 401 at most MAX_REAUTH times."""
+        for attempt in range(MAX_REAUTH + 1):
+            token, sf = self._salesforce()
+            self._local.operation = operation
+            try:
+                return fn(sf)
+            except ssf_exceptions.SalesforceExpiredSession:
+                if attempt == MAX_REAUTH:
+                    raise SalesforceCallError(
+                        f"Salesforce {operation} call: session refused (INVALID_SESSION_ID) again after "
+                        f"{MAX_REAUTH} new tokens",
+                        error_class=ErrorClass.TRANSIENT,
+                        error_code="INVALID_SESSION_ID",
+                        status=401,
+                    ) from None
+                log.info("salesforce.reauthenticate", operation=operation, attempt=attempt + 1)
+                self.tokens.renew(token)
+            except ssf_exceptions.SalesforceError as exc:
+                raise self._call_error(operation, exc) from None
+            except ssf_exceptions.SalesforceOperationError as exc:
+                raise SalesforceCallError(
+                    f"Salesforce {operation} call failed: {type(exc).__name__}", error_class=ErrorClass.TRANSIENT
+                ) from None
+            except (requests.exceptions.JSONDecodeError, KeyError) as exc:  # an answer not of the expected shape
+                raise SalesforceCallError(
+                    f"Salesforce {operation} call: unexpected answer ({type(exc).__name__})",
+                    error_class=ErrorClass.TRANSIENT,
+                ) from None
+            except requests.exceptions.SSLError as exc:
+                self._report_error(operation)
+                raise SalesforceCallError(
+                    f"Salesforce {operation} call: TLS verification failed ({type(exc).__name__}); "
+                    "check salesforce.caFile",
+                    error_class=ErrorClass.CONFIGURATION,
+                ) from None
+            except requests.RequestException as exc:
+                self._report_error(operation)
+                raise SalesforceCallError(
+                    f"Salesforce {operation} call failed: {type(exc).__name__} (no answer)",
+                    error_class=ErrorClass.TRANSIENT,
+                ) from None
+            finally:
+                self._local.operation = None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _report_error(self, operation: str) -> None:
+        if self._on_request is not None:
+            self._on_request(operation, "error")
+
+    @staticmethod
+    def _call_error(operation: str, exc: ssf_exceptions.SalesforceError) -> SalesforceCallError:
+        code, message = _first_error(exc.content)
+        error_class = classify(code, exc.status)
+        text = f"Salesforce {operation} call failed: HTTP {exc.status} {code or ''}: {message}".replace("  ", " ")
+        if code in ("INVALID_FIELD", "INVALID_FIELD_FOR_INSERT_UPDATE"):
+            text += f" (the field is missing or not writable; {FLS_NOTE})"
+        return SalesforceCallError(text, error_class=error_class, error_code=code, status=exc.status)
+
+    def _bulk(self, sf: Salesforce, object_name: str) -> _Bulk2Client:
+        headers = {"Content-Type": "application/json", "Authorization": "Bearer " + sf.session_id}
+        return _Bulk2Client(object_name, sf.bulk2_url, headers, self._session)
+
+    # ------------------------------------------------------------------ login, limits
+
+    def login(self) -> str:
+        """Get a token now (if none is cached); returns the instance URL."""
+        return self.tokens.token().instance_url
+
+    def limits(self) -> ApiUsage:
+        """Daily API request usage from ``GET limits``."""
+        body = self._call("limits", lambda sf: sf.limits())
+        daily = body.get("DailyApiRequests") if isinstance(body, dict) else None
+        if not isinstance(daily, dict) or "Max" not in daily or "Remaining" not in daily:
+            raise SalesforceCallError(
+                "Salesforce limits answer has no DailyApiRequests", error_class=ErrorClass.TRANSIENT
+            )
+        maximum, remaining = int(daily["Max"]), int(daily["Remaining"])
+        usage = ApiUsage(used=maximum - remaining, max=maximum)
+        self._usage = usage
+        return usage
+
+    def api_usage(self) -> ApiUsage | None:
+        """The usage of the last ``Sforce-Limit-Info`` header seen (or of the last ``limits()``)."""
+        return self._usage
+
+    # ------------------------------------------------------------------ fields
+
+    def describe(self, object_name: str) -> dict[str, Any] | None:
+        """``GET sobjects/<object>/describe``; None when the object does not exist or is not visible."""
+        _check_name("object", object_name)
+        try:
+            body = self._call("describe", lambda sf: sf.restful(f"sobjects/{object_name}/describe"))
+        except SalesforceCallError as exc:
+            if exc.status == 404 or exc.error_code in ("NOT_FOUND", "INVALID_TYPE"):
+                return None
+            raise
+        if not isinstance(body, dict):
+            raise SalesforceCallError(f"Salesforce describe of {object_name}: unexpected answer")
+        return body
+
+    def check_fields(
+        self, target: OptOutTarget | str, marketo_field: str | None, objects: Sequence[str]
+    ) -> FieldReport:
+        """Whether the opt-out field of ``target`` exists, is boolean and updateable on every object."""
+        describes = {name: self.describe(name) for name in objects}
+        return evaluate_fields(target, marketo_field, describes, objects)
+
+    def resolve_field(self, target: OptOutTarget | str, marketo_field: str | None, objects: Sequence[str]) -> str:
+        """The API name of the opt-out field; FieldRequirementError naming the object and the problem."""
+        report = self.check_fields(target, marketo_field, objects)
+        if report.field is None:
+            raise FieldRequirementError("; ".join(report.problems()) or "no usable opt-out field")
+        if OptOutTarget(target) is OptOutTarget.EMAIL_OPT_OUT:
+            assert report.field == EMAIL_OPT_OUT_FIELD
+        return report.field
+
+    # ------------------------------------------------------------------ writes
+
+    def update_one_opt_out(self, object_name: str, record_id: str, field: str) -> RecordResult:
+        """``PATCH sobjects/<object>/<id>`` (one record per call: the slow baseline; prefer write_opt_out)."""
+        _check_name("object", object_name)
+        _check_name("field", field)
+        try:
+            self._call(
+                "record_update",
+                lambda sf: sf.restful(f"sobjects/{object_name}/{record_id}", method="PATCH", json={field: True}),
+            )
+        except SalesforceCallError as exc:
+            if exc.error_class is ErrorClass.PERMANENT:
+                return RecordResult(record_id, False, exc.error_code, str(exc), exc.error_class)
+            raise
+        return RecordResult(record_id, True)
+
+    def update_opt_out(self, object_name: str, ids: Sequence[str], field: str) -> list[RecordResult]:
+        """Set ``field`` true on ``ids`` with sObject Collections (allOrNone=false, <= 200 per call)."""
+        _check_name("object", object_name)
+        _check_name("field", field)
+        results: list[RecordResult] = []
+        for start in range(0, len(ids), COLLECTIONS_LIMIT):
+            results.extend(self._collections_chunk(object_name, list(ids[start : start + COLLECTIONS_LIMIT]), field))
+        return results
+
+    def _collections_chunk(self, object_name: str, ids: list[str], field: str) -> list[RecordResult]:
+        body = {
+            "allOrNone": False,
+            "records": [{"attributes": {"type": object_name}, "id": record_id, field: True} for record_id in ids],
+        }
+        answer = self._call(
+            "collections_update", lambda sf: sf.restful("composite/sobjects", method="PATCH", json=body)
+        )
+        if not isinstance(answer, list) or len(answer) != len(ids):
+            raise SalesforceCallError(
+                f"Salesforce collections_update: expected {len(ids)} results, got "
+                f"{len(answer) if isinstance(answer, list) else type(answer).__name__}",
+                error_class=ErrorClass.TRANSIENT,
+            )
+        results = []
+        for record_id, item in zip(ids, answer, strict=True):
+            if isinstance(item, dict) and item.get("success"):
+                results.append(RecordResult(record_id, True))
+                continue
+            code, message = _first_error(item.get("errors") if isinstance(item, dict) else None)
+            results.append(RecordResult(record_id, False, code, message, classify(code)))
+        configuration = [r for r in results if r.error_class is ErrorClass.CONFIGURATION]
+        if configuration and len(configuration) == len(results):
+            first = configuration[0]
+            raise SalesforceCallError(
+                f"Salesforce collections_update failed for every record: {first.error_code}: {first.message} "
+                f"(the field {field} on {object_name} is missing or not writable; {FLS_NOTE})",
+                error_class=ErrorClass.CONFIGURATION,
+                error_code=first.error_code,
+            )
+        return results
+
+    def bulk_update_opt_out(self, object_name: str, ids: Sequence[str], field: str) -> list[RecordResult]:
+        """Set ``field`` true on ``ids`` with Bulk API 2.0 ingest jobs; results in input order."""
+        _check_name("object", object_name)
+        _check_name("field", field)
+        results: list[RecordResult] = []
+        for start in range(0, len(ids), BULK_INGEST_CHUNK):
+            results.extend(self._bulk_ingest(object_name, list(ids[start : start + BULK_INGEST_CHUNK]), field))
+        return results
+
+    def write_opt_out(self, object_name: str, ids: Sequence[str], field: str) -> list[RecordResult]:
+        """Collections below ``cfg.bulkThreshold`` records, Bulk 2.0 at or above."""
+        if len(ids) >= self.cfg.bulkThreshold:
+            return self.bulk_update_opt_out(object_name, ids, field)
+        return self.update_opt_out(object_name, ids, field)
+
+    def _wait_for_job(self, operation: str, object_name: str, job_id: str, is_query: bool) -> dict[str, Any]:
+        deadline = time.monotonic() + self._bulk_timeout
+        pause = self._poll_first
+        while True:
+            time.sleep(pause)
+            job = self._call(operation, lambda sf: self._bulk(sf, object_name).get_job(job_id, is_query))
+            state = job.get("state")
+            if state in _FINAL_JOB_STATES:
+                return dict(job)
+            if time.monotonic() > deadline:
+                raise SalesforceCallError(
+                    f"Salesforce {operation} job {job_id} still {state} after {self._bulk_timeout:.0f} s",
+                    error_class=ErrorClass.TRANSIENT,
+                )
+            pause = min(self._poll_max, pause * 2)
+
+    def _abort_quietly(self, operation: str, object_name: str, job_id: str, is_query: bool) -> None:
+        try:
+            self._call(operation, lambda sf: self._bulk(sf, object_name).abort_job(job_id, is_query))
+        except SalesforceCallError:
+            log.warning("salesforce.bulk_abort_failed", operation=operation, job_id=job_id)
+
+    @staticmethod
+    def _job_failure(operation: str, job: dict[str, Any]) -> SalesforceCallError:
+        message = str(job.get("errorMessage") or "no error message")
+        code = _parse_job_error(message)
+        lowered = message.lower()
+        if code is None and ("field name not found" in lowered or "invalid field" in lowered):
+            code = "INVALID_FIELD"
+        error_class = classify(code, None) if code else ErrorClass.TRANSIENT
+        return SalesforceCallError(
+            f"Salesforce {operation} job {job.get('id')} {job.get('state')}: {message[:300]}",
+            error_class=error_class,
+            error_code=code,
+        )
+
+    def _bulk_ingest(self, object_name: str, ids: list[str], field: str) -> list[RecordResult]:
+        op = "bulk_ingest"
+        data = f"Id,{field}\n" + "".join(f"{record_id},true\n" for record_id in ids)
+        job = self._call(op, lambda sf: self._bulk(sf, object_name).create_job(Operation.update))
+        job_id = str(job["id"])
+        try:
+            self._call(op, lambda sf: self._bulk(sf, object_name).upload_job_data(job_id, data))
+            self._call(op, lambda sf: self._bulk(sf, object_name).close_job(job_id))
+            final = self._wait_for_job(op, object_name, job_id, False)
+        except BaseException:
+            self._abort_quietly(op, object_name, job_id, False)
+            raise
+        if final.get("state") != "JobComplete":
+            raise self._job_failure(op, final)
+        outcome: dict[str, RecordResult] = {}
+        ok_csv = self._call(op, lambda sf: self._bulk(sf, object_name).get_ingest_results(job_id, "successfulResults"))
+        for row in csv.DictReader(io.StringIO(ok_csv)):
+            record_id = row.get("Id") or row.get("sf__Id") or ""
+            outcome[record_id] = RecordResult(record_id, True)
+        failed_csv = self._call(op, lambda sf: self._bulk(sf, object_name).get_ingest_results(job_id, "failedResults"))
+        for row in csv.DictReader(io.StringIO(failed_csv)):
+            record_id = row.get("Id") or row.get("sf__Id") or ""
+            code, message = _bulk_error(row.get("sf__Error") or "")
+            outcome[record_id] = RecordResult(record_id, False, code, message, classify(code))
+        results = []
+        for record_id in ids:
+            found = outcome.get(record_id)
+            if found is None and len(record_id) in (15, 18):
+                # Salesforce may echo the 18-character form of a 15-character ID.
+                found = next((r for k, r in outcome.items() if k[:15] == record_id[:15]), None)
+            if found is None:
+                found = RecordResult(record_id, False, None, "not processed by the Bulk API job", ErrorClass.TRANSIENT)
+            results.append(RecordResult(record_id, found.success, found.error_code, found.message, found.error_class))
+        return results
+
+    # ------------------------------------------------------------------ reads
+
+    def count_opted_out(self, object_name: str, field: str) -> int:
+        """How many records of ``object_name`` have ``field`` true (Leads: unconverted only)."""
+        soql = opted_out_soql(object_name, field, count=True)
+        body = self._call("query", lambda sf: sf.query(soql))
+        return int(body["totalSize"])
+
+    def iter_opted_out(self, object_name: str, field: str, *, use_bulk: bool | None = None) -> Iterator[OptedOutRecord]:
+        """Every record whose ``field`` is true, streamed page by page (bounded memory).
+
+        ``use_bulk=None`` decides with a ``SELECT COUNT()``: Bulk 2.0 query at or above
+        ``cfg.bulkThreshold`` records, REST query paging below.
+        """
+        soql = opted_out_soql(object_name, field)
+        if use_bulk is None:
+            use_bulk = self.count_opted_out(object_name, field) >= self.cfg.bulkThreshold
+        pages = self._bulk_query_pages(object_name, soql) if use_bulk else self._rest_query_pages(soql)
+        for page in pages:
+            for row in page:
+                email = row.get("Email") or None
+                yield OptedOutRecord(id=normalize_id(str(row["Id"])), object=object_name, email=email)
+
+    def _rest_query_pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
+        headers = {"Sforce-Query-Options": f"batchSize={self.query_batch_size}"}
+        body = self._call("query", lambda sf: sf.query(soql, headers=headers))
+        while True:
+            yield list(body.get("records") or [])
+            next_url = body.get("nextRecordsUrl")
+            if body.get("done", True) or not next_url:
+                return
+            body = self._call("query", functools.partial(_query_more, url=str(next_url), headers=headers))
+
+    def _query_results_page(self, object_name: str, job_id: str, locator: str, sf: Salesforce) -> Any:
+        return self._bulk(sf, object_name).get_query_results(job_id, locator, max_records=self.bulk_query_page_size)
+
+    def _bulk_query_pages(self, object_name: str, soql: str) -> Iterator[list[dict[str, Any]]]:
+        op = "bulk_query"
+        job = self._call(op, lambda sf: self._bulk(sf, object_name).create_job(Operation.query, query=soql))
+        job_id = str(job["id"])
+        try:
+            final = self._wait_for_job(op, object_name, job_id, True)
+        except BaseException:
+            self._abort_quietly(op, object_name, job_id, True)
+            raise
+        if final.get("state") != "JobComplete":
+            raise self._job_failure(op, final)
+        locator = ""
+        while True:
+            page = self._call(op, functools.partial(self._query_results_page, object_name, job_id, locator))
+            yield list(csv.DictReader(io.StringIO(page["records"])))
+            locator = page["locator"]
+            if not locator:
+                return

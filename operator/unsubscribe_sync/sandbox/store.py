@@ -1,0 +1,326 @@
+"""In-memory record storage, one column-oriented table per sObject, and SOQL execution over it.
+
+A table keeps its rows in ID order (IDs are minted increasing and never reused), the columns as Python lists,
+a set of row numbers per boolean field whose value is true (so `WHERE HasOptedOutOfEmail = true` reads ~10% of a
+million rows, not all of them), an ID -> row dict, and a lazily built e-mail index.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ApiError, no_such_column
+from .ids import IdMinter, normalize_id
+from .schema import FieldDef, ObjectSchema
+from .soql import BoolOp, Comparison, Condition, Not, Query, like_regex
+
+Predicate = Callable[[int], bool]
+
+
+class Table:
+    def __init__(self, schema: ObjectSchema, minter: IdMinter) -> None:
+        self.schema = schema
+        self.minter = minter
+        self.ids: list[str] = []
+        self.pos: dict[str, int] = {}
+        self.columns: dict[str, list[Any]] = {}
+        self.true_rows: dict[str, set[int]] = {}
+        self._email_index: dict[str, list[int]] | None = None
+        for definition in schema.all_fields():
+            self.ensure_column(definition)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def ensure_column(self, definition: FieldDef) -> None:
+        """Give a (new) field a column, filled with its default for the existing rows."""
+        if definition.name == "Id" or definition.name in self.columns:
+            return
+        self.columns[definition.name] = [definition.default] * len(self.ids)
+        if definition.type == "boolean":
+            self.true_rows[definition.name] = set(range(len(self.ids))) if definition.default else set()
+
+    def field_names(self) -> list[str]:
+        return ["Id", *self.columns]
+
+    def append(self, values: dict[str, Any]) -> str:
+        """Add one row; `values` holds canonical field names (others get their defaults)."""
+        return self.append_many(1, {name: [value] for name, value in values.items()})[0]
+
+    def append_many(self, count: int, values: dict[str, list[Any]]) -> list[str]:
+        start = len(self.ids)
+        new_ids = self.minter.mint_many(count)
+        self.ids.extend(new_ids)
+        self.pos.update(zip(new_ids, range(start, start + count), strict=True))
+        defaults = {f.name: f.default for f in self.schema.all_fields()}
+        for name, column in self.columns.items():
+            given = values.get(name)
+            if given is None:
+                given = [defaults.get(name)] * count
+            elif len(given) != count:
+                raise ValueError(f"column {name} has {len(given)} values, expected {count}")
+            column.extend(given)
+            trues = self.true_rows.get(name)
+            if trues is not None:
+                trues.update(itertools.compress(range(start, start + count), given))
+        if self._email_index is not None:
+            for row in range(start, start + count):
+                self._index_email(row)
+        return new_ids
+
+    def get(self, row: int, fields: Iterable[str] | None = None) -> dict[str, Any]:
+        names = self.field_names() if fields is None else fields
+        return {name: (self.ids[row] if name == "Id" else self.columns[name][row]) for name in names}
+
+    def set(self, row: int, name: str, value: Any) -> None:
+        column = self.columns[name]
+        if name == "Email" and self._email_index is not None:
+            self._unindex_email(row)
+        column[row] = value
+        trues = self.true_rows.get(name)
+        if trues is not None:
+            if value:
+                trues.add(row)
+            else:
+                trues.discard(row)
+        if name == "Email" and self._email_index is not None:
+            self._index_email(row)
+
+    def row_of(self, id18: str) -> int | None:
+        return self.pos.get(id18)
+
+    def is_deleted(self, row: int) -> bool:
+        return bool(self.columns["IsDeleted"][row])
+
+    def _index_email(self, row: int) -> None:
+        assert self._email_index is not None
+        email = self.columns["Email"][row]
+        if email is not None:
+            self._email_index.setdefault(email.lower(), []).append(row)
+
+    def _unindex_email(self, row: int) -> None:
+        assert self._email_index is not None
+        email = self.columns["Email"][row]
+        if email is not None:
+            rows = self._email_index.get(email.lower(), [])
+            if row in rows:
+                rows.remove(row)
+
+    def rows_with_email(self, email: str) -> list[int]:
+        """Rows whose Email equals `email` case-insensitively, in row order (the index is built on first use)."""
+        if self._email_index is None:
+            index: dict[str, list[int]] = {}
+            get = index.get
+            for row, value in enumerate(self.columns["Email"]):
+                if value is not None:
+                    key = value.lower()
+                    rows = get(key)
+                    if rows is None:
+                        index[key] = [row]
+                    else:
+                        rows.append(row)
+            self._email_index = index
+        return sorted(self._email_index.get(email.lower(), []))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The rows a query selected, in result order, and the canonical names of the selected fields."""
+
+    sobject: str
+    fields: tuple[str, ...]
+    rows: list[int]
+    count_only: bool = False
+
+
+def _filter_error(message: str) -> ApiError:
+    return ApiError(400, "INVALID_QUERY_FILTER_OPERATOR", message)
+
+
+class _Compiler:
+    """Turns a parsed WHERE clause into a row predicate, checking fields and literal types like Salesforce."""
+
+    def __init__(self, table: Table, query: Query) -> None:
+        self.table = table
+        self.query = query
+
+    def field(self, name: str) -> FieldDef:
+        definition = self.table.schema.lookup(name)
+        if definition is None:
+            raise ApiError(400, "INVALID_FIELD", no_such_column(name, self.table.schema.name))
+        return definition
+
+    def literal(self, definition: FieldDef, value: Any) -> Any:
+        if value is None:
+            return None
+        if definition.type == "boolean":
+            if not isinstance(value, bool):
+                raise _filter_error(
+                    f"value of filter criterion for field '{definition.name}' must be of type boolean "
+                    "and should not be enclosed in quotes"
+                )
+            return value
+        if not isinstance(value, str) or isinstance(value, bool):
+            raise _filter_error(
+                f"value of filter criterion for field '{definition.name}' must be of type "
+                f"{'id' if definition.type == 'id' else 'string'} and should be enclosed in quotes"
+            )
+        if definition.type == "id":
+            id18 = normalize_id(value)
+            if id18 is None:
+                raise _filter_error(f"invalid ID field: {value}")
+            return id18
+        return value.lower()
+
+    def column(self, definition: FieldDef) -> list[Any]:
+        return self.table.ids if definition.type == "id" else self.table.columns[definition.name]
+
+    def compile(self, condition: Condition) -> Predicate:
+        if isinstance(condition, BoolOp):
+            parts = [self.compile(item) for item in condition.items]
+            if condition.op == "AND":
+                return lambda row: all(p(row) for p in parts)
+            return lambda row: any(p(row) for p in parts)
+        if isinstance(condition, Not):
+            inner = self.compile(condition.item)
+            return lambda row: not inner(row)
+        return self.comparison(condition)
+
+    def comparison(self, test: Comparison) -> Predicate:
+        definition = self.field(test.field)
+        column = self.column(definition)
+        folds = definition.type not in ("id", "boolean")  # string comparisons are case-insensitive
+
+        def value_at(row: int) -> Any:
+            value = column[row]
+            return value.lower() if folds and value is not None else value
+
+        op = test.op
+        if op in ("IN", "NOT IN"):
+            assert isinstance(test.value, tuple)
+            members = {self.literal(definition, v) for v in test.value}
+            if op == "IN":
+                return lambda row: value_at(row) in members
+            return lambda row: value_at(row) not in members
+        if op == "LIKE":
+            if definition.type == "boolean":
+                raise _filter_error(f"invalid operator on boolean field: {definition.name}")
+            pattern = like_regex(str(test.value))
+            return lambda row: (v := column[row]) is not None and pattern.fullmatch(str(v)) is not None
+        literal = self.literal(definition, test.value)
+        if op == "=":
+            return lambda row: value_at(row) == literal
+        if op == "!=":
+            return lambda row: value_at(row) != literal
+        if definition.type == "boolean" or literal is None:
+            raise _filter_error(f"invalid operator on {definition.type} field: {definition.name}")
+        compare: dict[str, Callable[[Any], bool]] = {
+            "<": lambda v: v < literal,
+            "<=": lambda v: v <= literal,
+            ">": lambda v: v > literal,
+            ">=": lambda v: v >= literal,
+        }
+        check = compare[op]
+        return lambda row: (v := value_at(row)) is not None and check(v)
+
+
+def _conjuncts(condition: Condition | None) -> list[Condition]:
+    if condition is None:
+        return []
+    if isinstance(condition, BoolOp) and condition.op == "AND":
+        return list(condition.items)
+    return [condition]
+
+
+def _candidates(table: Table, where: Condition | None) -> tuple[Iterable[int], bool]:
+    """Rows that can match, in ID order, from the cheapest index the top-level AND offers (literals checked
+    already). The flag says whether the candidates cover a prefix-free range (so DESC can reverse them)."""
+    schema = table.schema
+    best: list[int] | None = None
+    start = 0
+    for item in _conjuncts(where):
+        if not isinstance(item, Comparison):
+            continue
+        definition = schema.lookup(item.field)
+        if definition is None:
+            continue
+        rows: list[int] | None = None
+        if definition.type == "id" and item.op in ("=", "IN"):
+            values = item.value if isinstance(item.value, tuple) else (item.value,)
+            found = {table.pos.get(normalize_id(v) or "") for v in values if isinstance(v, str)}
+            rows = sorted(r for r in found if r is not None)
+        elif definition.type == "id" and item.op in (">", ">=") and isinstance(item.value, str):
+            id18 = normalize_id(item.value) or item.value
+            position = (bisect.bisect_right if item.op == ">" else bisect.bisect_left)(table.ids, id18)
+            start = max(start, position)
+        elif definition.name == "Email" and item.op in ("=", "IN"):
+            values = item.value if isinstance(item.value, tuple) else (item.value,)
+            found_rows: set[int] = set()
+            for v in values:
+                if isinstance(v, str):
+                    found_rows.update(table.rows_with_email(v))
+            rows = sorted(found_rows)
+        elif definition.type == "boolean" and item.op == "=" and item.value is True:
+            rows = sorted(table.true_rows[definition.name])
+        if rows is not None and (best is None or len(rows) < len(best)):
+            best = rows
+    if best is None:
+        return range(start, len(table)), True
+    if start:
+        best = best[bisect.bisect_left(best, start) :]
+    return best, True
+
+
+def select(table: Table, query: Query, include_deleted: bool = False) -> Selection:
+    """Run a parsed query: check fields, pick candidate rows from an index, filter, order, offset, limit."""
+    compiler = _Compiler(table, query)
+    fields: list[str] = []
+    for name in query.fields:
+        canonical = compiler.field(name).name
+        if canonical in fields:
+            raise ApiError(400, "MALFORMED_QUERY", f"duplicate field selected: {canonical}")
+        fields.append(canonical)
+    predicate = compiler.compile(query.where) if query.where is not None else None
+    order = [(compiler.field(o.field), o.descending) for o in query.order_by]
+    deleted = table.true_rows["IsDeleted"]
+
+    def matching(rows: Iterable[int]) -> Iterator[int]:
+        for row in rows:
+            if not include_deleted and row in deleted:
+                continue
+            if predicate is None or predicate(row):
+                yield row
+
+    candidates, _ = _candidates(table, query.where)
+    by_id_only = all(definition.type == "id" for definition, _ in order)
+    wanted = None if query.limit is None else query.limit + (query.offset or 0)
+    if by_id_only:
+        ordered = candidates
+        if order and order[0][1]:
+            ordered = reversed(list(candidates)) if not isinstance(candidates, range) else reversed(candidates)
+        rows: list[int] = []
+        for row in matching(ordered):
+            rows.append(row)
+            if wanted is not None and len(rows) >= wanted:
+                break
+    else:
+        rows = list(matching(candidates))
+        for definition, descending in reversed(order):
+            column = table.ids if definition.type == "id" else table.columns[definition.name]
+
+            def key(row: int, column: list[Any] = column) -> tuple[int, Any]:
+                value = column[row]
+                if value is None:
+                    return (0, "")
+                return (1, value.lower() if isinstance(value, str) else value)
+
+            rows.sort(key=key, reverse=descending)
+        if wanted is not None:
+            rows = rows[:wanted]
+    if query.offset:
+        rows = rows[query.offset :]
+    return Selection(table.schema.name, tuple(fields), rows, count_only=query.count)

@@ -1,0 +1,347 @@
+"""The push worker's HTTP API (contract in DESIGN.md) and the wiring of its background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from unsubscribe_sync.api.config import Config, ConfigError
+from unsubscribe_sync.ledger import IngestResult, Ledger
+from unsubscribe_sync.logs import get_logger, mask_email, redact_text
+from unsubscribe_sync.worker.ingest import GroupCommitter
+from unsubscribe_sync.worker.metrics import WorkerMetrics
+from unsubscribe_sync.worker.pusher import ClientFactory, OnRequest, PushClient, Pusher, PushPolicy
+from unsubscribe_sync.worker.validation import InvalidRequest, parse_unsubscribes
+
+log = get_logger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+NightlyRunner = Callable[[bool], dict[str, Any]]
+
+CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
+LEDGER: web.AppKey[Ledger] = web.AppKey("ledger", Ledger)
+METRICS: web.AppKey[WorkerMetrics] = web.AppKey("metrics", WorkerMetrics)
+
+
+class TokenSource:
+    """The webhook bearer token, re-read when its file changes (a rotated Secret needs no restart)."""
+
+    RECHECK_SECONDS = 5.0
+
+    def __init__(self, path: Path | None, fixed: str | None = None) -> None:
+        self._path = path
+        self._value = fixed.encode() if fixed else b""
+        self._mtime: float | None = None
+        self._checked = 0.0
+        if fixed is None:
+            self._reload()
+
+    def _reload(self) -> None:
+        assert self._path is not None
+        mtime = self._path.stat().st_mtime
+        if mtime != self._mtime:
+            token = self._path.read_text().strip()
+            if not token:
+                raise ConfigError(f"worker.tokenFile: {self._path} is empty")
+            self._value, self._mtime = token.encode(), mtime
+
+    def matches(self, presented: str) -> bool:
+        if self._path is not None and time.monotonic() - self._checked >= self.RECHECK_SECONDS:
+            self._checked = time.monotonic()
+            try:
+                self._reload()
+            except (OSError, ConfigError) as exc:
+                log.warning("webhook_token_unreadable", error=type(exc).__name__)
+        return bool(self._value) and hmac.compare_digest(presented.encode(), self._value)
+
+
+class WorkerState:
+    """Runtime parts of one app: thread pool, group committer, pusher, nightly-run flag."""
+
+    def __init__(self) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ledger")
+        self.committer: GroupCommitter | None = None
+        self.pusher: Pusher | None = None
+        self.nightly_runner: NightlyRunner | None = None
+        self.nightly_running = False
+
+
+TOKEN: web.AppKey[TokenSource] = web.AppKey("token", TokenSource)
+STATE: web.AppKey[WorkerState] = web.AppKey("state", WorkerState)
+
+
+def _error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if details is not None:
+        body["details"] = details
+    return web.json_response(body, status=status)
+
+
+def _route_name(request: web.Request) -> str:
+    route = request.match_info.route
+    resource = route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def metrics_and_auth(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    metrics = request.app[METRICS]
+    route = _route_name(request)
+    start = time.perf_counter()
+    status = 500
+    try:
+        if request.path.startswith("/v1/"):
+            header = request.headers.get("Authorization", "")
+            scheme, _, presented = header.partition(" ")
+            if scheme.lower() != "bearer" or not request.app[TOKEN].matches(presented.strip()):
+                response: web.StreamResponse = _error(401, "missing or invalid bearer token")
+                response.headers["WWW-Authenticate"] = 'Bearer realm="unsubscribe-sync"'
+                status = 401
+                return response
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        status = response.status
+        return response
+    finally:
+        metrics.http_requests.labels(method=request.method, route=route, status=str(status)).inc()
+        metrics.http_duration.labels(route=route).observe(time.perf_counter() - start)
+
+
+async def _read_body(request: web.Request) -> bytes | web.Response:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        return _error(413, f"body over {MAX_BODY_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return _error(413, f"body over {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def post_unsubscribes(request: web.Request) -> web.Response:
+    content_type = request.content_type.lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        return _error(415, "Content-Type must be application/json")
+    body = await _read_body(request)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _error(400, "body is not valid JSON", [{"field": "", "message": str(exc)}])
+    try:
+        items = parse_unsubscribes(data, request.app[CONFIG].salesforce.objects)
+    except InvalidRequest as exc:
+        return _error(400, exc.message, [p.as_json() for p in exc.details])
+    state = request.app[STATE]
+    assert state.committer is not None
+    try:
+        await state.committer.submit(items)
+    except Exception as exc:
+        log.error("unsubscribes_not_stored", records=len(items), error=redact_text(f"{type(exc).__name__}: {exc}"))
+        return _error(503, "the ledger is unavailable; nothing was stored, retry later")
+    if len(items) == 1:
+        log.info("unsubscribe_accepted", email=mask_email(items[0].email), salesforce_id=items[0].salesforce_id)
+    else:
+        log.info("unsubscribes_accepted", records=len(items))
+    return web.json_response({"accepted": len(items)}, status=202)
+
+
+async def get_unsubscribe(request: web.Request) -> web.Response:
+    email = request.match_info["email"]
+    state = request.app[STATE]
+    loop = asyncio.get_running_loop()
+    found = await loop.run_in_executor(state.executor, request.app[LEDGER].lookup, email)
+    if found is None:
+        return _error(404, "no unsubscribe for this address")
+    return web.json_response(found)
+
+
+def _encode_cursor(after: int) -> str:
+    return base64.urlsafe_b64encode(f"u:{after}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, value = raw.partition(":")
+        if prefix != "u" or not value.isdigit():
+            raise ValueError
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValueError("cursor is not one this API returned") from None
+
+
+async def list_unsubscribes(request: web.Request) -> web.Response:
+    raw_limit = request.query.get("limit", str(DEFAULT_PAGE))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        return _error(400, f"limit must be an integer from 1 to {MAX_PAGE}", [{"field": "limit", "message": "invalid"}])
+    after = 0
+    if request.query.get("cursor"):
+        try:
+            after = _decode_cursor(request.query["cursor"])
+        except ValueError as exc:
+            return _error(400, str(exc), [{"field": "cursor", "message": "invalid"}])
+    state = request.app[STATE]
+    loop = asyncio.get_running_loop()
+    items, next_after = await loop.run_in_executor(
+        state.executor, lambda: request.app[LEDGER].list_unsubscribes(limit=int(raw_limit), after=after)
+    )
+    return web.json_response(
+        {"items": items, "nextCursor": _encode_cursor(next_after) if next_after is not None else None}
+    )
+
+
+async def post_nightly_run(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    raw = request.query.get("dryRun", "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        return _error(400, "dryRun must be true or false", [{"field": "dryRun", "message": "invalid"}])
+    dry_run = raw in ("true", "1")
+    if state.nightly_runner is None:
+        return _error(501, "this worker cannot run the nightly sync")
+    if state.nightly_running:
+        return _error(409, "a nightly sync is already running")
+    state.nightly_running = True
+    runner = state.nightly_runner
+    try:
+        summary = await asyncio.to_thread(runner, dry_run)
+    except Exception as exc:
+        log.error("nightly_run_failed", error=redact_text(f"{type(exc).__name__}: {exc}"))
+        return _error(500, redact_text(str(exc)) or type(exc).__name__)
+    finally:
+        state.nightly_running = False
+    return web.json_response(summary)
+
+
+async def livez(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(state.executor, request.app[LEDGER].ping)
+    except Exception as exc:
+        return web.json_response({"status": "unavailable", "ledger": type(exc).__name__}, status=503)
+    pusher = state.pusher
+    return web.json_response(
+        {
+            "status": "ok",
+            "push": {"healthy": pusher.healthy, "problem": pusher.last_problem} if pusher else None,
+        }
+    )
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    loop = asyncio.get_running_loop()
+    body = await loop.run_in_executor(state.executor, request.app[METRICS].render)
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+def default_client_factory(config: Config) -> ClientFactory:
+    def factory(on_request: OnRequest) -> PushClient:
+        from unsubscribe_sync.salesforce.client import SalesforceClient
+
+        return SalesforceClient.from_config(config.salesforce, on_request=on_request)
+
+    return factory
+
+
+def create_app(
+    config: Config,
+    *,
+    ledger: Ledger,
+    salesforce_client_factory: ClientFactory | None = None,
+    nightly_runner: NightlyRunner | None = None,
+    push_policy: PushPolicy | None = None,
+    token: str | None = None,
+    push: bool = True,
+) -> web.Application:
+    """The worker app: webhook API, health, metrics, and (unless ``push`` is False) the pusher.
+
+    ``salesforce_client_factory(on_request)`` builds the Salesforce client (default: from
+    ``config.salesforce``); ``nightly_runner(dry_run)`` serves ``POST /v1/nightly-runs``;
+    ``token`` replaces ``worker.tokenFile``. The caller owns ``ledger`` (and closes it).
+    """
+    app = web.Application(middlewares=[metrics_and_auth], client_max_size=MAX_BODY_BYTES + 1)
+    metrics = WorkerMetrics(ledger)
+    state = WorkerState()
+    state.nightly_runner = nightly_runner
+    app[CONFIG] = config
+    app[LEDGER] = ledger
+    app[METRICS] = metrics
+    app[TOKEN] = TokenSource(None if token else config.worker.tokenFile, token)
+    app[STATE] = state
+    factory = salesforce_client_factory or default_client_factory(config)
+    policy = push_policy or PushPolicy.from_config(config.worker)
+
+    async def on_startup(app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+        if ledger.dialect == "sqlite":  # one worker per SQLite ledger: leases of a dead predecessor are void
+            released = await loop.run_in_executor(state.executor, ledger.release_all_leases)
+            if released:
+                log.info("leases_released", records=released)
+        if push:
+            state.pusher = Pusher(config, ledger, factory, metrics, state.executor, policy)
+
+        def committed(result: IngestResult) -> None:
+            metrics.received.inc(result.stored)
+            metrics.replayed.inc(result.replayed)
+            if result.skipped_no_salesforce_id:
+                metrics.push_records.labels(object="unknown", outcome="skipped").inc(result.skipped_no_salesforce_id)
+            if result.enqueued and state.pusher is not None:
+                state.pusher.wake()
+
+        state.committer = GroupCommitter(ledger, state.executor, on_commit=committed)
+        state.committer.start()
+        if state.pusher is not None:
+            state.pusher.start()
+
+    async def on_shutdown(app: web.Application) -> None:
+        if state.committer is not None:
+            await state.committer.stop()
+        if state.pusher is not None:
+            await state.pusher.stop()
+        state.executor.shutdown(wait=True)
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_shutdown)
+    app.router.add_post("/v1/unsubscribes", post_unsubscribes)
+    app.router.add_get("/v1/unsubscribes", list_unsubscribes)
+    app.router.add_get("/v1/unsubscribes/{email}", get_unsubscribe)
+    app.router.add_post("/v1/nightly-runs", post_nightly_run)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
+    return app
+
+
+def pusher_of(app: web.Application) -> Pusher | None:
+    """The app's pusher (None before startup or when push is off)."""
+    return app[STATE].pusher
+
+
+def metrics_of(app: web.Application) -> WorkerMetrics:
+    return app[METRICS]

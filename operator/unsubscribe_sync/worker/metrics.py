@@ -1,0 +1,143 @@
+"""The worker's Prometheus metrics, in a registry of its own (several apps can live in one process).
+
+Figures that must survive restarts (backlog, nightly runs) are read from the ledger at
+scrape time by a collector; counters of this process's events are plain metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from unsubscribe_sync.ledger import Ledger
+from unsubscribe_sync.logs import get_logger
+
+log = get_logger(__name__)
+
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400, 2 * 86400)
+
+
+class LedgerCollector(Collector):
+    """Backlog and nightly-run figures, read from the ledger on each scrape."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("unsubscribe_sync_ledger_up", "1 when the ledger could be read at this scrape")
+        try:
+            stats = self._ledger.stats()
+            last = self._ledger.last_sync_run(successful_only=True)
+            totals = self._ledger.nightly_totals()
+        except Exception as exc:  # a scrape must not fail because the database is away
+            log.warning("metrics_ledger_unavailable", error=type(exc).__name__)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        backlog = GaugeMetricFamily("unsubscribe_sync_push_backlog", "Unsubscribes waiting to be written to Salesforce")
+        backlog.add_metric([], stats.backlog)
+        yield backlog
+        oldest = GaugeMetricFamily(
+            "unsubscribe_sync_push_oldest_pending_seconds",
+            "Age of the oldest unsubscribe not yet confirmed by Salesforce (0 when none)",
+        )
+        received = stats.oldest_pending_received_at
+        oldest.add_metric([], max(0.0, time.time() - received) if received is not None else 0.0)
+        yield oldest
+        targets = GaugeMetricFamily(
+            "unsubscribe_sync_salesforce_targets", "Salesforce records in the ledger by push status", labels=["status"]
+        )
+        for status, count in sorted(stats.by_status.items()):
+            targets.add_metric([status], count)
+        yield targets
+        success = GaugeMetricFamily(
+            "unsubscribe_sync_nightly_last_success_timestamp_seconds",
+            "End time of the last successful nightly sync (Unix seconds; 0 when none yet)",
+        )
+        success.add_metric([], float(last["endedAtEpoch"]) if last else 0.0)
+        yield success
+        records = CounterMetricFamily(
+            "unsubscribe_sync_nightly_records",
+            "Records written by nightly syncs, by direction",
+            labels=["direction"],
+        )
+        records.add_metric(["to_salesforce"], totals["toSalesforce"])
+        records.add_metric(["from_salesforce"], totals["fromSalesforce"])
+        yield records
+
+
+class WorkerMetrics:
+    def __init__(self, ledger: Ledger | None = None) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.received = Counter(
+            "unsubscribe_sync_unsubscribes_received", "Unsubscribes accepted by the webhook", registry=r
+        )
+        self.replayed = Counter(
+            "unsubscribe_sync_unsubscribes_replayed", "Webhook items whose eventId was already stored", registry=r
+        )
+        self.push_records = Counter(
+            "unsubscribe_sync_push_records",
+            "Records handled by the real-time push, by object and outcome (pushed|failed|skipped)",
+            ["object", "outcome"],
+            registry=r,
+        )
+        self.push_retries = Counter(
+            "unsubscribe_sync_push_retries", "Record writes scheduled for retry", ["object", "error_class"], registry=r
+        )
+        self.push_lag = Histogram(
+            "unsubscribe_sync_push_lag_seconds",
+            "Time from receiving an unsubscribe to Salesforce confirming the write",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.salesforce_requests = Counter(
+            "unsubscribe_sync_salesforce_requests",
+            "Salesforce API requests by operation and HTTP status",
+            ["operation", "status"],
+            registry=r,
+        )
+        self.api_usage = Gauge(
+            "unsubscribe_sync_salesforce_api_usage_ratio",
+            "Share of the org's daily API request allowance used (from Sforce-Limit-Info)",
+            registry=r,
+        )
+        self.push_healthy = Gauge(
+            "unsubscribe_sync_push_healthy",
+            "1 while the push can write to Salesforce; 0 on a configuration problem (field, credentials)",
+            registry=r,
+        )
+        self.push_paused_until = Gauge(
+            "unsubscribe_sync_push_paused_until_timestamp_seconds",
+            "When a paused push (outage, rate limit, configuration problem) tries again; 0 when running",
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "unsubscribe_sync_http_requests",
+            "HTTP requests served by the worker",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "unsubscribe_sync_http_request_duration_seconds",
+            "HTTP request handling time",
+            ["route"],
+            registry=r,
+        )
+        self.push_healthy.set(1)
+        if ledger is not None:
+            r.register(LedgerCollector(ledger))
+
+    def on_salesforce_request(self, operation: str, status: Any) -> None:
+        """The Salesforce client's on_request hook (called from the client's thread)."""
+        self.salesforce_requests.labels(operation=str(operation), status=str(status)).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,337 @@
+"""The real-time push: drains the ledger's outbox into Salesforce.
+
+Loop: claim up to ``batchSize`` due rows of one object (a lease, so replicas on one
+PostgreSQL ledger never write the same row), write the effective push field with one
+sObject Collections call, then record each record's outcome. Rows leave the outbox only
+after Salesforce answered for them, so a worker killed at any instant loses nothing (an
+expired lease makes the row claimable again).
+
+What an error means (``salesforce.errors.classify``):
+- a record's PERMANENT error: failed, recorded with its reason, never retried;
+- a record's TRANSIENT / REAUTH / RATE_LIMITED error: retried with backoff and jitter,
+  until ``maxAttempts`` (then failed);
+- a whole call that fails TRANSIENT (outage, 5xx, timeout): rows go back untouched and the
+  pusher pauses with growing backoff; RATE_LIMITED: a much longer pause;
+- CONFIGURATION (field missing or hidden, credentials refused): rows stay pending, the
+  push reports unhealthy (metric ``unsubscribe_sync_push_healthy`` 0, a log line) and
+  tries again rarely, re-checking the field first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from unsubscribe_sync.api.config import Config, WorkerConfig
+from unsubscribe_sync.api.push_field import effective_push_target
+from unsubscribe_sync.api.spec import OptOutTarget
+from unsubscribe_sync.ledger import Ledger, OutboxRow, PushOutcome
+from unsubscribe_sync.logs import get_logger, mask_email, redact_text
+from unsubscribe_sync.salesforce.errors import classify, retry_delay
+from unsubscribe_sync.salesforce.types import ApiUsage, ErrorClass, RecordResult, SalesforceError
+from unsubscribe_sync.worker.metrics import WorkerMetrics
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+
+class PushClient(Protocol):
+    """What the pusher needs of the Salesforce connector."""
+
+    def resolve_field(self, target: OptOutTarget | str, marketo_field: str | None, objects: Sequence[str]) -> str: ...
+
+    def update_opt_out(self, object_name: str, ids: Sequence[str], field: str) -> list[RecordResult]: ...
+
+    def api_usage(self) -> ApiUsage | None: ...
+
+
+OnRequest = Callable[[str, str], None]
+ClientFactory = Callable[[OnRequest], PushClient]
+
+
+@dataclass(frozen=True, slots=True)
+class PushPolicy:
+    """Batching, leasing and retry settings of the pusher."""
+
+    batch_size: int = 200
+    batch_window_seconds: float = 0.05
+    lease_seconds: float = 60.0
+    max_attempts: int = 50
+    poll_interval_seconds: float = 1.0  # look for due retries / other replicas' rows this often
+    backoff_scale: float = 1.0  # multiplies salesforce.errors.retry_delay (tests shrink it)
+    max_backoff_seconds: float = 3600.0
+    shutdown_grace_seconds: float = 20.0
+    lanes: int = 2  # batches in flight at once per worker (claim/record of one overlaps the call of another)
+
+    @classmethod
+    def from_config(cls, cfg: WorkerConfig, **overrides: Any) -> PushPolicy:
+        values: dict[str, Any] = {
+            "batch_size": cfg.batchSize,
+            "batch_window_seconds": cfg.batchWindowSeconds,
+            "lease_seconds": cfg.leaseSeconds,
+            "max_attempts": cfg.maxAttempts,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    def delay(self, error_class: ErrorClass, attempt: int) -> float:
+        return min(self.max_backoff_seconds, retry_delay(error_class, max(1, attempt)) * self.backoff_scale)
+
+
+def _describe(result: RecordResult) -> str:
+    return ": ".join(p for p in (result.error_code, result.message) if p) or "unknown error"
+
+
+class Pusher:
+    def __init__(
+        self,
+        config: Config,
+        ledger: Ledger,
+        client_factory: ClientFactory,
+        metrics: WorkerMetrics,
+        executor: Executor,
+        policy: PushPolicy,
+        *,
+        owner: str | None = None,
+    ) -> None:
+        self._config = config
+        self._ledger = ledger
+        self._client_factory = client_factory
+        self._metrics = metrics
+        self._executor = executor
+        self.policy = policy
+        self.owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
+        self._target = effective_push_target(config.optOut.target, config.nightly.enabled)
+        self._client: PushClient | None = None
+        self.field: str | None = None
+        self._wake = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._inflight: dict[int, list[OutboxRow]] = {}  # lane -> rows being written
+        self._prepare_lock = asyncio.Lock()
+        self._failures = 0  # consecutive whole-call failures
+        self._pause_until = 0.0
+        self.healthy = True
+        self.last_problem: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run(lane), name=f"pusher-{lane}") for lane in range(self.policy.lanes)]
+
+    def wake(self) -> None:
+        """New rows are in the outbox: look now (after the batching window)."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop claiming; let the in-flight batch finish (or give its rows back after the grace period)."""
+        self._stopping = True
+        self._stopped.set()
+        self._wake.set()
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=self.policy.shutdown_grace_seconds)
+        if pending:
+            for task in pending:
+                task.cancel()
+            rows = [r.id for lane_rows in self._inflight.values() for r in lane_rows]
+            if rows:
+                await self._in_thread(self._ledger.release, self.owner, rows, error="worker stopped")
+                log.warning("push_batch_released", records=len(rows), reason="shutdown")
+
+    # -- plumbing ------------------------------------------------------------------
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds`` unless stopped meanwhile (new work does not end a pause)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), max(0.0, seconds))
+
+    async def _wait_for_work(self, seconds: float) -> bool:
+        """Wait for new rows (or stop) at most ``seconds``; True when woken."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._wake.clear()
+
+    def _set_pause(self, seconds: float) -> None:
+        self._pause_until = time.monotonic() + seconds
+        self._metrics.push_paused_until.set(time.time() + seconds)
+
+    def _set_healthy(self, healthy: bool, problem: str | None = None) -> None:
+        self.healthy = healthy
+        self.last_problem = problem
+        self._metrics.push_healthy.set(1 if healthy else 0)
+
+    # -- the loop ------------------------------------------------------------------
+
+    async def _run(self, lane: int) -> None:
+        if lane == 0:
+            log.info("pusher_started", owner=self.owner, target=str(self._target), lanes=self.policy.lanes)
+        while not self._stopping:
+            try:
+                await self._step(lane)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the ledger is away, or a bug: never let the loop die
+                log.error("pusher_error", error=redact_text(f"{type(exc).__name__}: {exc}"))
+                self._inflight.pop(lane, None)
+                await self._pause(min(5.0, self.policy.poll_interval_seconds * 5))
+        if lane == 0:
+            log.info("pusher_stopped", owner=self.owner)
+
+    async def _step(self, lane: int) -> None:
+        pause = self._pause_until - time.monotonic()
+        if pause > 0:
+            await self._pause(pause)
+            return
+        self._metrics.push_paused_until.set(0)
+        if self.field is None:
+            async with self._prepare_lock:
+                if self._pause_until > time.monotonic():
+                    return  # another lane just failed to prepare
+                if self.field is None and not await self._prepare():
+                    return
+        rows = await self._in_thread(self._ledger.claim, self.owner, self.policy.batch_size, self.policy.lease_seconds)
+        if not rows:
+            if await self._wait_for_work(self.policy.poll_interval_seconds):
+                await self._pause(self.policy.batch_window_seconds)
+            return
+        self._inflight[lane] = rows
+        try:
+            await self._push(rows)
+        finally:
+            self._inflight.pop(lane, None)
+
+    async def _prepare(self) -> bool:
+        """Create the client and resolve the push field's API name; on failure pause and return False."""
+        try:
+            if self._client is None:
+                self._client = await self._in_thread(self._client_factory, self._metrics.on_salesforce_request)
+            client = self._client
+            self.field = await self._in_thread(
+                client.resolve_field,
+                self._target,
+                self._config.optOut.marketoSalesOptOutField,
+                list(self._config.salesforce.objects),
+            )
+        except SalesforceError as exc:
+            self._call_failed(exc.error_class, str(exc), "resolve_field")
+            if exc.error_class is ErrorClass.CONFIGURATION:
+                self._client = None  # credentials may be fixed meanwhile: read them again
+            return False
+        except Exception as exc:
+            self._call_failed(ErrorClass.TRANSIENT, f"{type(exc).__name__}: {exc}", "resolve_field")
+            return False
+        log.info("push_field_resolved", field=self.field, target=str(self._target))
+        self._set_healthy(True)
+        return True
+
+    def _call_failed(self, error_class: ErrorClass, message: str, operation: str) -> None:
+        self._failures += 1
+        message = redact_text(message)
+        if error_class is ErrorClass.CONFIGURATION:
+            self.field = None
+            self._set_healthy(False, message)
+            pause = self.policy.delay(ErrorClass.CONFIGURATION, self._failures)
+            log.error("push_unhealthy", operation=operation, error=message, retry_in_seconds=round(pause, 1))
+        else:
+            cls = ErrorClass.RATE_LIMITED if error_class is ErrorClass.RATE_LIMITED else ErrorClass.TRANSIENT
+            pause = self.policy.delay(cls, self._failures)
+            log.warning(
+                "push_paused",
+                operation=operation,
+                error_class=str(error_class),
+                error=message,
+                retry_in_seconds=round(pause, 2),
+            )
+        self._set_pause(pause)
+
+    async def _push(self, rows: list[OutboxRow]) -> None:
+        client, field = self._client, self.field
+        assert client is not None and field is not None
+        object_name = rows[0].object
+        ids = [r.salesforce_id for r in rows]
+        try:
+            results = await self._in_thread(client.update_opt_out, object_name, ids, field)
+            if len(results) != len(rows):
+                raise SalesforceError(f"expected {len(rows)} results, got {len(results)}")
+        except Exception as exc:
+            error_class = exc.error_class if isinstance(exc, SalesforceError) else ErrorClass.TRANSIENT
+            message = str(exc) if isinstance(exc, SalesforceError) else f"{type(exc).__name__}: {exc}"
+            await self._in_thread(self._ledger.release, self.owner, [r.id for r in rows], error=redact_text(message))
+            self._call_failed(error_class, message, "update_opt_out")
+            return
+        finally:
+            usage = client.api_usage()
+            if usage is not None:
+                self._metrics.api_usage.set(usage.ratio)
+        self._failures = 0
+        if not self.healthy:
+            self._set_healthy(True)
+        await self._record(rows, results, field)
+
+    async def _record(self, rows: list[OutboxRow], results: list[RecordResult], field: str) -> None:
+        now = time.time()
+        outcomes: list[PushOutcome] = []
+        configuration: list[tuple[OutboxRow, RecordResult]] = []
+        pause_class: ErrorClass | None = None
+        for row, result in zip(rows, results, strict=True):
+            if result.success:
+                outcomes.append(PushOutcome(row, "pushed"))
+                continue
+            error_class = result.error_class or classify(result.error_code)
+            reason = _describe(result)
+            if error_class is ErrorClass.CONFIGURATION:
+                configuration.append((row, result))
+            elif error_class is ErrorClass.PERMANENT:
+                outcomes.append(PushOutcome(row, "failed", reason))
+            elif row.attempts + 1 >= self.policy.max_attempts:
+                outcomes.append(PushOutcome(row, "failed", f"gave up after {row.attempts + 1} attempts: {reason}"))
+            else:
+                delay = self.policy.delay(error_class, row.attempts + 1)
+                outcomes.append(PushOutcome(row, "retry", reason, now + delay))
+                self._metrics.push_retries.labels(object=row.object, error_class=str(error_class)).inc()
+                if error_class is ErrorClass.RATE_LIMITED:
+                    pause_class = ErrorClass.RATE_LIMITED
+        await self._in_thread(self._ledger.complete, self.owner, outcomes, field=field)
+        if configuration:
+            await self._in_thread(
+                self._ledger.release, self.owner, [r.id for r, _ in configuration], error=_describe(configuration[0][1])
+            )
+        confirmed = time.time()
+        counts = {"pushed": 0, "failed": 0, "retry": 0, "pending": len(configuration)}
+        for outcome in outcomes:
+            counts[outcome.status] += 1
+            if outcome.status == "pushed":
+                self._metrics.push_records.labels(object=outcome.row.object, outcome="pushed").inc()
+                self._metrics.push_lag.observe(max(0.0, confirmed - outcome.row.received_at))
+            elif outcome.status == "failed":
+                self._metrics.push_records.labels(object=outcome.row.object, outcome="failed").inc()
+                log.warning(
+                    "push_record_failed",
+                    email=mask_email(outcome.row.email),
+                    salesforce_id=outcome.row.salesforce_id,
+                    object=outcome.row.object,
+                    error=outcome.error,
+                )
+        log.info("push_batch", object=rows[0].object, field=field, records=len(rows), **counts)
+        if configuration:
+            self._call_failed(ErrorClass.CONFIGURATION, _describe(configuration[0][1]), "update_opt_out")
+        elif pause_class is not None:
+            self._failures += 1
+            self._set_pause(self.policy.delay(pause_class, self._failures))

@@ -1,0 +1,181 @@
+"""Status conditions from gathered inputs (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from pydantic import ValidationError
+
+from unsubscribe_sync.api.spec import (
+    CONDITION_TYPES,
+    LastNightlySync,
+    NightlyCounts,
+    UnsubscribeSyncSpec,
+    UnsubscribeSyncStatus,
+)
+from unsubscribe_sync.controller.conditions import (
+    DeploymentState,
+    PreflightResult,
+    StatusInputs,
+    Verdict,
+    build_status,
+    compute_conditions,
+    format_validation_error,
+    merge_conditions,
+    status_patch,
+    transitions,
+)
+
+OK_PREFLIGHT = PreflightResult(
+    credentials=Verdict("True", "LoginSucceeded", "logged in"),
+    field=Verdict("True", "FieldInstalled", "HasOptedOutOfEmail is updateable on Contact, Lead"),
+    discovered_field="HasOptedOutOfEmail",
+)
+AVAILABLE = DeploymentState(desired=1, available=1, updated=1, current_generation=True)
+HEALTHY = StatusInputs(
+    generation=3,
+    push_field="HasOptedOutOfEmail",
+    credentials_secret="sales/sf",
+    preflight=OK_PREFLIGHT,
+    deployment=AVAILABLE,
+    last_nightly=LastNightlySync(outcome="Succeeded", jobName="j1", counts=NightlyCounts(toSalesforce=2)),
+)
+T0, T1 = "2026-11-28T10:00:00Z", "2026-11-28T11:00:00Z"
+
+
+def verdicts(inputs: StatusInputs) -> dict[str, tuple[str, str]]:
+    return {k: (v.status, v.reason) for k, v in compute_conditions(inputs).items()}
+
+
+def test_healthy_object_is_ready() -> None:
+    got = verdicts(HEALTHY)
+    assert got["Ready"] == ("True", "Ready")
+    assert got["Reconciling"] == ("False", "Reconciled")
+    assert got["Stalled"] == ("False", "Reconciled")
+    assert got["NightlySyncSucceeded"] == ("True", "Succeeded")
+    assert set(got) == set(CONDITION_TYPES)
+
+
+@pytest.mark.parametrize(
+    ("change", "ready_reason"),
+    [
+        ({"missing_secrets": ("sales/sf",)}, "SecretNotFound"),
+        ({"missing_secrets": ("sales/hook",)}, "SecretNotFound"),
+        ({"suspended": True}, "Suspended"),
+        ({"deployment": None}, "DeploymentNotFound"),
+        ({"deployment": DeploymentState(1, 0, 1, True)}, "NoReplicasAvailable"),
+        ({"preflight": None}, "PreflightPending"),
+        ({"child_rejected": ("ServiceMonitor acme: not served",)}, "ChildRejected"),
+        ({"child_errors": ("Deployment acme: 500",)}, "RetryingWrites"),
+        ({"wrote_children": True}, "ChildrenUpdated"),
+        ({"last_nightly": LastNightlySync(outcome="Failed", jobName="j2")}, "NightlySyncFailed"),
+        ({"deployment": DeploymentState(2, 1, 1, True)}, "RolloutInProgress"),
+    ],
+)
+def test_ready_is_false_with_the_first_reason(change: dict[str, object], ready_reason: str) -> None:
+    got = verdicts(replace(HEALTHY, **change))  # type: ignore[arg-type]
+    assert got["Ready"] == ("False", ready_reason)
+
+
+def test_missing_credentials_secret() -> None:
+    got = compute_conditions(replace(HEALTHY, missing_secrets=("sales/sf",)))
+    assert (got["CredentialsValid"].status, got["CredentialsValid"].reason) == ("False", "SecretNotFound")
+    assert "sales/sf" in got["CredentialsValid"].message
+    assert got["FieldInstalled"].status == "Unknown"
+
+
+def test_unreachable_salesforce_degrades_conditions_only() -> None:
+    unreachable = Verdict("Unknown", "SalesforceUnreachable", "503")
+    got = verdicts(replace(HEALTHY, preflight=PreflightResult(credentials=unreachable, field=unreachable)))
+    assert got["FieldInstalled"] == ("Unknown", "SalesforceUnreachable")
+    assert got["Ready"] == ("False", "SalesforceUnreachable")
+    assert got["PushWorkerAvailable"] == ("True", "MinimumReplicasAvailable")
+
+
+def test_disabled_nightly_is_reported_but_not_blocking() -> None:
+    got = verdicts(replace(HEALTHY, nightly_enabled=False, last_nightly=None))
+    assert got["NightlySyncSucceeded"] == ("False", "NightlySyncDisabled")
+    assert got["Ready"] == ("True", "Ready")
+
+
+def test_disabled_preflight_does_not_block_ready() -> None:
+    got = verdicts(replace(HEALTHY, preflight=None, preflight_enabled=False))
+    assert got["CredentialsValid"] == ("Unknown", "PreflightDisabled")
+    assert got["Ready"] == ("True", "Ready")
+
+
+def test_invalid_spec_stalls_and_keeps_other_conditions() -> None:
+    with pytest.raises(ValidationError) as info:
+        UnsubscribeSyncSpec.model_validate(
+            {"salesforce": {}, "pushWorker": {"webhookSecretRef": {"name": "h"}, "replicas": 0}}
+        )
+    message = format_validation_error(info.value)
+    assert "spec.salesforce.credentialsSecretRef" in message and "spec.pushWorker.replicas" in message
+    before = build_status(HEALTHY, None, T0)
+    after = build_status(StatusInputs(generation=4, spec_error=message), before, T1)
+    by_type = {c["type"]: c for c in after["conditions"]}
+    assert by_type["Stalled"]["status"] == "True" and by_type["Stalled"]["reason"] == "InvalidSpec"
+    assert by_type["Ready"]["status"] == "False"
+    assert by_type["CredentialsValid"] == next(c for c in before["conditions"] if c["type"] == "CredentialsValid")
+    assert after["observedGeneration"] == 4
+    assert after["pushField"] == "HasOptedOutOfEmail"
+
+
+def test_transition_time_changes_only_with_status() -> None:
+    first = merge_conditions([], {"Ready": Verdict("False", "A", "a")}, generation=1, now=T0)
+    same_status = merge_conditions(first, {"Ready": Verdict("False", "B", "b")}, generation=2, now=T1)
+    assert same_status[0]["lastTransitionTime"] == T0
+    assert (same_status[0]["reason"], same_status[0]["observedGeneration"]) == ("B", 2)
+    flipped = merge_conditions(same_status, {"Ready": Verdict("True", "Ready", "")}, generation=2, now=T1)
+    assert flipped[0]["lastTransitionTime"] == T1
+
+
+def test_status_validates_against_the_status_model_and_repeats_without_patch() -> None:
+    status = build_status(HEALTHY, None, T0)
+    UnsubscribeSyncStatus.model_validate(status)
+    assert status["lastNightlySync"]["counts"]["toSalesforce"] == 2
+    again = build_status(HEALTHY, status, T1)
+    assert again == status
+    assert status_patch(status, again) is None
+    assert status_patch({**status, "somethingElse": 1}, again) is None  # keys the operator does not own
+
+
+def test_status_patch_removes_keys_that_went_away() -> None:
+    old = build_status(HEALTHY, None, T0)
+    new = build_status(replace(HEALTHY, last_nightly=None), None, T0)
+    new.pop("lastNightlySync", None)
+    patch = status_patch(old, new)
+    assert patch is not None and patch["lastNightlySync"] is None
+
+
+def test_transitions_lists_changed_and_new_conditions() -> None:
+    before = [{"type": "Ready", "status": "False"}, {"type": "Stalled", "status": "False"}]
+    after = [
+        {"type": "Ready", "status": "True"},
+        {"type": "Stalled", "status": "False"},
+        {"type": "X", "status": "True"},
+    ]
+    assert [c["type"] for c in transitions(before, after)] == ["Ready", "X"]
+
+
+def test_long_messages_are_clipped() -> None:
+    got = merge_conditions([], {"Ready": Verdict("False", "A", "x" * 5000)}, generation=1, now=T0)
+    assert len(got[0]["message"]) == 1024
+
+
+def test_deployment_state_from_object() -> None:
+    state = DeploymentState.from_object(
+        {
+            "metadata": {"generation": 2},
+            "spec": {"replicas": 2},
+            "status": {"observedGeneration": 2, "availableReplicas": 2, "updatedReplicas": 2},
+        }
+    )
+    assert state == DeploymentState(desired=2, available=2, updated=2, current_generation=True)
+    assert state.rolled_out
+    stale = DeploymentState.from_object(
+        {"metadata": {"generation": 3}, "spec": {}, "status": {"observedGeneration": 2}}
+    )
+    assert stale is not None and not stale.current_generation and stale.desired == 1
+    assert DeploymentState.from_object(None) is None

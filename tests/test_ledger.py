@@ -1,0 +1,245 @@
+"""The ledger on SQLite and on a real PostgreSQL: ingest, idempotency, outbox leases, nightly helpers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from unsubscribe_sync.ledger import Ledger, PushOutcome, Unsubscribe
+from unsubscribe_sync.ledger.schema import LATEST_VERSION
+from unsubscribe_sync.salesforce.ids import normalize_id
+from unsubscribe_sync.salesforce.types import ErrorClass, RecordResult
+
+
+def contact_id(n: int) -> str:
+    return normalize_id(f"003{n:012d}")
+
+
+def lead_id(n: int) -> str:
+    return normalize_id(f"00Q{n:012d}")
+
+
+def unsub(email: str, sid: str | None = None, event_id: str | None = None, source: str = "webhook") -> Unsubscribe:
+    obj = None if sid is None else ("Contact" if sid.startswith("003") else "Lead")
+    return Unsubscribe(email=email, salesforce_id=sid, object=obj, source=source, event_id=event_id)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/ledger.db"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def ledger(ledger_url: str) -> Iterator[Ledger]:
+    led = Ledger.open(ledger_url)
+    yield led
+    led.close()
+
+
+def test_ingest_stores_and_queues_targets(ledger: Ledger) -> None:
+    result = ledger.ingest([unsub("A@Example.com", contact_id(1)), unsub("b@example.com", lead_id(2)), unsub("c@x.io")])
+    assert (result.stored, result.enqueued, result.skipped_no_salesforce_id) == (3, 2, 1)
+    assert ledger.backlog() == 2
+    found = ledger.lookup("a@EXAMPLE.com")
+    assert found is not None and found["unsubscribed"] is True and found["email"] == "a@example.com"
+    assert [h["action"] for h in found["history"]] == ["unsubscribed"]
+    assert found["salesforce"][0]["status"] == "pending"
+    assert ledger.lookup("nobody@example.com") is None
+    assert ledger.count_without_salesforce_id() == 1
+    assert [h["action"] for h in ledger.lookup("c@x.io")["history"]] == ["unsubscribed", "push_skipped"]  # type: ignore[index]
+
+
+def test_replayed_event_ids_are_accepted_but_not_stored_twice(ledger: Ledger) -> None:
+    first = ledger.ingest(
+        [unsub("a@example.com", contact_id(1), "evt-1"), unsub("a@example.com", contact_id(1), "evt-1")]
+    )
+    assert (first.stored, first.replayed) == (1, 1)
+    counts = ledger.table_counts()
+    again = ledger.ingest([unsub("a@example.com", contact_id(1), "evt-1")])
+    assert (again.stored, again.replayed, again.enqueued) == (0, 1, 0)
+    assert ledger.table_counts() == counts
+
+
+def test_same_email_and_id_is_queued_once(ledger: Ledger) -> None:
+    ledger.ingest([unsub("a@example.com", contact_id(1), "e1")])
+    result = ledger.ingest([unsub("a@example.com", contact_id(1), "e2"), unsub("a@example.com", contact_id(1))])
+    assert result.stored == 2 and result.enqueued == 0
+    assert ledger.backlog() == 1
+    assert ledger.table_counts()["unsubscribes"] == 1
+
+
+def test_claim_complete_pushed_failed_and_retry(ledger: Ledger) -> None:
+    ledger.ingest([unsub(f"p{i}@example.com", contact_id(i)) for i in range(3)])
+    rows = ledger.claim("w1", 10, 60)
+    assert sorted(r.salesforce_id for r in rows) == sorted(contact_id(i) for i in range(3))
+    assert ledger.claim("w2", 10, 60) == []  # leased
+    later = time.time() + 30
+    ledger.complete(
+        "w1",
+        [
+            PushOutcome(rows[0], "pushed"),
+            PushOutcome(rows[1], "failed", "ENTITY_IS_DELETED: gone"),
+            PushOutcome(rows[2], "retry", "UNABLE_TO_LOCK_ROW: busy", later),
+        ],
+        field="HasOptedOutOfEmail",
+    )
+    assert ledger.backlog() == 1
+    assert ledger.claim("w2", 10, 60) == []  # not due yet
+    retried = ledger.claim("w2", 10, 60, now=later + 1)
+    assert [r.salesforce_id for r in retried] == [rows[2].salesforce_id] and retried[0].attempts == 1
+    pushed = ledger.lookup(rows[0].email)
+    assert pushed is not None and pushed["salesforce"][0]["status"] == "pushed"
+    assert pushed["history"][-1]["action"] == "pushed"
+    failed = ledger.lookup(rows[1].email)
+    assert failed is not None and failed["salesforce"][0]["status"] == "failed"
+    assert "ENTITY_IS_DELETED" in failed["salesforce"][0]["lastError"]
+    assert failed["history"][-1]["action"] == "push_failed"
+
+
+def test_expired_lease_is_reclaimed_and_release_gives_rows_back(ledger: Ledger) -> None:
+    ledger.ingest([unsub("a@example.com", contact_id(1)), unsub("b@example.com", contact_id(2))])
+    rows = ledger.claim("dead-worker", 10, 5)
+    assert len(rows) == 2
+    assert ledger.claim("w2", 10, 5) == []
+    assert len(ledger.claim("w2", 10, 5, now=time.time() + 6)) == 2
+    ledger.release("w2", [r.id for r in rows], error="stopping")
+    assert len(ledger.claim("w3", 10, 5)) == 2
+    assert ledger.release_all_leases() == 2
+    assert len(ledger.claim("w4", 10, 5)) == 2
+
+
+def test_claim_takes_one_object_per_batch(ledger: Ledger) -> None:
+    ledger.ingest([unsub(f"c{i}@example.com", contact_id(i)) for i in range(3)])
+    ledger.ingest([unsub(f"l{i}@example.com", lead_id(i)) for i in range(2)])
+    first = ledger.claim("w", 200, 60)
+    second = ledger.claim("w", 200, 60)
+    assert {r.object for r in first} == {"Contact"} and len(first) == 3
+    assert {r.object for r in second} == {"Lead"} and len(second) == 2
+
+
+def test_iter_targets_is_ordered_and_paged(ledger: Ledger) -> None:
+    ids = [contact_id(i) for i in range(11)] + [normalize_id("003aB0000000xYz"), normalize_id("003Ab0000000XyZ")]
+    ledger.ingest([unsub(f"u{i}@example.com", sid) for i, sid in enumerate(ids)])
+    ledger.ingest([unsub("lead@example.com", lead_id(1))])
+    got = list(ledger.iter_targets("Contact", page_size=3))
+    assert [sid for sid, _ in got] == sorted(ids)  # bytewise order on both databases
+    assert dict(got)[ids[0]] == "u0@example.com"
+    assert list(ledger.iter_targets("Lead")) == [(lead_id(1), "lead@example.com")]
+
+
+def test_add_salesforce_opt_outs_is_idempotent_and_settles_pending(ledger: Ledger) -> None:
+    ledger.ingest([unsub("pending@example.com", contact_id(1))])
+    records = [(contact_id(1), "Contact", "pending@example.com"), (lead_id(5), "Lead", "New@Example.com")]
+    records.append((lead_id(6), "Lead", None))
+    assert ledger.add_salesforce_opt_outs(records) == 1
+    assert ledger.add_salesforce_opt_outs(records) == 0
+    assert ledger.backlog() == 0  # Salesforce already has contact 1 opted out
+    new = ledger.lookup("new@example.com")
+    assert new is not None and new["unsubscribed"] and new["salesforce"][0]["status"] == "pushed"
+    assert new["history"][0]["source"] == "salesforce-sync"
+
+
+def test_mark_targets_records_nightly_writes(ledger: Ledger) -> None:
+    ledger.ingest([unsub(f"m{i}@example.com", contact_id(i)) for i in range(3)])
+    ids = [contact_id(i) for i in range(3)]
+    results = [
+        RecordResult(ids[0], True),
+        RecordResult(ids[1], False, "ENTITY_IS_DELETED", "deleted", ErrorClass.PERMANENT),
+        RecordResult(ids[2], False, "UNABLE_TO_LOCK_ROW", "busy", ErrorClass.TRANSIENT),
+    ]
+    assert ledger.mark_targets(ids, results, field="HasOptedOutOfEmail") == {"pushed": 1, "failed": 1, "retry": 1}
+    assert ledger.backlog() == 1
+    assert ledger.stats().by_status == {"pushed": 1, "failed": 1, "pending": 1}
+    with pytest.raises(ValueError, match="2 ids but 1 results"):
+        ledger.mark_targets(ids[:2], results[:1], field="HasOptedOutOfEmail")
+
+
+def test_sync_runs(ledger: Ledger) -> None:
+    assert ledger.last_sync_run() is None
+    assert ledger.nightly_totals() == {"toSalesforce": 0, "fromSalesforce": 0}
+    now = time.time()
+    summary = {"toSalesforce": 3, "fromSalesforce": 2, "skippedNoSalesforceId": 1, "failed": 0}
+    ledger.record_sync_run(summary, started_at=now - 100, ended_at=now - 90, outcome="Succeeded", dry_run=False)
+    ledger.record_sync_run(summary, started_at=now - 50, ended_at=now - 40, outcome="Succeeded", dry_run=True)
+    ledger.record_sync_run({"toSalesforce": 1}, started_at=now - 10, ended_at=now, outcome="Failed", dry_run=False)
+    last = ledger.last_sync_run()
+    assert last is not None and last["outcome"] == "Failed"
+    success = ledger.last_sync_run(successful_only=True)
+    assert success is not None and success["counts"] == summary and success["endedAtEpoch"] == pytest.approx(now - 90)
+    dry = ledger.last_sync_run(include_dry_run=True, successful_only=True)
+    assert dry is not None and dry["dryRun"] is True
+    assert ledger.nightly_totals() == {"toSalesforce": 4, "fromSalesforce": 2}
+
+
+def test_list_unsubscribes_pages_in_insertion_order(ledger: Ledger) -> None:
+    emails = [f"l{i}@example.com" for i in range(7)]
+    for email in emails:
+        ledger.ingest([unsub(email)])
+    seen: list[str] = []
+    after = 0
+    while True:
+        items, nxt = ledger.list_unsubscribes(limit=3, after=after)
+        seen += [i["email"] for i in items]
+        if nxt is None:
+            break
+        after = nxt
+    assert seen == emails
+
+
+def test_reopen_keeps_data_and_schema_version(ledger_url: str) -> None:
+    first = Ledger.open(ledger_url)
+    first.ingest([unsub("kept@example.com", contact_id(9))])
+    first.close()
+    second = Ledger.open(ledger_url)
+    try:
+        assert second.lookup("kept@example.com") is not None
+        assert second.migrate() == LATEST_VERSION
+        assert second.backlog() == 1
+    finally:
+        second.close()
+
+
+def test_refuses_a_newer_schema(ledger_url: str) -> None:
+    led = Ledger.open(ledger_url)
+    with led._engine.begin() as conn:  # simulate a ledger written by a newer release
+        conn.execute(text("INSERT INTO schema_versions (version, applied_at) VALUES (999, 0)"))
+    with pytest.raises(RuntimeError, match="newer than this program knows"):
+        led.migrate()
+    led.close()
+
+
+@pytest.mark.postgres
+def test_concurrent_claims_never_overlap_on_postgres(postgres_url: str) -> None:
+    ledgers = [Ledger.open(postgres_url), Ledger.open(postgres_url)]
+    ledgers[0].ingest([unsub(f"c{i}@example.com", contact_id(i)) for i in range(600)])
+    claimed: dict[str, list[str]] = {"a": [], "b": []}
+
+    def drain(name: str, led: Ledger) -> None:
+        while rows := led.claim(name, 50, 60):
+            claimed[name] += [r.salesforce_id for r in rows]
+            led.complete(name, [PushOutcome(r, "pushed") for r in rows], field="HasOptedOutOfEmail")
+
+    threads = [threading.Thread(target=drain, args=(n, led)) for n, led in zip("ab", ledgers, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = claimed["a"] + claimed["b"]
+    assert len(everything) == 600 and len(set(everything)) == 600
+    for led in ledgers:
+        led.close()
+
+
+def test_bad_url_is_refused_without_echoing_it() -> None:
+    from unsubscribe_sync.api.config import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        Ledger.open("mysql://user:secret@host/db")
+    assert "secret" not in str(info.value)

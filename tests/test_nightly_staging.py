@@ -1,0 +1,82 @@
+"""The on-disk staging that sorts and de-duplicates both sides before the merge join."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from unsubscribe_sync.nightly.planner import Action, plan_object
+from unsubscribe_sync.nightly.report import (
+    COUNT_KEYS,
+    contract_line,
+    termination_log_path,
+    termination_message,
+    write_termination_log,
+)
+from unsubscribe_sync.nightly.staging import SortedStage
+from unsubscribe_sync.salesforce.types import OptedOutRecord
+
+
+def test_stage_sorts_in_code_point_order_and_dedupes(tmp_path: Path) -> None:
+    # mixed-case ids: code-point order puts upper case before lower case (a locale collation would not)
+    ids = ["003000000000aAAAAA", "003000000000AAAAAA", "003000000000bAAAAA", "003000000000BAAAAA"]
+    shuffled = ids * 2
+    random.Random(4).shuffle(shuffled)
+    with SortedStage("Contact", tmp_path) as stage:
+        read = stage.load_salesforce(
+            OptedOutRecord(i, "Contact", None if n % 3 else f"{i}@x.io") for n, i in enumerate(shuffled)
+        )
+        stage.load_ledger([(ids[1], "b@x.io"), (ids[1], "a@x.io"), (ids[1], "a@x.io"), (ids[0], "c@x.io")])
+        assert read == 8
+        assert stage.count() == (4, 3)
+        got = list(stage.salesforce())
+        assert [r.id for r in got] == sorted(ids)
+        assert all(r.object == "Contact" for r in got)
+        # a duplicate with an email wins over one without
+        with_email = {i for n, i in enumerate(shuffled) if n % 3 == 0}
+        assert {r.id for r in got if r.email} == with_email
+        assert list(stage.ledger()) == [(ids[1], "a@x.io"), (ids[1], "b@x.io"), (ids[0], "c@x.io")]
+        # the staged streams satisfy the planner's order check
+        entries = list(plan_object("Contact", stage.salesforce(), stage.ledger()))
+        assert len(entries) == 4
+        path = stage.path
+        assert path.exists()
+    assert not path.exists()
+
+
+def test_stage_streams_large_inputs(tmp_path: Path) -> None:
+    n = 50_000
+    order = list(range(n))
+    random.Random(1).shuffle(order)
+    with SortedStage("Lead", tmp_path) as stage:
+        stage.load_salesforce(OptedOutRecord(f"00Q{k:015d}", "Lead", f"l{k}@x.io") for k in order if k % 2)
+        stage.load_ledger((f"00Q{k:015d}", f"l{k}@x.io") for k in order if k % 3 == 0)
+        actions = [e.action for e in plan_object("Lead", stage.salesforce(), stage.ledger())]
+    expected_to = sum(1 for k in range(n) if k % 3 == 0 and not k % 2)
+    expected_from = sum(1 for k in range(n) if k % 2 and k % 3)
+    assert actions.count(Action.TO_SALESFORCE) == expected_to
+    assert actions.count(Action.FROM_SALESFORCE) == expected_from
+    assert actions.count(Action.IN_SYNC) == sum(1 for k in range(n) if k % 2 and k % 3 == 0)
+
+
+def test_contract_line_is_exact() -> None:
+    line = contract_line({"toSalesforce": 3, "fromSalesforce": 2, "skippedNoSalesforceId": 1, "failed": 0, "x": 9})
+    assert line == '{"toSalesforce":3,"fromSalesforce":2,"skippedNoSalesforceId":1,"failed":0}'
+
+
+def test_termination_message_and_path(tmp_path: Path) -> None:
+    target = tmp_path / "termination"
+    assert termination_log_path({"UNSUBSCRIBE_SYNC_TERMINATION_LOG": str(target)}) == target
+    summary = {key: 1 for key in COUNT_KEYS} | {
+        "startTime": "2026-01-01T00:00:00Z",
+        "completionTime": "2026-01-01T00:01:00Z",
+        "outcome": "Failed",
+        "error": "x" * 10_000,
+    }
+    assert write_termination_log(summary, target)
+    text = target.read_text()
+    assert len(text.encode()) <= 4096
+    assert '"outcome":"Failed"' in text and '"toSalesforce":1' in text
+    assert termination_message({})[:1] == "{"
+    assert not write_termination_log(summary, tmp_path / "missing-dir" / "file")
+    assert not write_termination_log(summary, None)

@@ -1,0 +1,334 @@
+"""The nightly job against the sandbox Salesforce and a real ledger (SQLite, and PostgreSQL)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.fixtures.sandbox import SandboxHandle
+from unsubscribe_sync.api.config import Config, load_config
+from unsubscribe_sync.ledger import Ledger, Unsubscribe
+from unsubscribe_sync.logs import mask_email
+from unsubscribe_sync.nightly.job import run_nightly
+from unsubscribe_sync.salesforce.ids import normalize_id
+from unsubscribe_sync.sandbox import SandboxState
+
+MARKETO = "ToutApp__Marketo_Sales_Opt_Out__c"
+
+
+@dataclass
+class Env:
+    tmp: Path
+    server: SandboxHandle
+    ledger_url: str
+
+    @property
+    def state(self) -> SandboxState:
+        return self.server.state
+
+    def config(self, **overrides: Any) -> Config:
+        return load_config(self.write_config(**overrides))
+
+    def write_config(self, **overrides: Any) -> Path:
+        creds = self.server.write_credentials(self.tmp / "creds")
+        token_file = self.tmp / "token"
+        token_file.write_text("test-token-123")
+        data: dict[str, Any] = {
+            "salesforce": {
+                "loginUrl": self.server.url,
+                "credentialsDir": str(creds),
+                "caFile": str(self.server.ca_file),
+                "objects": ["Contact", "Lead"],
+            },
+            "optOut": {"target": "EmailOptOut"},
+            "nightly": {"enabled": True},
+            "ledger": {"url": self.ledger_url},
+            "worker": {"listen": "127.0.0.1:0", "tokenFile": str(token_file), "url": "http://127.0.0.1:9"},
+            "logging": {"format": "json", "level": "warning"},
+        }
+        for dotted, value in overrides.items():
+            section, key = dotted.split("__")
+            data[section][key] = value
+        path = self.tmp / "config.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    def ledger(self) -> Ledger:
+        return Ledger.open(self.ledger_url)
+
+    def writes(self) -> int:
+        return sum(self.state.writes.values())
+
+
+@pytest.fixture
+def env(tmp_path: Path, sandbox: SandboxHandle) -> Env:
+    sandbox.state.set_bulk_processing_time(0.0)
+    return Env(tmp_path, sandbox, f"sqlite:///{tmp_path / 'ledger.db'}")
+
+
+@dataclass
+class World:
+    """A small org and ledger covering every branch of the sync."""
+
+    c_sf_only: str  # Contact opted out in Salesforce only -> fromSalesforce
+    c_ledger_only: str  # Contact in the ledger only -> toSalesforce
+    c_both: str  # both sides -> nothing
+    c_deleted: str  # in the ledger, deleted in Salesforce -> failed
+    l_sf_only: str  # Lead opted out in Salesforce only -> fromSalesforce
+    l_ledger_only: str  # Lead in the ledger only -> toSalesforce
+    l_converted: str  # converted Lead opted out in Salesforce -> excluded
+    l_ledger_15: str  # Lead in the ledger (stored from a 15-character id) -> toSalesforce
+
+
+def build_world(env: Env) -> World:
+    s = env.state
+    w = World(
+        c_sf_only=s.add_record("Contact", "sf.only@example.com", opted_out=True),
+        c_ledger_only=s.add_record("Contact", "ledger.only@example.com"),
+        c_both=s.add_record("Contact", "both@example.com", opted_out=True),
+        c_deleted=s.add_record("Contact", "gone@example.com", deleted=True),
+        l_sf_only=s.add_record("Lead", "lead.sf@example.com", opted_out=True),
+        l_ledger_only=s.add_record("Lead", "lead.ledger@example.com"),
+        l_converted=s.add_record("Lead", "converted@example.com", opted_out=True, converted=True),
+        l_ledger_15=s.add_record("Lead", "lead.fifteen@example.com"),
+    )
+    s.add_record("Contact", "untouched@example.com")  # neither side
+    ledger = env.ledger()
+    try:
+        ledger.ingest(
+            [
+                Unsubscribe("ledger.only@example.com", w.c_ledger_only, "Contact"),
+                Unsubscribe("both@example.com", w.c_both, "Contact"),
+                Unsubscribe("gone@example.com", w.c_deleted, "Contact"),
+                Unsubscribe("lead.ledger@example.com", w.l_ledger_only, "Lead"),
+                Unsubscribe("lead.fifteen@example.com", normalize_id(w.l_ledger_15[:15]), "Lead"),
+                Unsubscribe("no.id@example.com"),
+                Unsubscribe("no.id.2@example.com"),
+            ]
+        )
+    finally:
+        ledger.close()
+    return w
+
+
+def opted_out(env: Env, record_id: str, field: str = "HasOptedOutOfEmail") -> bool:
+    record = env.state.get_record(record_id)
+    assert record is not None
+    return bool(record[field])
+
+
+def counts(summary: dict[str, Any]) -> dict[str, int]:
+    return {k: summary[k] for k in ("toSalesforce", "fromSalesforce", "skippedNoSalesforceId", "failed")}
+
+
+@pytest.mark.parametrize("bulk_threshold", [10_000, 1], ids=["rest", "bulk"])
+def test_both_directions_then_idempotent(env: Env, bulk_threshold: int) -> None:
+    w = build_world(env)
+    config = env.config(salesforce__bulkThreshold=bulk_threshold)
+
+    summary = run_nightly(config, dry_run=False)
+
+    assert summary["outcome"] == "Succeeded", summary.get("error")
+    assert counts(summary) == {"toSalesforce": 3, "fromSalesforce": 2, "skippedNoSalesforceId": 2, "failed": 1}
+    assert summary["objects"]["Contact"]["toSalesforce"] == 1
+    assert summary["objects"]["Lead"]["toSalesforce"] == 2
+    # Salesforce side: every ledger target set, the deleted record untouched
+    for rid in (w.c_ledger_only, w.l_ledger_only, w.l_ledger_15, w.c_both):
+        assert opted_out(env, rid)
+    assert env.state.write_count(w.c_both) == 0
+    assert env.state.write_count(w.c_deleted) == 0
+    # ledger side: Salesforce opt-outs added with a history row from the sync; converted Lead left out
+    ledger = env.ledger()
+    try:
+        for email, rid in (("sf.only@example.com", w.c_sf_only), ("lead.sf@example.com", w.l_sf_only)):
+            found = ledger.lookup(email)
+            assert found is not None and found["unsubscribed"]
+            assert any(h["source"] == "salesforce-sync" for h in found["history"])
+            assert [t["id"] for t in found["salesforce"]] == [rid]
+        assert ledger.lookup("converted@example.com") is None
+        gone = ledger.lookup("gone@example.com")
+        assert gone is not None and gone["salesforce"][0]["status"] == "failed"
+        assert "ENTITY_IS_DELETED" in (gone["salesforce"][0]["lastError"] or "")
+        pushed = ledger.lookup("ledger.only@example.com")
+        assert pushed is not None and pushed["salesforce"][0]["status"] == "pushed"
+        last = ledger.last_sync_run()
+        assert last is not None and last["outcome"] == "Succeeded" and last["counts"] == counts(summary)
+        tables_before = ledger.table_counts()
+    finally:
+        ledger.close()
+
+    # a second run right after writes nothing (the deleted record is not retried)
+    writes_before, calls_before = env.writes(), env.state.call_counts()
+    again = run_nightly(config, dry_run=False)
+    assert again["outcome"] == "Succeeded"
+    assert counts(again) == {"toSalesforce": 0, "fromSalesforce": 0, "skippedNoSalesforceId": 2, "failed": 0}
+    assert env.writes() == writes_before
+    after_calls = env.state.call_counts()
+    changed = {op for op, n in after_calls.items() if n != calls_before.get(op, 0)}
+    assert changed and not {op for op in changed if any(w in op.lower() for w in ("ingest", "collection", "update"))}
+    ledger = env.ledger()
+    try:
+        tables_after = ledger.table_counts()
+    finally:
+        ledger.close()
+    assert tables_after == {**tables_before, "sync_runs": tables_before["sync_runs"] + 1}
+
+
+def test_dry_run_writes_nothing(env: Env) -> None:
+    w = build_world(env)
+    config = env.config()
+    ledger = env.ledger()
+    tables_before = ledger.table_counts()
+    ledger.close()
+
+    summary = run_nightly(config, dry_run=True)
+
+    assert summary["outcome"] == "Succeeded" and summary["dryRun"] is True
+    assert counts(summary) == {"toSalesforce": 4, "fromSalesforce": 2, "skippedNoSalesforceId": 2, "failed": 0}
+    assert env.writes() == 0
+    assert not opted_out(env, w.c_ledger_only)
+    ledger = env.ledger()
+    try:
+        assert ledger.table_counts() == tables_before  # not even a sync run
+    finally:
+        ledger.close()
+    sample = summary["sample"]
+    assert {s["id"] for s in sample} >= {w.c_ledger_only, w.c_sf_only}
+    assert mask_email("sf.only@example.com") in {s["email"] for s in sample}
+    assert all("@example.com" in s["email"] and s["email"].startswith("sha256:") for s in sample)
+
+
+def test_missing_field_on_lead_fails_and_writes_nothing(env: Env) -> None:
+    build_world(env)
+    env.state.configure_field("Contact", MARKETO, label="Marketo Sales Opt Out")
+    env.state.remove_field("Lead", MARKETO)
+    config = env.config(optOut__target="MarketoSalesOptOut")
+    ledger = env.ledger()
+    tables_before = ledger.table_counts()
+    ledger.close()
+
+    summary = run_nightly(config, dry_run=False)
+
+    assert summary["outcome"] == "Failed"
+    assert "Lead" in summary["error"] and "Contact" not in summary["error"]
+    assert counts(summary) == {"toSalesforce": 0, "fromSalesforce": 0, "skippedNoSalesforceId": 0, "failed": 0}
+    assert env.writes() == 0
+    ledger = env.ledger()
+    try:
+        assert ledger.table_counts() == tables_before
+    finally:
+        ledger.close()
+
+
+def test_marketo_field_both_directions(env: Env) -> None:
+    s = env.state
+    for sobject in ("Contact", "Lead"):
+        s.configure_field(sobject, MARKETO, label="Marketo Sales Opt Out")
+    in_sf = s.add_record("Contact", "mk.sf@example.com", fields={MARKETO: True})
+    email_only = s.add_record("Contact", "mk.emailoptout@example.com", opted_out=True)  # other field: ignored
+    in_ledger = s.add_record("Lead", "mk.ledger@example.com")
+    ledger = env.ledger()
+    ledger.ingest([Unsubscribe("mk.ledger@example.com", in_ledger, "Lead")])
+    ledger.close()
+
+    summary = run_nightly(env.config(optOut__target="MarketoSalesOptOut"), dry_run=False)
+
+    assert summary["outcome"] == "Succeeded", summary.get("error")
+    assert summary["field"] == MARKETO
+    assert counts(summary) == {"toSalesforce": 1, "fromSalesforce": 1, "skippedNoSalesforceId": 0, "failed": 0}
+    assert opted_out(env, in_ledger, MARKETO) and not opted_out(env, in_ledger)
+    assert opted_out(env, in_sf, MARKETO)
+    ledger = env.ledger()
+    try:
+        assert ledger.lookup("mk.emailoptout@example.com") is None
+        assert ledger.lookup("mk.sf@example.com") is not None
+    finally:
+        ledger.close()
+    assert email_only
+
+
+def test_nightly_disabled_is_a_failed_requirement(env: Env) -> None:
+    build_world(env)
+    summary = run_nightly(env.config(nightly__enabled=False), dry_run=False)
+    assert summary["outcome"] == "Failed" and "nightly.enabled" in summary["error"]
+    assert env.state.call_counts() == {}
+
+
+def test_bad_credentials_fail_without_writing(env: Env) -> None:
+    build_world(env)
+    config = env.config()
+    (config.salesforce.credentialsDir / "client_secret").write_text("wrong")
+    summary = run_nightly(config, dry_run=False)
+    assert summary["outcome"] == "Failed" and "credentials" in summary["error"]
+    assert "wrong" not in summary["error"]
+    assert env.writes() == 0
+
+
+class _Interrupt:
+    """A progress sink that interrupts the run when a phase starts (like a killed pod)."""
+
+    def __init__(self, phase: str) -> None:
+        self.phase = phase
+
+    def start(self, phase: str, total: int | None = None) -> None:
+        if phase == self.phase:
+            raise KeyboardInterrupt
+
+    def advance(self, n: int = 1) -> None:
+        return None
+
+    def finish(self) -> None:
+        return None
+
+
+def test_interrupted_run_can_be_rerun(env: Env) -> None:
+    w = build_world(env)
+    config = env.config()
+    with pytest.raises(KeyboardInterrupt):
+        run_nightly(config, dry_run=False, progress=_Interrupt("Lead: plan and apply"))
+    assert opted_out(env, w.c_ledger_only)  # Contacts were done
+    assert not opted_out(env, w.l_ledger_only)  # Leads were not
+
+    summary = run_nightly(config, dry_run=False)
+
+    assert summary["outcome"] == "Succeeded"
+    assert counts(summary) == {"toSalesforce": 2, "fromSalesforce": 1, "skippedNoSalesforceId": 2, "failed": 0}
+    assert opted_out(env, w.l_ledger_only) and opted_out(env, w.l_ledger_15)
+    assert all(env.state.write_count(rid) == 1 for rid in (w.c_ledger_only, w.l_ledger_only, w.l_ledger_15))
+
+
+def test_salesforce_outage_fails_the_run_and_a_rerun_completes(env: Env) -> None:
+    w = build_world(env)
+    config = env.config()
+    env.state.set_unavailable()
+    failed = run_nightly(config, dry_run=False)
+    assert failed["outcome"] == "Failed"
+    env.state.clear_unavailable()
+    summary = run_nightly(config, dry_run=False)
+    assert summary["outcome"] == "Succeeded"
+    assert opted_out(env, w.c_ledger_only)
+
+
+def test_locked_records_are_retried_within_the_run(env: Env) -> None:
+    w = build_world(env)
+    env.state.lock_next_writes(1)
+    summary = run_nightly(env.config(), dry_run=False)
+    assert summary["outcome"] == "Succeeded", summary.get("error")
+    assert summary["toSalesforce"] == 3
+    assert opted_out(env, w.c_ledger_only)
+
+
+@pytest.mark.postgres
+def test_postgresql_ledger(env: Env, postgres_url: str) -> None:
+    env.ledger_url = postgres_url
+    w = build_world(env)
+    summary = run_nightly(env.config(), dry_run=False)
+    assert summary["outcome"] == "Succeeded", summary.get("error")
+    assert counts(summary) == {"toSalesforce": 3, "fromSalesforce": 2, "skippedNoSalesforceId": 2, "failed": 1}
+    assert opted_out(env, w.l_ledger_15)
+    again = run_nightly(env.config(), dry_run=False)
+    assert counts(again) == {"toSalesforce": 0, "fromSalesforce": 0, "skippedNoSalesforceId": 2, "failed": 0}

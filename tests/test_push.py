@@ -1,0 +1,293 @@
+"""Webhook -> ledger -> Salesforce (the project's sandbox over HTTPS), in-process workers over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from tests.fixtures.sandbox import SandboxHandle
+from unsubscribe_sync.api.config import Config, parse_config
+from unsubscribe_sync.ledger import Ledger
+from unsubscribe_sync.worker.app import create_app, metrics_of, pusher_of
+from unsubscribe_sync.worker.pusher import PushPolicy
+
+TOKEN = "push-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MARKETO = "ToutApp__Marketo_Sales_Opt_Out__c"  # installed in the sandbox by default
+FAST = PushPolicy(
+    batch_window_seconds=0.01, poll_interval_seconds=0.1, backoff_scale=0.05, max_backoff_seconds=0.5, lease_seconds=30
+)
+
+
+@dataclass
+class Worker:
+    client: TestClient[Any, Any]
+    ledger: Ledger
+    app: web.Application
+    config: Config
+
+    async def post(self, body: Any) -> Any:
+        resp = await self.client.post("/v1/unsubscribes", json=body, headers=AUTH)
+        assert resp.status == 202, await resp.text()
+        return await resp.json()
+
+    async def lookup(self, email: str) -> dict[str, Any]:
+        resp = await self.client.get(f"/v1/unsubscribes/{email}", headers=AUTH)
+        assert resp.status == 200
+        return await resp.json()  # type: ignore[no-any-return]
+
+    async def metrics(self) -> str:
+        return await (await self.client.get("/metrics")).text()
+
+    def sample(self, name: str, **labels: str) -> float:
+        value = metrics_of(self.app).registry.get_sample_value(name, labels or None)
+        return value or 0.0
+
+
+MakeWorker = Callable[..., Awaitable[Worker]]
+
+
+@pytest.fixture
+async def make_worker(tmp_path: Path, sandbox: SandboxHandle) -> AsyncIterator[MakeWorker]:
+    started: list[Worker] = []
+    creds = sandbox.write_credentials(tmp_path / "creds")
+    (tmp_path / "token").write_text(TOKEN)
+
+    async def make(
+        *,
+        target: str = "EmailOptOut",
+        nightly: bool = True,
+        ledger_url: str | None = None,
+        policy: PushPolicy = FAST,
+        objects: tuple[str, ...] = ("Contact", "Lead"),
+    ) -> Worker:
+        config = parse_config(
+            {
+                "salesforce": {
+                    "loginUrl": sandbox.url,
+                    "credentialsDir": str(creds),
+                    "caFile": str(sandbox.ca_file),
+                    "objects": list(objects),
+                },
+                "optOut": {"target": target},
+                "nightly": {"enabled": nightly},
+                "ledger": {"url": ledger_url or f"sqlite:///{tmp_path}/ledger.db"},
+                "worker": {"tokenFile": str(tmp_path / "token")},
+            }
+        )
+        ledger = Ledger.open(config.ledger.resolve_url())
+        app = create_app(config, ledger=ledger, push_policy=policy)
+        client: TestClient[Any, Any] = TestClient(TestServer(app))
+        await client.start_server()
+        worker = Worker(client, ledger, app, config)
+        started.append(worker)
+        return worker
+
+    yield make
+    for worker in started:
+        await worker.client.close()
+        worker.ledger.close()
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll until ``check()`` holds (a deadline for failing, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def opted_out(sandbox: SandboxHandle, record_id: str, field: str = "HasOptedOutOfEmail") -> bool:
+    record = sandbox.state.get_record(record_id)
+    return bool(record and record.get(field))
+
+
+async def test_contacts_and_leads_reach_salesforce_with_15_char_ids(
+    make_worker: MakeWorker, sandbox: SandboxHandle
+) -> None:
+    state = sandbox.state
+    contact = state.add_record("Contact", "ada@example.com")
+    lead = state.add_record("Lead", "grace@example.com")
+    worker = await make_worker()
+    await worker.post({"email": "ada@example.com", "salesforceId": contact[:15]})
+    await worker.post({"unsubscribes": [{"email": "Grace@Example.com", "salesforceId": lead, "eventId": "g1"}]})
+    await eventually(lambda: worker.ledger.backlog() == 0, what="backlog drained")
+    assert opted_out(sandbox, contact) and opted_out(sandbox, lead)
+    assert state.write_count(contact) == 1 and state.write_count(lead) == 1
+    history = (await worker.lookup("ada@example.com"))["history"]
+    assert [h["action"] for h in history] == ["unsubscribed", "pushed"]
+    assert worker.sample("unsubscribe_sync_push_records_total", object="Contact", outcome="pushed") == 1
+    assert worker.sample("unsubscribe_sync_push_records_total", object="Lead", outcome="pushed") == 1
+    assert worker.sample("unsubscribe_sync_push_lag_seconds_count") == 2
+    text = await worker.metrics()
+    assert 'unsubscribe_sync_salesforce_requests_total{operation="collections_update",status="200"}' in text
+    assert "unsubscribe_sync_salesforce_api_usage_ratio" in text
+    assert "unsubscribe_sync_push_backlog 0.0" in text
+
+
+async def test_duplicates_and_replays_write_once(make_worker: MakeWorker, sandbox: SandboxHandle) -> None:
+    contact = sandbox.state.add_record("Contact", "dup@example.com")
+    worker = await make_worker()
+    item = {"email": "dup@example.com", "salesforceId": contact, "eventId": "e-1"}
+    await worker.post({"unsubscribes": [item, item, {"email": "dup@example.com", "salesforceId": contact[:15]}]})
+    await worker.post(item)
+    await eventually(lambda: worker.ledger.backlog() == 0)
+    await worker.post({"email": "DUP@example.com", "salesforceId": contact, "eventId": "e-2"})
+    await asyncio.sleep(0.3)  # give a wrongly queued second push the chance to happen
+    assert sandbox.state.write_count(contact) == 1
+    assert worker.sample("unsubscribe_sync_unsubscribes_replayed_total") == 2
+
+
+async def test_missing_ids_are_stored_counted_and_not_sent(make_worker: MakeWorker, sandbox: SandboxHandle) -> None:
+    worker = await make_worker()
+    await worker.post({"unsubscribes": [{"email": "noid@example.com"}, {"email": "noid2@example.com"}]})
+    found = await worker.lookup("noid@example.com")
+    assert found["unsubscribed"] is True
+    assert worker.sample("unsubscribe_sync_push_records_total", object="unknown", outcome="skipped") == 2
+    assert worker.ledger.count_without_salesforce_id() == 2
+    assert sum(sandbox.state.writes.values()) == 0
+
+
+@pytest.mark.parametrize(("nightly", "expected_field"), [(True, MARKETO), (False, "HasOptedOutOfEmail")])
+async def test_push_field_rule(
+    make_worker: MakeWorker, sandbox: SandboxHandle, nightly: bool, expected_field: str
+) -> None:
+    state = sandbox.state
+    contact = state.add_record("Contact", "field@example.com")
+    worker = await make_worker(target="MarketoSalesOptOut", nightly=nightly)
+    await worker.post({"email": "field@example.com", "salesforceId": contact})
+    await eventually(lambda: worker.ledger.backlog() == 0)
+    other = MARKETO if expected_field == "HasOptedOutOfEmail" else "HasOptedOutOfEmail"
+    assert opted_out(sandbox, contact, expected_field)
+    assert not opted_out(sandbox, contact, other)
+    found = await worker.lookup("field@example.com")
+    assert found["salesforce"][0]["field"] == expected_field
+
+
+async def test_permanent_errors_do_not_block_the_rest(make_worker: MakeWorker, sandbox: SandboxHandle) -> None:
+    state = sandbox.state
+    good = [state.add_record("Contact", f"ok{i}@example.com") for i in range(5)]
+    deleted = state.add_record("Contact", "gone@example.com")
+    state.delete_record(deleted)
+    worker = await make_worker()
+    items = [{"email": f"ok{i}@example.com", "salesforceId": sid} for i, sid in enumerate(good)]
+    items.insert(2, {"email": "gone@example.com", "salesforceId": deleted})
+    await worker.post({"unsubscribes": items})
+    await eventually(lambda: worker.ledger.backlog() == 0)
+    assert all(opted_out(sandbox, sid) for sid in good)
+    gone = await worker.lookup("gone@example.com")
+    assert gone["salesforce"][0]["status"] == "failed"
+    assert gone["history"][-1]["action"] == "push_failed" and "ENTITY_IS_DELETED" in gone["history"][-1]["detail"]
+    assert worker.sample("unsubscribe_sync_push_records_total", object="Contact", outcome="failed") == 1
+    assert worker.sample("unsubscribe_sync_push_records_total", object="Contact", outcome="pushed") == 5
+
+
+async def test_locked_rows_are_retried(make_worker: MakeWorker, sandbox: SandboxHandle) -> None:
+    state = sandbox.state
+    ids = [state.add_record("Contact", f"lock{i}@example.com") for i in range(3)]
+    state.lock_next_writes(2)
+    worker = await make_worker()
+    items = [{"email": f"lock{i}@example.com", "salesforceId": s} for i, s in enumerate(ids)]
+    await worker.post({"unsubscribes": items})
+    await eventually(lambda: worker.ledger.backlog() == 0)
+    assert all(opted_out(sandbox, sid) for sid in ids)
+    assert worker.sample("unsubscribe_sync_push_retries_total", object="Contact", error_class="transient") == 2
+
+
+@pytest.mark.slow
+async def test_outage_loses_nothing_and_backlog_drains_after(make_worker: MakeWorker, sandbox: SandboxHandle) -> None:
+    state = sandbox.state
+    ids = [state.add_record("Contact", f"out{i}@example.com") for i in range(40)]
+    worker = await make_worker()
+    await worker.post({"email": "out0@example.com", "salesforceId": ids[0]})
+    await eventually(lambda: opted_out(sandbox, ids[0]))
+    state.set_unavailable(10)
+    for i in range(1, 40):
+        await worker.post({"email": f"out{i}@example.com", "salesforceId": ids[i]})
+        await asyncio.sleep(0.2)
+    assert worker.ledger.backlog() > 0  # the outage held them back
+    assert 'unsubscribe_sync_salesforce_requests_total{operation="collections_update",status="503"}' in (
+        await worker.metrics()
+    )
+    ready = await worker.client.get("/readyz")
+    assert ready.status == 200  # readiness is not tied to Salesforce
+    await eventually(lambda: worker.ledger.backlog() == 0, timeout=40, what="drain after the outage")
+    assert all(opted_out(sandbox, sid) for sid in ids)
+    assert all(state.write_count(sid) == 1 for sid in ids)
+
+
+async def test_expired_session_mid_run(make_worker: MakeWorker, sandbox: SandboxHandle) -> None:
+    state = sandbox.state
+    ids = [state.add_record("Contact", f"s{i}@example.com") for i in range(4)]
+    worker = await make_worker()
+    await worker.post({"email": "s0@example.com", "salesforceId": ids[0]})
+    await eventually(lambda: opted_out(sandbox, ids[0]))
+    assert state.expire_sessions() >= 1
+    await worker.post({"unsubscribes": [{"email": f"s{i}@example.com", "salesforceId": ids[i]} for i in range(1, 4)]})
+    await eventually(lambda: worker.ledger.backlog() == 0)
+    assert all(opted_out(sandbox, sid) for sid in ids)
+    text = await worker.metrics()
+    assert 'operation="collections_update",status="401"' in text
+
+
+async def test_missing_field_pauses_push_until_installed(make_worker: MakeWorker, sandbox: SandboxHandle) -> None:
+    state = sandbox.state
+    for obj in ("Contact", "Lead"):
+        state.remove_field(obj, MARKETO)
+    contact = state.add_record("Contact", "cfg@example.com")
+    worker = await make_worker(target="MarketoSalesOptOut", nightly=True)
+    await worker.post({"email": "cfg@example.com", "salesforceId": contact})
+    await eventually(lambda: worker.sample("unsubscribe_sync_push_healthy") == 0, what="unhealthy push")
+    pusher = pusher_of(worker.app)
+    assert pusher is not None and pusher.last_problem and "Contact" in pusher.last_problem
+    assert worker.ledger.backlog() == 1  # kept pending, not failed
+    for obj in ("Contact", "Lead"):
+        state.configure_field(obj, MARKETO, label="MSE - Opt Out")
+    await eventually(lambda: worker.ledger.backlog() == 0, what="push after the field is installed")
+    assert opted_out(sandbox, contact, MARKETO) and worker.sample("unsubscribe_sync_push_healthy") == 1
+
+
+async def test_rate_limit_pauses_then_resumes(make_worker: MakeWorker, sandbox: SandboxHandle) -> None:
+    state = sandbox.state
+    contact = state.add_record("Contact", "rl@example.com")
+    worker = await make_worker()
+    await eventually(lambda: pusher_of(worker.app) is not None and pusher_of(worker.app).field is not None)  # type: ignore[union-attr]
+    state.set_request_limit_exceeded(True)
+    await worker.post({"email": "rl@example.com", "salesforceId": contact})
+    await eventually(lambda: worker.sample("unsubscribe_sync_push_paused_until_timestamp_seconds") > 0)
+    assert worker.ledger.backlog() == 1
+    state.set_request_limit_exceeded(False)
+    await eventually(lambda: worker.ledger.backlog() == 0)
+    assert opted_out(sandbox, contact)
+
+
+@pytest.mark.postgres
+async def test_two_workers_on_one_postgres_ledger_write_each_record_once(
+    make_worker: MakeWorker, sandbox: SandboxHandle, postgres_url: str
+) -> None:
+    state = sandbox.state
+    state.seed(contacts=600, opted_out_ratio=0, deleted_ratio=0)
+    ids = state.find_ids("Contact")
+    state.set_latency(30)
+    policy = replace(FAST, batch_size=50)
+    first = await make_worker(ledger_url=postgres_url, policy=policy)
+    second = await make_worker(ledger_url=postgres_url, policy=policy)
+    items = [{"email": f"pg{i}@example.com", "salesforceId": sid} for i, sid in enumerate(ids)]
+    for start in range(0, len(items), 50):
+        target = first if (start // 50) % 2 == 0 else second
+        await target.post({"unsubscribes": items[start : start + 50]})
+    await eventually(lambda: first.ledger.backlog() == 0, timeout=60, what="both workers drain")
+    assert all(state.write_count(sid) == 1 for sid in ids)
+    pushed = [
+        w.sample("unsubscribe_sync_push_records_total", object="Contact", outcome="pushed") for w in (first, second)
+    ]
+    assert sum(pushed) == 600 and all(p > 0 for p in pushed)  # both shared the work

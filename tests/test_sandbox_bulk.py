@@ -1,0 +1,202 @@
+"""Bulk API 2.0 in the sandbox over real HTTPS, raw and through simple-salesforce (which the connector uses)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from typing import Any
+
+import pytest
+import requests
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceRefusedRequest
+
+from tests.fixtures.sandbox import SandboxApi, SandboxHandle
+
+
+def _wait(api: SandboxApi, path: str, want: str = "JobComplete") -> dict[str, Any]:
+    for _ in range(200):
+        info = api.get(path).json()
+        if info["state"] in ("JobComplete", "Failed", "Aborted"):
+            assert info["state"] == want, info
+            return dict(info)
+        time.sleep(0.02)
+    raise AssertionError(f"job {path} never finished")
+
+
+def _rows(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text)))
+
+
+# --------------------------------------------------------------------------- query jobs
+
+
+def test_bulk_query_job_lifecycle_and_locator_paging(sandbox_api: SandboxApi, sandbox: SandboxHandle) -> None:
+    sandbox.state.seed(contacts=2500, opted_out_ratio=0.5, deleted_ratio=0.0)
+    created = sandbox_api.post(
+        "jobs/query",
+        json={"operation": "query", "query": "SELECT Id, Email FROM Contact WHERE HasOptedOutOfEmail = true"},
+    )
+    assert created.status_code == 200
+    job = created.json()
+    assert job["id"].startswith("750") and job["state"] == "UploadComplete" and job["object"] == "Contact"
+    early = sandbox_api.get(f"jobs/query/{job['id']}/results")
+    assert early.status_code == 400  # not complete yet
+    info = _wait(sandbox_api, f"jobs/query/{job['id']}")
+    assert info["numberRecordsProcessed"] == 1250
+    seen: list[str] = []
+    locator = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"maxRecords": 500}
+        if locator:
+            params["locator"] = locator
+        page = sandbox_api.get(f"jobs/query/{job['id']}/results", params=params)
+        assert page.status_code == 200
+        assert page.headers["Content-Type"].startswith("text/csv")
+        rows = _rows(page.text)
+        assert rows[0] == ["Id", "Email"]
+        assert int(page.headers["Sforce-NumberOfRecords"]) == len(rows) - 1
+        assert page.text.startswith('"Id","Email"\n')
+        seen += [r[0] for r in rows[1:]]
+        pages += 1
+        locator = page.headers["Sforce-Locator"]
+        if locator == "null":
+            break
+    assert pages == 3
+    assert len(seen) == len(set(seen)) == 1250
+    assert set(seen) == set(sandbox.state.find_ids("Contact", HasOptedOutOfEmail=True))
+
+
+def test_bulk_query_errors(sandbox_api: SandboxApi) -> None:
+    bad = sandbox_api.post("jobs/query", json={"operation": "query", "query": "SELECT Nope__c FROM Contact"})
+    assert bad.status_code == 400 and bad.json()[0]["errorCode"] == "INVALID_FIELD"
+    malformed = sandbox_api.post("jobs/query", json={"operation": "query", "query": "SELECT FROM"})
+    assert malformed.status_code == 400 and malformed.json()[0]["errorCode"] == "MALFORMED_QUERY"
+    assert sandbox_api.get("jobs/query/750Rx0000000999AAA").status_code == 404
+
+
+def test_bulk_query_csv_values(sandbox_api: SandboxApi, sandbox: SandboxHandle) -> None:
+    sandbox.state.add_record("Lead", 'odd,"quoted"@example.com', opted_out=True, fields={"FirstName": None})
+    job = sandbox_api.post(
+        "jobs/query", json={"operation": "query", "query": "SELECT Id, FirstName, Email, HasOptedOutOfEmail FROM Lead"}
+    ).json()
+    _wait(sandbox_api, f"jobs/query/{job['id']}")
+    rows = _rows(sandbox_api.get(f"jobs/query/{job['id']}/results").text)
+    assert rows[1][1:] == ["", 'odd,"quoted"@example.com', "true"]
+
+
+# --------------------------------------------------------------------------- ingest jobs
+
+
+def test_bulk_ingest_update_lifecycle(sandbox_api: SandboxApi, sandbox: SandboxHandle) -> None:
+    state = sandbox.state
+    ok = state.add_record("Contact", "ok@example.com")
+    deleted = state.add_record("Contact", "deleted@example.com", deleted=True)
+    job = sandbox_api.post(
+        "jobs/ingest", json={"object": "Contact", "operation": "update", "contentType": "CSV", "lineEnding": "LF"}
+    ).json()
+    assert job["state"] == "Open" and job["operation"] == "update"
+    body = f"Id,HasOptedOutOfEmail\n{ok[:15]},true\n{deleted},true\n003bad,true\n"
+    upload = sandbox_api.put(
+        f"jobs/ingest/{job['id']}/batches", data=body.encode(), headers={"Content-Type": "text/csv"}
+    )
+    assert upload.status_code == 201
+    assert state.get_record(ok)["HasOptedOutOfEmail"] is False  # type: ignore[index]  # nothing before close
+    closed = sandbox_api.patch(f"jobs/ingest/{job['id']}", json={"state": "UploadComplete"})
+    assert closed.status_code == 200 and closed.json()["state"] == "UploadComplete"
+    info = _wait(sandbox_api, f"jobs/ingest/{job['id']}")
+    assert (info["numberRecordsProcessed"], info["numberRecordsFailed"]) == (3, 2)
+    assert state.get_record(ok)["HasOptedOutOfEmail"] is True  # type: ignore[index]
+    assert state.write_count(ok) == 1
+    success = _rows(sandbox_api.get(f"jobs/ingest/{job['id']}/successfulResults/").text)
+    assert success[0] == ["sf__Id", "sf__Created", "Id", "HasOptedOutOfEmail"]
+    assert success[1] == [ok, "false", ok[:15], "true"]
+    failed = _rows(sandbox_api.get(f"jobs/ingest/{job['id']}/failedResults/").text)
+    assert failed[0] == ["sf__Id", "sf__Error", "Id", "HasOptedOutOfEmail"]
+    assert [row[1].split(":")[0] for row in failed[1:]] == ["ENTITY_IS_DELETED", "MALFORMED_ID"]
+
+
+def test_bulk_ingest_unknown_column_fails_the_job(sandbox_api: SandboxApi, sandbox: SandboxHandle) -> None:
+    contact = sandbox.state.add_record("Contact", "c@example.com")
+    sandbox.state.configure_field("Contact", "ToutApp__Marketo_Sales_Opt_Out__c", label="Marketo Sales Opt Out",
+                                  hidden=True)  # fmt: skip
+    job = sandbox_api.post("jobs/ingest", json={"object": "Contact", "operation": "update"}).json()
+    body = f"Id,ToutApp__Marketo_Sales_Opt_Out__c\n{contact},true\n"
+    sandbox_api.put(f"jobs/ingest/{job['id']}/batches", data=body, headers={"Content-Type": "text/csv"})
+    sandbox_api.patch(f"jobs/ingest/{job['id']}", json={"state": "UploadComplete"})
+    info = _wait(sandbox_api, f"jobs/ingest/{job['id']}", want="Failed")
+    assert "Field name not found : ToutApp__Marketo_Sales_Opt_Out__c" in info["errorMessage"]
+    assert sandbox.state.write_count(contact) == 0
+
+
+def test_bulk_ingest_state_rules(sandbox_api: SandboxApi) -> None:
+    job = sandbox_api.post("jobs/ingest", json={"object": "Lead", "operation": "update"}).json()
+    wrong_type = sandbox_api.put(f"jobs/ingest/{job['id']}/batches", json={"Id": "x"})
+    assert wrong_type.status_code == 400
+    aborted = sandbox_api.patch(f"jobs/ingest/{job['id']}", json={"state": "Aborted"})
+    assert aborted.json()["state"] == "Aborted"
+    late = sandbox_api.put(f"jobs/ingest/{job['id']}/batches", data="Id\n", headers={"Content-Type": "text/csv"})
+    assert late.status_code == 409
+    assert sandbox_api.post("jobs/ingest", json={"object": "Lead", "operation": "insert"}).status_code == 400
+    assert sandbox_api.post("jobs/ingest", json={"object": "Nope", "operation": "update"}).status_code == 400
+    assert sandbox_api.delete(f"jobs/ingest/{job['id']}").status_code == 204
+    assert sandbox_api.get(f"jobs/ingest/{job['id']}").status_code == 404
+
+
+# --------------------------------------------------------------------------- simple-salesforce against the sandbox
+
+
+@pytest.fixture
+def sf(sandbox: SandboxHandle) -> Salesforce:
+    session = requests.Session()
+    session.verify = str(sandbox.ca_file)
+    session.trust_env = False
+    return Salesforce(instance_url=sandbox.url, session_id=sandbox.access_token(), version="62.0", session=session)
+
+
+def test_simple_salesforce_query_and_collections(sf: Salesforce, sandbox: SandboxHandle) -> None:
+    sandbox.state.seed(contacts=2100, leads=10, opted_out_ratio=0.0, deleted_ratio=0.0, converted_ratio=0.0)
+    records = list(sf.query_all_iter("SELECT Id, Email FROM Contact WHERE HasOptedOutOfEmail = false"))
+    assert len(records) == 2100
+    body = {
+        "allOrNone": False,
+        "records": [
+            {"attributes": {"type": "Contact"}, "id": r["Id"], "HasOptedOutOfEmail": True} for r in records[:200]
+        ],
+    }
+    results = sf.restful("composite/sobjects", method="PATCH", json=body)
+    assert all(r["success"] for r in results)
+    assert sf.api_usage["api-usage"].used == sandbox.state.api_usage
+    assert sandbox.state.count("Contact", HasOptedOutOfEmail=True) == 200
+
+
+def test_simple_salesforce_bulk2_query_and_update(sf: Salesforce, sandbox: SandboxHandle) -> None:
+    sandbox.state.set_bulk_processing_time(0.05)
+    sandbox.state.seed(contacts=300, opted_out_ratio=0.1, deleted_ratio=0.0)
+    pages = list(
+        sf.bulk2.Contact.query("SELECT Id FROM Contact WHERE HasOptedOutOfEmail = true", max_records=20, wait=0.05)
+    )
+    ids = [row[0] for page in pages for row in _rows(str(page))[1:]]
+    assert len(pages) == 2 and len(ids) == 30
+    targets = sandbox.state.find_ids("Contact", HasOptedOutOfEmail=False)[:5]
+    result = sf.bulk2.Contact.update(
+        records=[{"Id": i, "DoNotCall": "true"} for i in targets] + [{"Id": "003Rx00000099ZZ", "DoNotCall": "true"}],
+        wait=0.05,
+    )
+    assert result[0]["numberRecordsProcessed"] == 6 and result[0]["numberRecordsFailed"] == 1
+    assert sandbox.state.count("Contact", DoNotCall=True) == 5
+    failed = _rows(sf.bulk2.Contact.get_failed_records(result[0]["job_id"]))
+    assert failed[1][1].startswith("INVALID_CROSS_REFERENCE_KEY:")
+
+
+def test_simple_salesforce_sees_salesforce_exceptions(sf: Salesforce, sandbox: SandboxHandle) -> None:
+    sandbox.state.set_request_limit_exceeded(True)
+    with pytest.raises(SalesforceRefusedRequest) as refused:
+        sf.query("SELECT Id FROM Contact")
+    assert refused.value.content[0]["errorCode"] == "REQUEST_LIMIT_EXCEEDED"
+    sandbox.state.set_request_limit_exceeded(False)
+    sandbox.state.expire_sessions()
+    with pytest.raises(SalesforceExpiredSession):
+        sf.query("SELECT Id FROM Contact")
