@@ -5,8 +5,8 @@ Setup (not timed): a sandbox subprocess seeded with 600k Contacts + 400k Leads, 
 unsubscribes with Salesforce ids: half of the Salesforce opted-out records (50k, with their emails: in sync)
 plus 150k records that are not opted out (to be set). Expected: toSalesforce 150k, fromSalesforce 50k.
 
-Measured: the job as a subprocess (`unsubscribe-sync nightly --local`): wall time, peak RSS (from
-wait4's rusage of that process alone), Salesforce API calls (the sandbox's own counters, before/after),
+Measured: the job as a subprocess (`unsubscribe-sync nightly --local`): wall time, peak RSS (the
+process's own VmHWM, polled), Salesforce API calls (the sandbox's own counters, before/after),
 compared with the fewest calls the chosen APIs allow for the same work (Bulk 2.0 query and ingest, see
 ``minimum_calls``) and with a REST-only baseline (SOQL pages of 2,000 + sObject Collections of 200).
 Then a second run (idempotency: no writes).
@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,7 @@ def start_sandbox(tmp: Path, contacts: int, leads: int) -> tuple[subprocess.Pope
             str(tmp / "sandbox"),
             "--write-credentials",
             str(tmp / "creds"),
-        ],  # fmt: skip
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -124,8 +125,24 @@ def rest_only_calls(opted_out: int, to_write: int) -> int:
     return max(1, math.ceil(opted_out / 2000)) + math.ceil(to_write / 200)
 
 
+def _peak_rss_kib(pid: int) -> int | None:
+    """VmHWM (peak resident set) of a running process, in KiB; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 def run_job(config: Path) -> tuple[float, int, int, str]:
-    """(wall seconds, peak RSS bytes, exit status, stdout) of one `nightly --local` subprocess."""
+    """(wall seconds, peak RSS bytes, exit status, stdout) of one `nightly --local` subprocess.
+
+    Peak RSS is the process's own VmHWM, polled until it exits (the rusage of a child started by fork
+    would report the parent's resident set at fork time when that is larger).
+    """
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "unsubscribe_sync", "nightly", "--config", str(config), "--local"],
@@ -134,12 +151,24 @@ def run_job(config: Path) -> tuple[float, int, int, str]:
         text=True,
         env={**os.environ, "UNSUBSCRIBE_SYNC_TERMINATION_LOG": str(config.parent / "termination-log")},
     )
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    peak = 0
+    stop = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            value = _peak_rss_kib(proc.pid)
+            if value is not None:
+                peak = max(peak, value)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    out, _ = proc.communicate()
+    stop.set()
+    watcher.join()
     wall = time.perf_counter() - started
-    return wall, usage.ru_maxrss * 1024, proc.returncode, out
+    return wall, peak * 1024, proc.returncode, out
 
 
 def _calls(admin: SandboxAdmin) -> dict[str, int]:

@@ -132,6 +132,10 @@ def test_iter_targets_is_ordered_and_paged(ledger: Ledger) -> None:
     assert [sid for sid, _ in got] == sorted(ids)  # bytewise order on both databases
     assert dict(got)[ids[0]] == "u0@example.com"
     assert list(ledger.iter_targets("Lead")) == [(lead_id(1), "lead@example.com")]
+    rows = ledger.claim("w", 200, 60)
+    ledger.complete("w", [PushOutcome(rows[0], "failed", "ENTITY_IS_DELETED")], field="HasOptedOutOfEmail")
+    open_ids = [sid for sid, _ in ledger.iter_targets("Contact", include_failed=False)]
+    assert rows[0].salesforce_id not in open_ids and len(open_ids) == len(ids) - 1
 
 
 def test_add_salesforce_opt_outs_is_idempotent_and_settles_pending(ledger: Ledger) -> None:

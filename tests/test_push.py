@@ -47,6 +47,11 @@ class Worker:
     async def metrics(self) -> str:
         return await (await self.client.get("/metrics")).text()
 
+    def drained(self) -> bool:
+        """Nothing left to push and no batch still being recorded (metrics and ledger settled)."""
+        pusher = pusher_of(self.app)
+        return self.ledger.backlog() == 0 and (pusher is None or pusher.idle)
+
     def sample(self, name: str, **labels: str) -> float:
         value = metrics_of(self.app).registry.get_sample_value(name, labels or None)
         return value or 0.0
@@ -120,7 +125,7 @@ async def test_contacts_and_leads_reach_salesforce_with_15_char_ids(
     worker = await make_worker()
     await worker.post({"email": "ada@example.com", "salesforceId": contact[:15]})
     await worker.post({"unsubscribes": [{"email": "Grace@Example.com", "salesforceId": lead, "eventId": "g1"}]})
-    await eventually(lambda: worker.ledger.backlog() == 0, what="backlog drained")
+    await eventually(worker.drained, what="backlog drained")
     assert opted_out(sandbox, contact) and opted_out(sandbox, lead)
     assert state.write_count(contact) == 1 and state.write_count(lead) == 1
     history = (await worker.lookup("ada@example.com"))["history"]
@@ -140,7 +145,7 @@ async def test_duplicates_and_replays_write_once(make_worker: MakeWorker, sandbo
     item = {"email": "dup@example.com", "salesforceId": contact, "eventId": "e-1"}
     await worker.post({"unsubscribes": [item, item, {"email": "dup@example.com", "salesforceId": contact[:15]}]})
     await worker.post(item)
-    await eventually(lambda: worker.ledger.backlog() == 0)
+    await eventually(worker.drained)
     await worker.post({"email": "DUP@example.com", "salesforceId": contact, "eventId": "e-2"})
     await asyncio.sleep(0.3)  # give a wrongly queued second push the chance to happen
     assert sandbox.state.write_count(contact) == 1
@@ -165,7 +170,7 @@ async def test_push_field_rule(
     contact = state.add_record("Contact", "field@example.com")
     worker = await make_worker(target="MarketoSalesOptOut", nightly=nightly)
     await worker.post({"email": "field@example.com", "salesforceId": contact})
-    await eventually(lambda: worker.ledger.backlog() == 0)
+    await eventually(worker.drained)
     other = MARKETO if expected_field == "HasOptedOutOfEmail" else "HasOptedOutOfEmail"
     assert opted_out(sandbox, contact, expected_field)
     assert not opted_out(sandbox, contact, other)
@@ -182,7 +187,7 @@ async def test_permanent_errors_do_not_block_the_rest(make_worker: MakeWorker, s
     items = [{"email": f"ok{i}@example.com", "salesforceId": sid} for i, sid in enumerate(good)]
     items.insert(2, {"email": "gone@example.com", "salesforceId": deleted})
     await worker.post({"unsubscribes": items})
-    await eventually(lambda: worker.ledger.backlog() == 0)
+    await eventually(worker.drained)
     assert all(opted_out(sandbox, sid) for sid in good)
     gone = await worker.lookup("gone@example.com")
     assert gone["salesforce"][0]["status"] == "failed"
@@ -198,7 +203,7 @@ async def test_locked_rows_are_retried(make_worker: MakeWorker, sandbox: Sandbox
     worker = await make_worker()
     items = [{"email": f"lock{i}@example.com", "salesforceId": s} for i, s in enumerate(ids)]
     await worker.post({"unsubscribes": items})
-    await eventually(lambda: worker.ledger.backlog() == 0)
+    await eventually(worker.drained)
     assert all(opted_out(sandbox, sid) for sid in ids)
     assert worker.sample("unsubscribe_sync_push_retries_total", object="Contact", error_class="transient") == 2
 
@@ -210,16 +215,17 @@ async def test_outage_loses_nothing_and_backlog_drains_after(make_worker: MakeWo
     worker = await make_worker()
     await worker.post({"email": "out0@example.com", "salesforceId": ids[0]})
     await eventually(lambda: opted_out(sandbox, ids[0]))
-    state.set_unavailable(10)
+    state.set_unavailable(None)  # HTTP 503 for every call until cleared, ~8 s below
     for i in range(1, 40):
         await worker.post({"email": f"out{i}@example.com", "salesforceId": ids[i]})
         await asyncio.sleep(0.2)
-    assert worker.ledger.backlog() > 0  # the outage held them back
+    assert worker.ledger.backlog() == 39  # all held back, none lost
     assert 'unsubscribe_sync_salesforce_requests_total{operation="collections_update",status="503"}' in (
         await worker.metrics()
     )
     ready = await worker.client.get("/readyz")
     assert ready.status == 200  # readiness is not tied to Salesforce
+    state.clear_unavailable()
     await eventually(lambda: worker.ledger.backlog() == 0, timeout=40, what="drain after the outage")
     assert all(opted_out(sandbox, sid) for sid in ids)
     assert all(state.write_count(sid) == 1 for sid in ids)
@@ -233,7 +239,7 @@ async def test_expired_session_mid_run(make_worker: MakeWorker, sandbox: Sandbox
     await eventually(lambda: opted_out(sandbox, ids[0]))
     assert state.expire_sessions() >= 1
     await worker.post({"unsubscribes": [{"email": f"s{i}@example.com", "salesforceId": ids[i]} for i in range(1, 4)]})
-    await eventually(lambda: worker.ledger.backlog() == 0)
+    await eventually(worker.drained)
     assert all(opted_out(sandbox, sid) for sid in ids)
     text = await worker.metrics()
     assert 'operation="collections_update",status="401"' in text
@@ -266,7 +272,7 @@ async def test_rate_limit_pauses_then_resumes(make_worker: MakeWorker, sandbox: 
     await eventually(lambda: worker.sample("unsubscribe_sync_push_paused_until_timestamp_seconds") > 0)
     assert worker.ledger.backlog() == 1
     state.set_request_limit_exceeded(False)
-    await eventually(lambda: worker.ledger.backlog() == 0)
+    await eventually(worker.drained)
     assert opted_out(sandbox, contact)
 
 
@@ -285,9 +291,30 @@ async def test_two_workers_on_one_postgres_ledger_write_each_record_once(
     for start in range(0, len(items), 50):
         target = first if (start // 50) % 2 == 0 else second
         await target.post({"unsubscribes": items[start : start + 50]})
+
+    def pushed() -> list[float]:
+        return [
+            w.sample("unsubscribe_sync_push_records_total", object="Contact", outcome="pushed") for w in (first, second)
+        ]
+
     await eventually(lambda: first.ledger.backlog() == 0, timeout=60, what="both workers drain")
+    await eventually(lambda: sum(pushed()) >= 600, what="outcomes counted")
     assert all(state.write_count(sid) == 1 for sid in ids)
-    pushed = [
-        w.sample("unsubscribe_sync_push_records_total", object="Contact", outcome="pushed") for w in (first, second)
-    ]
-    assert sum(pushed) == 600 and all(p > 0 for p in pushed)  # both shared the work
+    assert sum(pushed()) == 600 and all(p > 0 for p in pushed())  # both shared the work
+
+
+@pytest.mark.postgres
+async def test_worker_rides_out_a_postgres_restart(
+    make_worker: MakeWorker, sandbox: SandboxHandle, postgres_url: str, postgres_server: Any
+) -> None:
+    if isinstance(postgres_server, str):
+        pytest.skip("external PostgreSQL: cannot restart it")
+    state = sandbox.state
+    ids = [state.add_record("Contact", f"pgr{i}@example.com") for i in range(2)]
+    worker = await make_worker(ledger_url=postgres_url)
+    await worker.post({"email": "pgr0@example.com", "salesforceId": ids[0]})
+    await eventually(lambda: opted_out(sandbox, ids[0]))
+    await asyncio.to_thread(postgres_server.restart)
+    await worker.post({"email": "pgr1@example.com", "salesforceId": ids[1]})  # stale pooled connections replaced
+    await eventually(lambda: opted_out(sandbox, ids[1]), what="push after the restart")
+    assert (await worker.client.get("/readyz")).status == 200

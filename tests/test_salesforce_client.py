@@ -232,6 +232,14 @@ def test_450_ids_take_three_collections_calls(sandbox: SandboxHandle, make_clien
     assert sandbox.state.count("Contact", HasOptedOutOfEmail=True) == 450
 
 
+def test_empty_writes_make_no_call(sandbox: SandboxHandle, make_client: MakeClient) -> None:
+    client, recorder = make_client()
+    assert client.update_opt_out("Contact", [], EMAIL_FIELD) == []
+    assert client.bulk_update_opt_out("Contact", [], EMAIL_FIELD) == []
+    assert client.write_opt_out("Contact", [], EMAIL_FIELD) == []
+    assert sum(recorder.calls.values()) == 0
+
+
 def test_per_record_errors_in_input_order(sandbox: SandboxHandle, make_client: MakeClient) -> None:
     client, _ = make_client()
     ok1, locked, deleted, ok2 = contacts(sandbox, 4)
@@ -325,7 +333,7 @@ def test_untrusted_certificate_is_a_configuration_error(sandbox: SandboxHandle, 
     client, recorder = make_client(caFile=None)
     with pytest.raises(SalesforceError) as info:
         client.login()
-    assert "token request" in str(info.value)
+    assert "token request" in str(info.value) and "salesforce.caFile" in str(info.value)
     assert recorder.count("token", "error") == 1
 
 
@@ -419,6 +427,16 @@ def test_iter_opted_out_chooses_by_count(sandbox: SandboxHandle, make_client: Ma
     contacts(sandbox, 1, opted_out=True)
     assert len(list(client.iter_opted_out("Contact", EMAIL_FIELD))) == 10
     assert recorder.count("bulk_query") > 0
+
+
+@pytest.mark.parametrize("use_bulk", [False, True])
+def test_query_on_unknown_field_is_a_configuration_error(
+    sandbox: SandboxHandle, make_client: MakeClient, use_bulk: bool
+) -> None:
+    client, _ = make_client()
+    with pytest.raises(SalesforceCallError) as info:
+        list(client.iter_opted_out("Contact", "Nope__c", use_bulk=use_bulk))
+    assert info.value.error_class is ErrorClass.CONFIGURATION, str(info.value)
 
 
 def test_records_without_email_have_none(sandbox: SandboxHandle, make_client: MakeClient) -> None:

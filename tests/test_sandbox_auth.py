@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -257,3 +258,25 @@ def test_latency_delays_every_answer(sandbox_api: SandboxApi, sandbox: SandboxHa
         )
     sandbox.state.set_latency(0)
     assert sandbox_api.get("limits").status_code == 200
+
+
+def test_jwt_credentials_files_work_like_a_mounted_secret(sandbox: SandboxHandle, tmp_path: Path) -> None:
+    directory = sandbox.write_credentials(tmp_path / "jwt", grant="jwt")
+    assert sorted(p.name for p in directory.iterdir()) == ["client_id", "private_key", "username"]
+    key = (directory / "private_key").read_text()
+    claims = {
+        "iss": (directory / "client_id").read_text(),
+        "sub": (directory / "username").read_text(),
+        "aud": sandbox.url,
+        "exp": int(time.time()) + 120,
+    }
+    response = _token(sandbox, {"grant_type": JWT_GRANT, "assertion": jwt.encode(claims, key, algorithm="RS256")})
+    assert response.status_code == 200
+    with pytest.raises(ValueError, match="grant"):
+        sandbox.write_credentials(tmp_path / "other", grant="password")
+
+
+def test_paths_outside_the_api_are_404_in_salesforce_shape(sandbox: SandboxHandle) -> None:
+    response = sandbox.session().get(f"{sandbox.url}/services/apexrest/whatever")
+    assert response.status_code == 404
+    assert response.json() == NOT_FOUND

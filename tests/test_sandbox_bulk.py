@@ -200,3 +200,20 @@ def test_simple_salesforce_sees_salesforce_exceptions(sf: Salesforce, sandbox: S
     sandbox.state.expire_sessions()
     with pytest.raises(SalesforceExpiredSession):
         sf.query("SELECT Id FROM Contact")
+
+
+def test_bulk_fail_fault_fails_the_next_jobs_and_applies_nothing(
+    sandbox_api: SandboxApi, sandbox: SandboxHandle
+) -> None:
+    contact = sandbox.state.add_record("Contact", "c@example.com")
+    sandbox.state.fail_next_bulk_jobs(1)
+    job = sandbox_api.post("jobs/ingest", json={"object": "Contact", "operation": "update"}).json()
+    sandbox_api.put(
+        f"jobs/ingest/{job['id']}/batches", data=f"Id,DoNotCall\n{contact},true\n", headers={"Content-Type": "text/csv"}
+    )
+    sandbox_api.patch(f"jobs/ingest/{job['id']}", json={"state": "UploadComplete"})
+    info = _wait(sandbox_api, f"jobs/ingest/{job['id']}", want="Failed")
+    assert info["errorMessage"]
+    assert sandbox.state.write_count(contact) == 0
+    query = sandbox_api.post("jobs/query", json={"operation": "query", "query": "SELECT Id FROM Contact"}).json()
+    _wait(sandbox_api, f"jobs/query/{query['id']}")  # the fault was used up

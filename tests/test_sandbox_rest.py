@@ -343,3 +343,13 @@ def test_lock_faults_next_n_and_ratio(sandbox_api: SandboxApi, sandbox: SandboxH
     body = {"records": [_update("Contact", i, HasOptedOutOfEmail=True) for i in ids[10:100]]}
     locked = sum(not r["success"] for r in sandbox_api.patch("composite/sobjects", json=body).json())
     assert 0 < locked < 90
+
+
+def test_json_bodies_need_the_json_content_type(sandbox_api: SandboxApi, sandbox: SandboxHandle) -> None:
+    contact = sandbox.state.add_record("Contact", "c@example.com")
+    response = sandbox_api.patch(
+        f"sobjects/Contact/{contact}", data=b'{"HasOptedOutOfEmail": true}', headers={"Content-Type": "text/plain"}
+    )
+    assert response.status_code == 415
+    assert response.json()[0]["errorCode"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert sandbox.state.write_count(contact) == 0

@@ -171,3 +171,24 @@ def test_unusable_config_exits_2(tmp_path: Path) -> None:
         env={**os.environ},
     )
     assert no_token.returncode == 2 and "worker.tokenFile" in no_token.stderr
+
+
+def test_nightly_run_inside_the_worker(worker_process: Callable[[], WorkerProcess], sandbox: SandboxHandle) -> None:
+    state = sandbox.state
+    opted = state.add_record("Contact", "already@example.com", opted_out=True)
+    pending = state.add_record("Lead", "lead@example.com")
+    worker = worker_process()
+    worker.start()
+    worker.post({"email": "lead@example.com", "salesforceId": pending})
+    dry = requests.post(f"{worker.url}/v1/nightly-runs", params={"dryRun": "true"}, headers=AUTH, timeout=120)
+    assert dry.status_code == 200, dry.text
+    assert dry.json()["fromSalesforce"] == 1
+    assert requests.get(f"{worker.url}/v1/unsubscribes/already@example.com", headers=AUTH, timeout=10).status_code == 404
+    real = requests.post(f"{worker.url}/v1/nightly-runs", headers=AUTH, timeout=120)
+    assert real.status_code == 200, real.text
+    found = requests.get(f"{worker.url}/v1/unsubscribes/already@example.com", headers=AUTH, timeout=10).json()
+    assert found["unsubscribed"] is True and found["salesforce"][0]["id"] == opted
+    wait_for(lambda: bool(state.get_record(pending)["HasOptedOutOfEmail"]), 30, "the lead pushed")  # type: ignore[index]
+    text = requests.get(f"{worker.url}/metrics", timeout=10).text
+    assert 'unsubscribe_sync_nightly_records_total{direction="from_salesforce"} 1.0' in text
+    assert "unsubscribe_sync_nightly_last_success_timestamp_seconds 0.0" not in text

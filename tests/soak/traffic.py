@@ -136,8 +136,12 @@ class TrafficGenerator:
                         return
                     if resp.status < 500:  # a 4xx will not get better by retrying: a bug, counted
                         return
-            except (aiohttp.ClientError, TimeoutError):
-                self.report.statuses["connection error"] += 1
+            except TimeoutError:
+                self.report.statuses["timeout"] += 1
+            except aiohttp.ClientConnectorError:
+                self.report.statuses["connection refused"] += 1
+            except aiohttp.ClientError:
+                self.report.statuses["connection lost"] += 1
             await asyncio.sleep(0.05 if attempt % len(self.urls) else 0.25)
         self.report.given_up += 1
 

@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed-contacts", type=_count, default=0, metavar="N", help="Contacts to create")
     parser.add_argument("--seed-leads", type=_count, default=0, metavar="N", help="Leads to create")
     parser.add_argument("--opted-out-ratio", type=_ratio, default=0.1, metavar="R", help="share opted out (0.1)")
+    parser.add_argument("--marketo-opted-out-ratio", type=_ratio, default=0.0, metavar="R",
+                        help="share with the Marketo Sales Opt Out field set (0)")  # fmt: skip
     parser.add_argument("--converted-ratio", type=_ratio, default=0.05, metavar="R", help="share of converted Leads")
     parser.add_argument("--deleted-ratio", type=_ratio, default=0.01, metavar="R", help="share deleted (0.01)")
     parser.add_argument("--rng-seed", type=int, default=0, help="seed of the record generator (default 0)")
@@ -89,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         state.seed(
             args.seed_contacts, args.seed_leads, opted_out_ratio=args.opted_out_ratio,
             converted_ratio=args.converted_ratio, deleted_ratio=args.deleted_ratio,
+            marketo_opted_out_ratio=args.marketo_opted_out_ratio,
         )  # fmt: skip
     admin_token = args.admin_token or secrets.token_hex(16)
     token_file = state_dir / "admin_token"

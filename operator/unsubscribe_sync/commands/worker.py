@@ -7,8 +7,8 @@ ledger URL) is unusable.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from unsubscribe_sync.api.config import Config, ConfigError, load_config
@@ -22,17 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="config file (see DESIGN.md, 'Config file')")
 
 
-def nightly_runner_for(config: Config, ledger: Ledger) -> Any:
-    """The nightly sync as a callable(dry_run) -> summary, run inside the worker by POST /v1/nightly-runs.
+def nightly_runner_for(config: Config, ledger: Ledger) -> Callable[[bool], dict[str, Any]]:
+    """The nightly sync as runner(dry_run) -> summary, run inside the worker by POST /v1/nightly-runs."""
+    from unsubscribe_sync.nightly.job import make_runner
 
-    Provided by ``unsubscribe_sync.nightly.job.make_runner(config, ledger)`` when that module exists.
-    """
-    try:
-        job = importlib.import_module("unsubscribe_sync.nightly.job")
-    except ImportError:
-        return None
-    make_runner = getattr(job, "make_runner", None)
-    return make_runner(config, ledger) if make_runner is not None else None
+    return make_runner(config, ledger)
 
 
 def run(args: argparse.Namespace) -> int:

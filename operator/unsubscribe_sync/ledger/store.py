@@ -456,17 +456,21 @@ class Ledger:
 
     # -- the nightly sync --------------------------------------------------------------
 
-    def iter_targets(self, object_name: str, *, page_size: int = 5000) -> Iterator[tuple[str, str]]:
-        """(salesforce_id, email) of every target of ``object_name``, ordered by ID, streamed in pages."""
+    def iter_targets(
+        self, object_name: str, *, include_failed: bool = True, page_size: int = 5000
+    ) -> Iterator[tuple[str, str]]:
+        """(salesforce_id, email) of the targets of ``object_name``, ordered by ID (bytewise), streamed in pages.
+
+        ``include_failed=False`` leaves out records whose write failed for good (deleted, converted, ...).
+        """
+        t = salesforce_targets
         after = ""
         while True:
+            query = select(t.c.salesforce_id, t.c.email).where(t.c.object == object_name, t.c.salesforce_id > after)
+            if not include_failed:
+                query = query.where(t.c.status != "failed")
             with self._read() as conn:
-                page = conn.execute(
-                    select(salesforce_targets.c.salesforce_id, salesforce_targets.c.email)
-                    .where(salesforce_targets.c.object == object_name, salesforce_targets.c.salesforce_id > after)
-                    .order_by(salesforce_targets.c.salesforce_id)
-                    .limit(page_size)
-                ).all()
+                page = conn.execute(query.order_by(t.c.salesforce_id).limit(page_size)).all()
             yield from ((sid, email) for sid, email in page)
             if len(page) < page_size:
                 return

@@ -43,8 +43,12 @@ log = get_logger(__name__)
 
 WRITE_CHUNK = 100_000  # ids per write_opt_out call: one Bulk 2.0 ingest job each, ~7 MB of ids in memory
 LEDGER_CHUNK = 2_000  # Salesforce opt-outs per ledger transaction
+MARK_CHUNK = 5_000  # write outcomes per ledger transaction (keeps the job's memory flat)
 TRANSIENT_RETRIES = 2  # extra attempts for a write call (or records) that met a transient error
 RETRY_PAUSE_SECONDS = 1.0
+# Bulk 2.0 job status polls: first after 0.25 s, doubling up to 15 s. A batch job is in no hurry, and every
+# poll is an API call: a 60 s ingest job costs 9 polls instead of ~18 with a 50 ms start and a 5 s cap.
+BULK_POLL_INTERVAL = (0.25, 15.0)
 
 ClientFactory = Callable[[Callable[[str, str], None]], SalesforceClient]
 
@@ -147,12 +151,23 @@ class NightlySync:
     def _stage(self, stage: SortedStage, object_name: str, field_name: str, totals: ObjectTotals) -> None:
         advance = self.progress.advance
         self.progress.start(f"{object_name}: read opted-out records from Salesforce")
-        totals.salesforceOptedOut = stage.load_salesforce(
-            self.client.iter_opted_out(object_name, field_name), on_row=lambda: advance()
-        )
+        records = self.client.iter_opted_out(object_name, field_name, use_bulk=self._use_bulk(object_name))
+        totals.salesforceOptedOut = stage.load_salesforce(records, on_row=lambda: advance())
         self.progress.start(f"{object_name}: read unsubscribes from the ledger")
         totals.ledgerTargets = stage.load_ledger(iter_open_targets(self.ledger, object_name), on_row=lambda: advance())
         self.progress.finish()
+
+    def _use_bulk(self, object_name: str) -> bool | None:
+        """Bulk 2.0 query or SOQL paging, from the volume the last successful run read (saves a COUNT call);
+        None (the connector counts first) when no earlier run says."""
+        try:
+            last = self.ledger.last_sync_run(successful_only=True)
+            seen = last["summary"]["objects"][object_name]["salesforceOptedOut"] if last else None
+        except (KeyError, TypeError):
+            return None
+        if not isinstance(seen, int):
+            return None
+        return seen >= self.config.salesforce.bulkThreshold
 
     def sync_object(self, state: RunState, object_name: str) -> None:
         assert state.field is not None
@@ -239,9 +254,11 @@ class NightlySync:
         pending = ids
         for attempt in range(TRANSIENT_RETRIES + 1):
             results = self._write_call(object_name, pending, field_name)
-            counts = self.ledger.mark_targets(pending, results, field=field_name)
-            totals.toSalesforce += counts["pushed"]
-            totals.failed += counts["failed"]
+            for start in range(0, len(pending), MARK_CHUNK):
+                end = start + MARK_CHUNK
+                counts = self.ledger.mark_targets(pending[start:end], results[start:end], field=field_name)
+                totals.toSalesforce += counts["pushed"]
+                totals.failed += counts["failed"]
             pending = [sid for sid, r in zip(pending, results, strict=True) if not r.success and not _settled(r)]
             if not pending:
                 return
@@ -335,7 +352,9 @@ def run_nightly(
 
 def _default_client_factory(config: Config) -> ClientFactory:
     def factory(on_request: Callable[[str, str], None]) -> SalesforceClient:
-        return SalesforceClient.from_config(config.salesforce, on_request=on_request)
+        return SalesforceClient.from_config(
+            config.salesforce, on_request=on_request, bulk_poll_interval=BULK_POLL_INTERVAL
+        )
 
     return factory
 

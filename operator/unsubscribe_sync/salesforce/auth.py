@@ -201,8 +201,13 @@ class TokenProvider:
             response = self._session.post(url, data=form, headers={"Accept": "application/json"})
         except requests.RequestException as exc:
             self._report("error")
+            hint = (
+                " (TLS verification failed: check salesforce.caFile)"
+                if isinstance(exc, requests.exceptions.SSLError)
+                else ""
+            )
             raise SalesforceCallError(
-                f"token request to {url} failed: {type(exc).__name__}", error_class=ErrorClass.TRANSIENT
+                f"token request to {url} failed: {type(exc).__name__}{hint}", error_class=ErrorClass.TRANSIENT
             ) from None
         self._report(str(response.status_code))
         body: Any

@@ -43,6 +43,7 @@ from unsubscribe_sync.salesforce.types import (
     OptedOutRecord,
     RecordResult,
     SalesforceCallError,
+    SalesforceError,
 )
 
 log = get_logger(__name__)
@@ -393,7 +394,7 @@ class SalesforceClient:
     def _abort_quietly(self, operation: str, object_name: str, job_id: str, is_query: bool) -> None:
         try:
             self._call(operation, lambda sf: self._bulk(sf, object_name).abort_job(job_id, is_query))
-        except SalesforceCallError:
+        except SalesforceError:  # the original error matters more; the job expires on its own
             log.warning("salesforce.bulk_abort_failed", operation=operation, job_id=job_id)
 
     @staticmethod

@@ -14,7 +14,8 @@ Every admin call needs the header `X-Sandbox-Admin-Token: <token>` when the serv
     GET   /__sandbox/faults
     POST  /__sandbox/faults      {"clear", "latencyMs", "lockIds", "unlockIds", "lockRatio", "lockNext",
                                   "unavailable", "unavailableSeconds", "requestLimitExceeded", "dailyApiLimit",
-                                  "apiUsage", "sessionLifetimeSeconds", "expireSessions", "bulkProcessingSeconds"}
+                                  "apiUsage", "sessionLifetimeSeconds", "expireSessions", "bulkProcessingSeconds",
+                                  "bulkFailNext"}
     GET   /__sandbox/writes[?ids=ID,ID]          {"total", "records", "byId": {id: successful updates}}
     GET   /__sandbox/calls                       {operation: count}
 """
@@ -89,6 +90,7 @@ class FaultsRequest(_Body):
     session_lifetime_seconds: float | None = Field(None, gt=0, alias="sessionLifetimeSeconds")
     expire_sessions: bool = Field(False, alias="expireSessions")
     bulk_processing_seconds: float | None = Field(None, ge=0, alias="bulkProcessingSeconds")
+    bulk_fail_next: int | None = Field(None, ge=0, alias="bulkFailNext")
 
 
 def _error(status: int, message: str, details: list[Any] | None = None) -> web.Response:
@@ -217,6 +219,8 @@ def add_admin_routes(app: web.Application, state: SandboxState, admin_token: str
             state.set_session_lifetime(body.session_lifetime_seconds)
         if body.bulk_processing_seconds is not None:
             state.set_bulk_processing_time(body.bulk_processing_seconds)
+        if body.bulk_fail_next is not None:
+            state.fail_next_bulk_jobs(body.bulk_fail_next)
         expired = state.expire_sessions() if body.expire_sessions else 0
         return web.json_response({**state.faults.as_dict(), "expiredSessions": expired})
 

@@ -7,6 +7,7 @@ import base64
 import binascii
 import contextlib
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,6 +20,7 @@ from .bulk import TERMINAL_STATES, IngestJob, QueryJob
 from .errors import ApiError, not_found
 from .state import SandboxState, Session, TokenError
 
+log = logging.getLogger(__name__)
 STATE_KEY = web.AppKey("sandbox_state", SandboxState)
 SESSION_KEY = web.RequestKey("sandbox_session", Session)
 OLDEST_VERSION = 20
@@ -47,6 +49,10 @@ def _version(request: web.Request) -> str:
 
 
 async def _json_body(request: web.Request) -> Any:
+    if request.content_type != JSON_TYPE:
+        given = request.headers.get("Content-Type", "")
+        message = f"Content-Type header specified in HTTP request is not supported: {given}"
+        raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", message)
     raw = await request.read()
     try:
         return json.loads(raw)
@@ -75,6 +81,8 @@ async def salesforce_middleware(request: web.Request, handler: Handler) -> web.S
     if latency_ms and not request.path.startswith("/__sandbox"):
         await asyncio.sleep(latency_ms / 1000)
     if not request.path.startswith("/services/data"):
+        if isinstance(request.match_info.http_exception, web.HTTPNotFound) and not request.path.startswith("/__"):
+            return _json(not_found().body(), status=404)
         return await handler(request)
     try:
         if state.unavailable():
@@ -99,6 +107,12 @@ async def salesforce_middleware(request: web.Request, handler: Handler) -> web.S
             response = await handler(request)
     except ApiError as error:
         response = _json(error.body(), status=error.status)
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # a sandbox bug: answer like Salesforce's own internal errors, and log it
+        log.exception("sandbox error on %s %s", request.method, request.path)
+        body = [{"message": f"An unexpected error occurred: {type(exc).__name__}", "errorCode": "UNKNOWN_EXCEPTION"}]
+        response = _json(body, status=500)
     response.headers["Sforce-Limit-Info"] = state.limit_info()
     return response
 

@@ -17,6 +17,7 @@ class Faults:
     lock_next: int = 0  # ... for the next N writes
     unavailable_until: float | None = None  # time.monotonic() deadline; math.inf while on until turned off
     request_limit_exceeded: bool = False
+    bulk_fail_next: int = 0  # the next N Bulk API 2.0 jobs end in state Failed
 
     def draw_lock(self, id18: str, rng: random.Random) -> bool:
         """Whether this record write meets UNABLE_TO_LOCK_ROW (consumes one of `lock_next`)."""
@@ -48,4 +49,5 @@ class Faults:
             "unavailable": self.unavailable_until is not None and time.monotonic() < self.unavailable_until,
             "unavailableSecondsLeft": remaining,
             "requestLimitExceeded": self.request_limit_exceeded,
+            "bulkFailNext": self.bulk_fail_next,
         }

@@ -449,6 +449,13 @@ class SandboxState:
         with self.lock:
             self.faults = Faults()
 
+    def fail_next_bulk_jobs(self, count: int) -> None:
+        """The next `count` Bulk API 2.0 jobs to finish processing end in state Failed (nothing applied)."""
+        if count < 0:
+            raise ValueError("count must not be negative")
+        with self.lock:
+            self.faults.bulk_fail_next = count
+
     def set_bulk_processing_time(self, seconds: float) -> None:
         with self.lock:
             self.bulk_processing_s = max(0.0, seconds)
@@ -643,7 +650,10 @@ class SandboxState:
         if job.state in TERMINAL_STATES or job.ready_at is None:
             return
         if now >= job.ready_at:
-            if isinstance(job, IngestJob):
+            if self.faults.bulk_fail_next > 0:
+                self.faults.bulk_fail_next -= 1
+                job.state, job.error_message = "Failed", "InternalServerError : the job failed; retry it later"
+            elif isinstance(job, IngestJob):
                 process_ingest(job, self.tables[job.sobject].schema, self._bulk_update(job.sobject))
             else:
                 job.state = "JobComplete"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -236,9 +236,9 @@ def _conjuncts(condition: Condition | None) -> list[Condition]:
     return [condition]
 
 
-def _candidates(table: Table, where: Condition | None) -> tuple[Iterable[int], bool]:
-    """Rows that can match, in ID order, from the cheapest index the top-level AND offers (literals checked
-    already). The flag says whether the candidates cover a prefix-free range (so DESC can reverse them)."""
+def _candidates(table: Table, where: Condition | None) -> Sequence[int]:
+    """Rows that can match, in ID order, from the cheapest index the top-level AND offers: Id = / IN, Email = / IN,
+    BooleanField = true, and Id > / >= as a start position (literals were checked by the compiler already)."""
     schema = table.schema
     best: list[int] | None = None
     start = 0
@@ -269,10 +269,10 @@ def _candidates(table: Table, where: Condition | None) -> tuple[Iterable[int], b
         if rows is not None and (best is None or len(rows) < len(best)):
             best = rows
     if best is None:
-        return range(start, len(table)), True
+        return range(start, len(table))
     if start:
         best = best[bisect.bisect_left(best, start) :]
-    return best, True
+    return best
 
 
 def select(table: Table, query: Query, include_deleted: bool = False) -> Selection:
@@ -295,13 +295,11 @@ def select(table: Table, query: Query, include_deleted: bool = False) -> Selecti
             if predicate is None or predicate(row):
                 yield row
 
-    candidates, _ = _candidates(table, query.where)
+    candidates = _candidates(table, query.where)
     by_id_only = all(definition.type == "id" for definition, _ in order)
     wanted = None if query.limit is None else query.limit + (query.offset or 0)
     if by_id_only:
-        ordered = candidates
-        if order and order[0][1]:
-            ordered = reversed(list(candidates)) if not isinstance(candidates, range) else reversed(candidates)
+        ordered: Iterable[int] = reversed(candidates) if order and order[0][1] else candidates
         rows: list[int] = []
         for row in matching(ordered):
             rows.append(row)

@@ -127,6 +127,11 @@ class Pusher:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._run(lane), name=f"pusher-{lane}") for lane in range(self.policy.lanes)]
 
+    @property
+    def idle(self) -> bool:
+        """No batch is being written or recorded right now."""
+        return not self._inflight
+
     def wake(self) -> None:
         """New rows are in the outbox: look now (after the batching window)."""
         self._wake.set()
