@@ -80,7 +80,7 @@ class OperatorProcess:
         env["KUBECONFIG"] = str(kubeconfig)
         self.metrics_port = metrics_port
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "unsubscribe_sync", "operator", "--all-namespaces", "--standalone",
+            [sys.executable, *os.environ.get("BENCH_PYTHON_ARGS", "").split(), "-m", "unsubscribe_sync", "operator", "--all-namespaces", "--standalone",
              "--metrics-port", str(metrics_port), "--liveness-port", str(free_port()),
              "--preflight-interval", "0", "--log-level", "warning"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -126,20 +126,20 @@ async def _wait(predicate: Any, operator: OperatorProcess, timeout: float = 600)
             raise RuntimeError(f"the operator exited with {operator.proc.returncode}")
         if time.perf_counter() - start > timeout:
             raise TimeoutError("benchmark condition not reached")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.25)
     return time.perf_counter() - start
 
 
 def _children(emulator: ClusterEmulator) -> int:
     return sum(
-        len(emulator.list(resource, NS))
+        emulator.count(resource, NS)
         for resource in ("v1/configmaps", "v1/persistentvolumeclaims", "v1/services", "apps/v1/deployments",
                          "batch/v1/cronjobs")
     )  # fmt: skip
 
 
 def _statuses(emulator: ClusterEmulator) -> int:
-    return sum(1 for obj in emulator.list(USYNC_RESOURCE, NS) if (obj.get("status") or {}).get("observedGeneration"))
+    return emulator.count(USYNC_RESOURCE, NS, where=lambda obj: (obj.get("status") or {}).get("observedGeneration"))
 
 
 async def _post_all(session: aiohttp.ClientSession, url: str, bodies: list[tuple[str, dict[str, Any]]]) -> None:

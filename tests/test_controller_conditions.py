@@ -68,7 +68,6 @@ def test_healthy_object_is_ready() -> None:
         ({"preflight": None}, "PreflightPending"),
         ({"child_rejected": ("ServiceMonitor acme: not served",)}, "ChildRejected"),
         ({"child_errors": ("Deployment acme: 500",)}, "RetryingWrites"),
-        ({"wrote_children": True}, "ChildrenUpdated"),
         ({"last_nightly": LastNightlySync(outcome="Failed", jobName="j2")}, "NightlySyncFailed"),
         ({"deployment": DeploymentState(2, 1, 1, True)}, "RolloutInProgress"),
     ],

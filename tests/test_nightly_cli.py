@@ -54,7 +54,7 @@ def test_cli_last_line_and_termination_log(env: Env, tmp_path: Path) -> None:
     proc = nightly(config, "--local", termination=termination)
 
     assert proc.returncode == 0, proc.stderr
-    assert last_line(proc.stdout) == {"toSalesforce": 3, "fromSalesforce": 2, "skippedNoSalesforceId": 2, "failed": 1}
+    assert last_line(proc.stdout) == {"toSalesforce": 3, "fromSalesforce": 2, "skippedNoSalesforceId": 2, "failed": 2}
     message = json.loads(termination.read_text())
     assert message["outcome"] == "Succeeded"
     assert {k: message[k] for k in CONTRACT_KEYS} == last_line(proc.stdout)
@@ -70,7 +70,7 @@ def test_cli_dry_run_prints_plan_and_writes_nothing(env: Env, tmp_path: Path) ->
     proc = nightly(config, "--local", "--dry-run", termination=termination)
 
     assert proc.returncode == 0, proc.stderr
-    assert last_line(proc.stdout)["toSalesforce"] == 4
+    assert last_line(proc.stdout)["toSalesforce"] == 5
     assert "Contact: 2 to Salesforce, 1 from Salesforce" in proc.stdout
     assert "sha256:" in proc.stdout and "ledger.only@example.com" not in proc.stdout
     assert not termination.exists()

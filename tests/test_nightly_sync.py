@@ -82,6 +82,7 @@ class World:
     l_ledger_only: str  # Lead in the ledger only -> toSalesforce
     l_converted: str  # converted Lead opted out in Salesforce -> excluded
     l_ledger_15: str  # Lead in the ledger (stored from a 15-character id) -> toSalesforce
+    l_converted_ledger: str  # converted Lead in the ledger -> failed (CANNOT_UPDATE_CONVERTED_LEAD)
 
 
 def build_world(env: Env) -> World:
@@ -95,6 +96,7 @@ def build_world(env: Env) -> World:
         l_ledger_only=s.add_record("Lead", "lead.ledger@example.com"),
         l_converted=s.add_record("Lead", "converted@example.com", opted_out=True, converted=True),
         l_ledger_15=s.add_record("Lead", "lead.fifteen@example.com"),
+        l_converted_ledger=s.add_record("Lead", "conv.ledger@example.com", converted=True),
     )
     s.add_record("Contact", "untouched@example.com")  # neither side
     ledger = env.ledger()
@@ -106,6 +108,7 @@ def build_world(env: Env) -> World:
                 Unsubscribe("gone@example.com", w.c_deleted, "Contact"),
                 Unsubscribe("lead.ledger@example.com", w.l_ledger_only, "Lead"),
                 Unsubscribe("lead.fifteen@example.com", normalize_id(w.l_ledger_15[:15]), "Lead"),
+                Unsubscribe("conv.ledger@example.com", w.l_converted_ledger, "Lead"),
                 Unsubscribe("no.id@example.com"),
                 Unsubscribe("no.id.2@example.com"),
             ]
@@ -133,7 +136,7 @@ def test_both_directions_then_idempotent(env: Env, bulk_threshold: int) -> None:
     summary = run_nightly(config, dry_run=False)
 
     assert summary["outcome"] == "Succeeded", summary.get("error")
-    assert counts(summary) == {"toSalesforce": 3, "fromSalesforce": 2, "skippedNoSalesforceId": 2, "failed": 1}
+    assert counts(summary) == {"toSalesforce": 3, "fromSalesforce": 2, "skippedNoSalesforceId": 2, "failed": 2}
     assert summary["objects"]["Contact"]["toSalesforce"] == 1
     assert summary["objects"]["Lead"]["toSalesforce"] == 2
     # Salesforce side: every ledger target set, the deleted record untouched
@@ -153,6 +156,10 @@ def test_both_directions_then_idempotent(env: Env, bulk_threshold: int) -> None:
         gone = ledger.lookup("gone@example.com")
         assert gone is not None and gone["salesforce"][0]["status"] == "failed"
         assert "ENTITY_IS_DELETED" in (gone["salesforce"][0]["lastError"] or "")
+        converted = ledger.lookup("conv.ledger@example.com")
+        assert converted is not None and converted["salesforce"][0]["status"] == "failed"
+        assert "CANNOT_UPDATE_CONVERTED_LEAD" in (converted["salesforce"][0]["lastError"] or "")
+        assert any(h["action"] == "push_failed" and h["source"] == "salesforce-sync" for h in converted["history"])
         pushed = ledger.lookup("ledger.only@example.com")
         assert pushed is not None and pushed["salesforce"][0]["status"] == "pushed"
         last = ledger.last_sync_run()
@@ -188,7 +195,7 @@ def test_dry_run_writes_nothing(env: Env) -> None:
     summary = run_nightly(config, dry_run=True)
 
     assert summary["outcome"] == "Succeeded" and summary["dryRun"] is True
-    assert counts(summary) == {"toSalesforce": 4, "fromSalesforce": 2, "skippedNoSalesforceId": 2, "failed": 0}
+    assert counts(summary) == {"toSalesforce": 5, "fromSalesforce": 2, "skippedNoSalesforceId": 2, "failed": 0}
     assert env.writes() == 0
     assert not opted_out(env, w.c_ledger_only)
     ledger = env.ledger()
@@ -296,7 +303,7 @@ def test_interrupted_run_can_be_rerun(env: Env) -> None:
     summary = run_nightly(config, dry_run=False)
 
     assert summary["outcome"] == "Succeeded"
-    assert counts(summary) == {"toSalesforce": 2, "fromSalesforce": 1, "skippedNoSalesforceId": 2, "failed": 0}
+    assert counts(summary) == {"toSalesforce": 2, "fromSalesforce": 1, "skippedNoSalesforceId": 2, "failed": 1}
     assert opted_out(env, w.l_ledger_only) and opted_out(env, w.l_ledger_15)
     assert all(env.state.write_count(rid) == 1 for rid in (w.c_ledger_only, w.l_ledger_only, w.l_ledger_15))
 
@@ -328,7 +335,7 @@ def test_postgresql_ledger(env: Env, postgres_url: str) -> None:
     w = build_world(env)
     summary = run_nightly(env.config(), dry_run=False)
     assert summary["outcome"] == "Succeeded", summary.get("error")
-    assert counts(summary) == {"toSalesforce": 3, "fromSalesforce": 2, "skippedNoSalesforceId": 2, "failed": 1}
+    assert counts(summary) == {"toSalesforce": 3, "fromSalesforce": 2, "skippedNoSalesforceId": 2, "failed": 2}
     assert opted_out(env, w.l_ledger_15)
     again = run_nightly(env.config(), dry_run=False)
     assert counts(again) == {"toSalesforce": 0, "fromSalesforce": 0, "skippedNoSalesforceId": 2, "failed": 0}

@@ -34,6 +34,14 @@ def test_seed_is_deterministic_with_exact_shares() -> None:
     assert other.find_ids("Lead", HasOptedOutOfEmail=True) != first.find_ids("Lead", HasOptedOutOfEmail=True)
 
 
+def test_seed_can_set_the_marketo_field() -> None:
+    state = SandboxState()
+    summary = state.seed(contacts=200, marketo_opted_out_ratio=0.25, opted_out_ratio=0.0, deleted_ratio=0.0)
+    assert summary["Contact"]["marketoOptedOut"] == 50
+    assert state.count("Contact", ToutApp__Marketo_Sales_Opt_Out__c=True) == 50
+    assert state.count("Contact", HasOptedOutOfEmail=True) == 0
+
+
 def test_seed_rejects_bad_ratios() -> None:
     state = SandboxState()
     with pytest.raises(ValueError, match="opted_out_ratio"):

@@ -353,3 +353,13 @@ def test_json_bodies_need_the_json_content_type(sandbox_api: SandboxApi, sandbox
     assert response.status_code == 415
     assert response.json()[0]["errorCode"] == "UNSUPPORTED_MEDIA_TYPE"
     assert sandbox.state.write_count(contact) == 0
+
+
+def test_query_field_errors_point_at_the_column_like_salesforce(sandbox_api: SandboxApi) -> None:
+    message = sandbox_api.get("query", params={"q": "SELECT Id, Bogus__c FROM Contact"}).json()[0]["message"]
+    assert message.startswith("\nSELECT Id, Bogus__c FROM Contact\n           ^\nERROR at Row:1:Column:12\n")
+
+
+def test_describe_global_lists_contact_and_lead(sandbox_api: SandboxApi) -> None:
+    body = sandbox_api.get("sobjects").json()
+    assert {(o["name"], o["keyPrefix"]) for o in body["sobjects"]} == {("Contact", "003"), ("Lead", "00Q")}

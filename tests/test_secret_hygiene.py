@@ -245,6 +245,7 @@ def test_no_canary_secret_escapes(tmp_path: Path, grant: str, sandbox_process: S
         sandbox.process.stop()
     evidence.add("worker log", worker.logs())
     evidence.add("sandbox log", sandbox.process.logs())
+    (tmp_path / "evidence.json").write_text(json.dumps(evidence.texts, indent=1))
     leaks = evidence.leaks(canaries)
     assert not leaks, "\n".join(leaks)
     # The evidence is real: the flow ran and its logs mention what happened.

@@ -254,3 +254,34 @@ async def test_token_rotation_is_picked_up(tmp_path: Path, ledger: Ledger, monke
         os.utime(config.worker.tokenFile, (1, 1))  # a new mtime, whatever the clock's resolution
         assert (await post(client, {"email": "b@example.com"})).status == 401
         assert (await post(client, {"email": "b@example.com"}, {"Authorization": "Bearer rotated-token"})).status == 202
+
+
+async def test_lookup_matches_any_case_form_and_odd_characters(client: TestClient[Any, Any]) -> None:
+    import unicodedata
+    from urllib.parse import quote
+
+    decomposed = unicodedata.normalize("NFD", "Renée@Example.com")
+    assert (
+        await post(client, {"unsubscribes": [{"email": decomposed}, {"email": "{{7*7}}@example.com"}]})
+    ).status == 202
+    for email in (unicodedata.normalize("NFC", "renée@example.com"), "{{7*7}}@EXAMPLE.com"):
+        resp = await client.get("/v1/unsubscribes/" + quote(email, safe="@"), headers=AUTH)
+        assert resp.status == 200 and (await resp.json())["unsubscribed"] is True
+
+
+async def test_a_stalled_body_gets_408_and_nothing_is_stored(
+    client: TestClient[Any, Any], ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from unsubscribe_sync.worker import app as worker_app
+
+    monkeypatch.setattr(worker_app, "BODY_READ_TIMEOUT_SECONDS", 0.3)
+
+    async def stalled() -> AsyncIterator[bytes]:
+        yield b'{"email": "slow'
+        await asyncio.sleep(3)
+        yield b'@example.com"}'
+
+    before = ledger.table_counts()
+    resp = await client.post("/v1/unsubscribes", data=stalled(), headers={**AUTH, "Content-Type": "application/json"})
+    assert resp.status == 408
+    assert ledger.table_counts() == before

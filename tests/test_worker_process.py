@@ -183,10 +183,11 @@ def test_nightly_run_inside_the_worker(worker_process: Callable[[], WorkerProces
     dry = requests.post(f"{worker.url}/v1/nightly-runs", params={"dryRun": "true"}, headers=AUTH, timeout=120)
     assert dry.status_code == 200, dry.text
     assert dry.json()["fromSalesforce"] == 1
-    assert requests.get(f"{worker.url}/v1/unsubscribes/already@example.com", headers=AUTH, timeout=10).status_code == 404
+    lookup = f"{worker.url}/v1/unsubscribes/already@example.com"
+    assert requests.get(lookup, headers=AUTH, timeout=10).status_code == 404
     real = requests.post(f"{worker.url}/v1/nightly-runs", headers=AUTH, timeout=120)
     assert real.status_code == 200, real.text
-    found = requests.get(f"{worker.url}/v1/unsubscribes/already@example.com", headers=AUTH, timeout=10).json()
+    found = requests.get(lookup, headers=AUTH, timeout=10).json()
     assert found["unsubscribed"] is True and found["salesforce"][0]["id"] == opted
     wait_for(lambda: bool(state.get_record(pending)["HasOptedOutOfEmail"]), 30, "the lead pushed")  # type: ignore[index]
     text = requests.get(f"{worker.url}/metrics", timeout=10).text

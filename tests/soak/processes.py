@@ -38,7 +38,8 @@ class ManagedProcess:
         if self.alive:
             raise RuntimeError(f"{self.name} is already running")
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap
-        self._log.write(f"----- start #{self.starts + 1}: {' '.join(self.argv[2:])}\n".encode())
+        stamp = time.strftime("%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
+        self._log.write(f"----- start #{self.starts + 1} at {stamp}: {' '.join(self.argv[2:])}\n".encode())
         self._log.flush()
         self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
         self.starts += 1

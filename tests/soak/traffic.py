@@ -77,7 +77,7 @@ class TrafficGenerator:
         no_id_share: float,
         replay_share: float,
         seed: int = 1,
-        retry_rounds: int = 4,
+        retry_rounds: int = 6,
     ) -> None:
         self.urls = list(worker_urls)
         self.token = token
@@ -93,6 +93,7 @@ class TrafficGenerator:
         self.retry_rounds = retry_rounds
         self.report = TrafficReport()
         self._rr = itertools.cycle(range(len(self.urls)))
+        self._down_until = [0.0] * len(self.urls)
         self._bodies: list[list[dict[str, Any]]] = []
 
     def _next_batch(self, serial: itertools.count[int], target_iter: Any) -> list[dict[str, Any]]:
@@ -116,10 +117,21 @@ class TrafficGenerator:
             batch.append(item)
         return batch
 
+    def _pick(self, avoid: int | None) -> int:
+        """The next worker in turn that is not known to be down (like a load balancer's health checks)."""
+        now = time.monotonic()
+        for _ in range(len(self.urls)):
+            index = next(self._rr)
+            if index != avoid and self._down_until[index] <= now:
+                return index
+        return next(self._rr) if avoid is None else (avoid + 1) % len(self.urls)
+
     async def _send(self, session: aiohttp.ClientSession, body: list[dict[str, Any]]) -> None:
         headers = {"Authorization": f"Bearer {self.token}"}
+        last: int | None = None
         for attempt in range(self.retry_rounds * len(self.urls)):
-            url = self.urls[next(self._rr)] + "/v1/unsubscribes"
+            last = self._pick(last)
+            url = self.urls[last] + "/v1/unsubscribes"
             self.report.requests += 1
             if attempt:
                 self.report.retries += 1
@@ -140,9 +152,10 @@ class TrafficGenerator:
                 self.report.statuses["timeout"] += 1
             except aiohttp.ClientConnectorError:
                 self.report.statuses["connection refused"] += 1
+                self._down_until[last] = time.monotonic() + 0.5
             except aiohttp.ClientError:
                 self.report.statuses["connection lost"] += 1
-            await asyncio.sleep(0.05 if attempt % len(self.urls) else 0.25)
+            await asyncio.sleep(0.05 if (attempt + 1) % len(self.urls) else 0.5)
         self.report.given_up += 1
 
     async def run(self) -> TrafficReport:

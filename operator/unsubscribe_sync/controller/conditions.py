@@ -166,8 +166,6 @@ def _reconciling(inputs: StatusInputs, credentials: Verdict) -> Verdict:
         return Verdict("False", "Stalled", "")
     if inputs.child_errors:
         return Verdict("True", "RetryingWrites", "; ".join(inputs.child_errors))
-    if inputs.wrote_children:
-        return Verdict("True", "ChildrenUpdated", "children created or updated")
     if credentials.reason == "PreflightPending":
         return Verdict("True", "PreflightPending", credentials.message)
     state = inputs.deployment

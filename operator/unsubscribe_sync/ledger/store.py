@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -53,8 +54,8 @@ def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[An
 
 
 def normalize_email(email: str) -> str:
-    """The ledger key of an address: trimmed and lower-cased (suppression ignores case)."""
-    return email.strip().lower()
+    """The ledger key of an address: trimmed, Unicode NFC, lower-cased (suppression ignores case and form)."""
+    return unicodedata.normalize("NFC", email.strip()).lower()
 
 
 def _failure_text(code: str | None, message: str | None) -> str:

@@ -22,7 +22,7 @@ from .state import SandboxState, Session, TokenError
 
 log = logging.getLogger(__name__)
 STATE_KEY = web.AppKey("sandbox_state", SandboxState)
-SESSION_KEY = web.RequestKey("sandbox_session", Session)
+SESSION_KEY = web.RequestKey("sandbox_session", Session)  # the caller's session, for handlers that need it
 OLDEST_VERSION = 20
 NEWEST_VERSION = 68  # Winter '27
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -38,10 +38,6 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 def _state(request: web.Request) -> SandboxState:
     return request.app[STATE_KEY]
-
-
-def _session(request: web.Request) -> Session:
-    return request[SESSION_KEY]
 
 
 def _version(request: web.Request) -> str:
@@ -174,6 +170,10 @@ async def resources(request: web.Request) -> web.Response:
 
 async def limits(request: web.Request) -> web.Response:
     return _json(_state(request).limits())
+
+
+async def describe_global(request: web.Request) -> web.Response:
+    return _json(_state(request).describe_global(_version(request)))
 
 
 async def describe(request: web.Request) -> web.Response:
@@ -332,6 +332,7 @@ def build_app(state: SandboxState, admin_token: str | None = None) -> web.Applic
     v = "/services/data/{version}"
     _add(app, "GET", v, resources, "resources")
     _add(app, "GET", f"{v}/limits", limits, "limits")
+    _add(app, "GET", f"{v}/sobjects", describe_global, "describeGlobal")
     _add(app, "GET", f"{v}/sobjects/{{sobject}}/describe", describe, "describe")
     _add(app, "GET", f"{v}/sobjects/{{sobject}}", sobject_info, "sobject")
     _add(app, "GET", f"{v}/sobjects/{{sobject}}/{{id}}", get_record, "retrieve")

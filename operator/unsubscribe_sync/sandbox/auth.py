@@ -69,6 +69,8 @@ class Authority:
 
     def _open_session(self, app: ConnectedApp, username: str) -> Session:
         now = time.time()
+        if len(self.sessions) >= 1000:  # long runs with short lifetimes: forget expired sessions
+            self.sessions = {t: s for t, s in self.sessions.items() if s.expires_at > now}
         token = f"{ORG_ID[:15]}!AQ" + secrets.token_urlsafe(72).replace("-", ".")
         session = Session(token, app.client_id, username, now, now + self.session_lifetime_s)
         self.sessions[token] = session

@@ -82,6 +82,7 @@ Condition: TypeAlias = Comparison | BoolOp | Not
 class OrderBy:
     field: str
     descending: bool = False
+    column: int = 0
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class Query:
     order_by: tuple[OrderBy, ...]
     limit: int | None
     offset: int | None
+    field_columns: tuple[int, ...] = ()  # where each selected field starts in the text
 
 
 def _unescape(body: str, column: int) -> str:
@@ -195,14 +197,17 @@ class _Parser:
     def query(self) -> Query:
         self.expect_keyword("SELECT")
         fields: list[str] = []
+        columns: list[int] = []
         count = False
         if self.tok.kind == "name" and self.tok.text.upper() == "COUNT" and self.tokens[self.i + 1].text == "(":
             self.i += 2
             self.expect_punct(")")
             count = True
         else:
+            columns.append(self.tok.column)
             fields.append(self.name())
             while self.punct(","):
+                columns.append(self.tok.column)
                 fields.append(self.name())
         self.expect_keyword("FROM")
         sobject = self.name()
@@ -211,20 +216,21 @@ class _Parser:
         if self.keyword("ORDER"):
             self.expect_keyword("BY")
             while True:
+                column = self.tok.column
                 field = self.name()
                 descending = self.keyword("DESC")
                 if not descending:
                     self.keyword("ASC")
                 if self.keyword("NULLS") and not self.keyword("FIRST", "LAST"):
                     raise self.fail()
-                order_by.append(OrderBy(field, descending))
+                order_by.append(OrderBy(field, descending, column))
                 if not self.punct(","):
                     break
         limit = self.integer() if self.keyword("LIMIT") else None
         offset = self.integer() if self.keyword("OFFSET") else None
         if self.tok.kind != "end":
             raise self.fail()
-        return Query(self.text, sobject, tuple(fields), count, where, tuple(order_by), limit, offset)
+        return Query(self.text, sobject, tuple(fields), count, where, tuple(order_by), limit, offset, tuple(columns))
 
     def condition(self) -> Condition:
         items = [self.term()]
@@ -283,14 +289,19 @@ def parse(text: str) -> Query:
     return _Parser(text).query()
 
 
-def malformed_message(text: str, error: SoqlError) -> str:
-    """Salesforce's MALFORMED_QUERY text: the query, a caret under the column, then the reason."""
-    line_start = text.rfind("\n", 0, error.column) + 1
-    row = text.count("\n", 0, error.column) + 1
-    line_end = text.find("\n", error.column)
+def pointed_message(text: str, column: int, reason: str) -> str:
+    """Salesforce's text for a query error: the query line, a caret under the column, the position, the reason."""
+    line_start = text.rfind("\n", 0, column) + 1
+    row = text.count("\n", 0, column) + 1
+    line_end = text.find("\n", column)
     line = text[line_start : line_end if line_end >= 0 else len(text)]
-    col = error.column - line_start
-    return f"\n{line}\n{' ' * col}^\nERROR at Row:{row}:Column:{col + 1}\n{error.message}"
+    col = column - line_start
+    return f"\n{line}\n{' ' * col}^\nERROR at Row:{row}:Column:{col + 1}\n{reason}"
+
+
+def malformed_message(text: str, error: SoqlError) -> str:
+    """The MALFORMED_QUERY text of a syntax error."""
+    return pointed_message(text, error.column, error.message)
 
 
 def like_regex(pattern: str) -> re.Pattern[str]:

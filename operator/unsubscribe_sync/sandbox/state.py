@@ -498,6 +498,13 @@ class SandboxState:
 
     # ------------------------------------------------------------------ describe and query (REST)
 
+    def describe_global(self, version: str) -> dict[str, Any]:
+        """GET sobjects: the objects this org serves."""
+        keys = ("name", "label", "labelPlural", "keyPrefix", "custom", "queryable", "updateable", "urls")
+        with self.lock:
+            described = [table.schema.describe(version) for table in self.tables.values()]
+            return {"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": [{k: d[k] for k in keys} for d in described]}
+
     def describe(self, sobject: str, version: str) -> dict[str, Any]:
         with self.lock:
             table = self._table_named(sobject)

@@ -16,7 +16,7 @@ from typing import Any
 from .errors import ApiError, no_such_column
 from .ids import IdMinter, normalize_id
 from .schema import FieldDef, ObjectSchema
-from .soql import BoolOp, Comparison, Condition, Not, Query, like_regex
+from .soql import BoolOp, Comparison, Condition, Not, Query, like_regex, pointed_message
 
 Predicate = Callable[[int], bool]
 
@@ -148,10 +148,11 @@ class _Compiler:
         self.table = table
         self.query = query
 
-    def field(self, name: str) -> FieldDef:
+    def field(self, name: str, column: int = 0) -> FieldDef:
         definition = self.table.schema.lookup(name)
         if definition is None:
-            raise ApiError(400, "INVALID_FIELD", no_such_column(name, self.table.schema.name))
+            reason = no_such_column(name, self.table.schema.name)
+            raise ApiError(400, "INVALID_FIELD", pointed_message(self.query.text, column, reason))
         return definition
 
     def literal(self, definition: FieldDef, value: Any) -> Any:
@@ -191,7 +192,7 @@ class _Compiler:
         return self.comparison(condition)
 
     def comparison(self, test: Comparison) -> Predicate:
-        definition = self.field(test.field)
+        definition = self.field(test.field, test.column)
         column = self.column(definition)
         folds = definition.type not in ("id", "boolean")  # string comparisons are case-insensitive
 
@@ -279,13 +280,13 @@ def select(table: Table, query: Query, include_deleted: bool = False) -> Selecti
     """Run a parsed query: check fields, pick candidate rows from an index, filter, order, offset, limit."""
     compiler = _Compiler(table, query)
     fields: list[str] = []
-    for name in query.fields:
-        canonical = compiler.field(name).name
+    for name, position in zip(query.fields, query.field_columns, strict=True):
+        canonical = compiler.field(name, position).name
         if canonical in fields:
             raise ApiError(400, "MALFORMED_QUERY", f"duplicate field selected: {canonical}")
         fields.append(canonical)
     predicate = compiler.compile(query.where) if query.where is not None else None
-    order = [(compiler.field(o.field), o.descending) for o in query.order_by]
+    order = [(compiler.field(o.field, o.column), o.descending) for o in query.order_by]
     deleted = table.true_rows["IsDeleted"]
 
     def matching(rows: Iterable[int]) -> Iterator[int]:

@@ -26,8 +26,10 @@ from unsubscribe_sync.worker.validation import InvalidRequest, parse_unsubscribe
 log = get_logger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
+BODY_READ_TIMEOUT_SECONDS = 10.0  # a client that stalls mid-body gets 408 (slow headers: see run.py)
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 NightlyRunner = Callable[[bool], dict[str, Any]]
 
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
@@ -120,7 +122,8 @@ async def metrics_and_auth(
         status = response.status
         return response
     finally:
-        metrics.http_requests.labels(method=request.method, route=route, status=str(status)).inc()
+        method = request.method if request.method in _KNOWN_METHODS else "other"  # labels never take client text
+        metrics.http_requests.labels(method=method, route=route, status=str(status)).inc()
         metrics.http_duration.labels(route=route).observe(time.perf_counter() - start)
 
 
@@ -129,11 +132,17 @@ async def _read_body(request: web.Request) -> bytes | web.Response:
         return _error(413, f"body over {MAX_BODY_BYTES} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return _error(413, f"body over {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    return _error(413, f"body over {MAX_BODY_BYTES} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        response = _error(408, f"the body did not arrive within {BODY_READ_TIMEOUT_SECONDS:.0f} s")
+        response.force_close()
+        return response
     return b"".join(chunks)
 
 
@@ -148,6 +157,8 @@ async def post_unsubscribes(request: web.Request) -> web.Response:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         return _error(400, "body is not valid JSON", [{"field": "", "message": str(exc)}])
+    except RecursionError:
+        return _error(400, "body is not valid JSON", [{"field": "", "message": "nested too deeply"}])
     try:
         items = parse_unsubscribes(data, request.app[CONFIG].salesforce.objects)
     except InvalidRequest as exc:
@@ -330,7 +341,7 @@ def create_app(
     app.on_cleanup.append(on_shutdown)
     app.router.add_post("/v1/unsubscribes", post_unsubscribes)
     app.router.add_get("/v1/unsubscribes", list_unsubscribes)
-    app.router.add_get("/v1/unsubscribes/{email}", get_unsubscribe)
+    app.router.add_get("/v1/unsubscribes/{email:[^/]+}", get_unsubscribe)  # any character but "/" (braces too)
     app.router.add_post("/v1/nightly-runs", post_nightly_run)
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)

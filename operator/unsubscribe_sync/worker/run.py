@@ -12,6 +12,8 @@ from unsubscribe_sync.worker.pusher import ClientFactory
 
 log = get_logger(__name__)
 
+KEEPALIVE_TIMEOUT_SECONDS = 10.0
+
 
 def run_worker(
     config: Config,
@@ -38,6 +40,8 @@ def run_worker(
             print=None,
             access_log=None,
             shutdown_timeout=10,
+            # Also the limit for a connection that never completes its request headers.
+            keepalive_timeout=KEEPALIVE_TIMEOUT_SECONDS,
             handle_signals=True,
         )
     finally:
