@@ -314,6 +314,12 @@ async def test_worker_rides_out_a_postgres_restart(
     worker = await make_worker(ledger_url=postgres_url)
     await worker.post({"email": "pgr0@example.com", "salesforceId": ids[0]})
     await eventually(lambda: opted_out(sandbox, ids[0]))
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        # The test server runs with synchronous_commit=off: flush what is committed before the crash-restart,
+        # which is about the worker's connections, not the test server's durability settings.
+        conn.execute("CHECKPOINT")
     await asyncio.to_thread(postgres_server.restart)
     body = {"email": "pgr1@example.com", "salesforceId": ids[1]}
     for _ in range(100):  # a sender retries a 503 ("nothing was stored, retry later") until the database is back

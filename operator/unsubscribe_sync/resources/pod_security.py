@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-RUN_AS_USER: Final = 10001  # non-root user and group of the image
+RUN_AS_USER: Final = 65532  # non-root user and group of the image (Containerfile USER)
 TMP_MOUNT: Final = "/tmp"
 
 
@@ -31,8 +31,11 @@ def container_security_context() -> dict[str, Any]:
 
 
 def tmp_volume() -> tuple[dict[str, Any], dict[str, Any]]:
-    """A small writable /tmp (the root filesystem is read-only): (volume, volumeMount)."""
+    """A writable /tmp (the root filesystem is read-only): (volume, volumeMount).
+
+    The nightly sync sorts both sides through a temporary SQLite file here (about 54 bytes a record).
+    """
     return (
-        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
         {"name": "tmp", "mountPath": TMP_MOUNT},
     )
