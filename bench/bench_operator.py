@@ -74,17 +74,25 @@ def _kubeconfig(url: str, directory: Path) -> Path:
     return path
 
 
+def _log_file() -> Any:
+    path = os.environ.get("BENCH_LOG")
+    return open(path, "a") if path else subprocess.DEVNULL  # the child process writes to it
+
+
 class OperatorProcess:
     def __init__(self, kubeconfig: Path, metrics_port: int) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
         env["KUBECONFIG"] = str(kubeconfig)
         self.metrics_port = metrics_port
+        python = [sys.executable, *os.environ.get("BENCH_PYTHON_ARGS", "").split()]
+        args = [
+            *("operator", "--all-namespaces", "--standalone", "--preflight-interval", "0"),
+            *("--metrics-port", str(metrics_port), "--liveness-port", str(free_port())),
+            *("--log-level", os.environ.get("BENCH_LOG_LEVEL", "warning")),
+        ]
         self.proc = subprocess.Popen(
-            [sys.executable, *os.environ.get("BENCH_PYTHON_ARGS", "").split(), "-m", "unsubscribe_sync", "operator", "--all-namespaces", "--standalone",
-             "--metrics-port", str(metrics_port), "--liveness-port", str(free_port()),
-             "--preflight-interval", "0", "--log-level", "warning"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [*python, "-m", "unsubscribe_sync", *args], env=env, stdout=subprocess.DEVNULL, stderr=_log_file()
+        )
         self.peak_rss_kib = 0
 
     def sample_rss(self) -> None:
@@ -249,8 +257,9 @@ def main() -> None:
     print(f"baseline (same creates by one client): {figures['baseline_seconds']:.1f} s "
           f"-> ratio {figures['children_seconds'] / figures['baseline_seconds']:.1f}x")  # fmt: skip
     print(f"reconciles: {figures['reconciles']:.0f} ({figures['reconciles'] / count:.2f} per object)")
-    print(f"API requests per object (all, incl. kopf watches/patches/events): {figures['requests_all_per_object']:.1f} "
-          f"-> ratio {figures['requests_all_per_object'] / IDEAL_REQUESTS:.2f}x the ideal {IDEAL_REQUESTS}")  # fmt: skip
+    per_object = figures["requests_all_per_object"]
+    print(f"API requests per object (all, incl. kopf watches/patches/events): {per_object:.1f} "
+          f"-> ratio {per_object / IDEAL_REQUESTS:.2f}x the ideal {IDEAL_REQUESTS}")  # fmt: skip
     print(f"writes per object: {figures['writes_per_object']:.1f}")
     print(f"operator peak RSS: {figures['rss_mib']:.0f} MiB")
     print(f"no-op resync of {count}: {figures['resync_seconds']:.1f} s, "

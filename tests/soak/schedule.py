@@ -79,7 +79,7 @@ SHORT = SoakProfile(
 
 LONG = SoakProfile(
     name="long",
-    events=12000,
+    events=16000,
     traffic_seconds=180.0,
     rate_per_second=30.0,
     batch_max=5,

@@ -57,14 +57,21 @@ def test_percentile() -> None:
     assert percentile([float(n) for n in range(1, 101)], 0.95) == 95.0
 
 
-def _observations(**changes: object) -> Observations:
-    traffic = TrafficReport(started=1000.0, finished=1030.0, requests=4, batches=3, statuses=Counter({"202": 3}))
+def _traffic(statuses: Counter[str] | None = None) -> TrafficReport:
+    traffic = TrafficReport(
+        started=1000.0, finished=1030.0, requests=4, batches=3, statuses=statuses or Counter({"202": 3})
+    )
     traffic.items = {
         "a@x.com": SentItem("a@x.com", "003A", "e1", accepted_at=1001.0),
         "b@x.com": SentItem("b@x.com", "00QB", "e2", accepted_at=1012.0),
         "c@x.com": SentItem("c@x.com", None, "e3", accepted_at=1002.0),
         "d@x.com": SentItem("d@x.com", "003D", "e4", accepted_at=None),  # never accepted: not owed
     }
+    return traffic
+
+
+def _observations(**changes: object) -> Observations:
+    traffic = _traffic()
     values: dict[str, object] = {
         "profile": "unit",
         "schedule": [FaultWindow(FaultKind.SANDBOX_OUTAGE, 5, 5)],
@@ -75,7 +82,10 @@ def _observations(**changes: object) -> Observations:
         "first_true_at": {"003A": 1001.5, "00QB": 1013.0},
         "ledger_emails": ["a@x.com", "b@x.com", "c@x.com"],
         "outbox_left": 0,
-        "histories": {"a@x.com": {"unsubscribed": True, "history": [{"action": "pushed"}]}},
+        "histories": {
+            "a@x.com": {"unsubscribed": True, "history": [{"action": "unsubscribed"}, {"action": "pushed"}]},
+            "c@x.com": {"unsubscribed": True, "history": [{"action": "unsubscribed"}, {"action": "push_skipped"}]},
+        },
         "nightly_summary": {"toSalesforce": 0, "fromSalesforce": 0, "skippedNoSalesforceId": 1, "failed": 0},
         "nightly_exit": 0,
         "max_writes_per_record": 2,
@@ -102,8 +112,11 @@ def test_a_clean_run_has_no_violations_and_the_right_figures() -> None:
         ({"ledger_emails": ["a@x.com", "A@x.com ", "b@x.com", "c@x.com"]}, "more than once"),
         ({"ledger_emails": ["a@x.com", "b@x.com"]}, "missing from the ledger"),
         ({"outbox_left": 2}, "still owed"),
+        ({"traffic": _traffic(statuses=Counter({"202": 2, "400": 1}))}, "refused valid requests"),
         ({"histories": {"a@x.com": None}}, "answered 404"),
         ({"histories": {"a@x.com": {"unsubscribed": True, "history": []}}}, "does not tell what happened"),
+        ({"histories": {"a@x.com": {"unsubscribed": True, "history": [{"action": "unsubscribed"}]}}}, "what happened"),
+        ({"histories": {"c@x.com": {"unsubscribed": True, "history": [{"action": "unsubscribed"}]}}}, "what happened"),
         ({"nightly_exit": 1}, "exited with 1"),
         ({"nightly_summary": {"toSalesforce": 3, "failed": 0}}, "still had work to push"),
         ({"nightly_summary": None}, "still had work to push"),

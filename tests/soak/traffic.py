@@ -83,7 +83,6 @@ class TrafficGenerator:
         self.token = token
         self.targets = list(targets)
         self.events = events
-        self._exhausted = False
         self.seconds = seconds
         self.interval = 1.0 / rate_per_second
         self.batch_max = batch_max
@@ -105,7 +104,6 @@ class TrafficGenerator:
             without_id = self.random.random() < self.no_id_share
             target = None if without_id else next(target_iter, None)
             if target is None and not without_id:  # every record has been used once: stop
-                self._exhausted = True
                 break
             n = next(serial)
             item: dict[str, Any] = {"eventId": f"soak-{n}", "source": "soak", "occurredAt": rfc3339_now()}

@@ -120,12 +120,20 @@ def violations(obs: Observations) -> list[str]:
     missing = [i.email for i in accepted if i.email.strip().lower() not in ledger]
     if missing:
         problems.append(f"{len(missing)} accepted unsubscribes are missing from the ledger, e.g. {missing[:5]}")
+    refused = {k: n for k, n in obs.traffic.statuses.items() if k.startswith("4")}
+    if refused:
+        problems.append(f"the workers refused valid requests: {refused}")
     if obs.outbox_left:
         problems.append(f"{obs.outbox_left} writes still owed to Salesforce after the drain period")
     for email, answer in obs.histories.items():
         if answer is None:
             problems.append(f"GET /v1/unsubscribes/{email} answered 404 for an accepted unsubscribe")
-        elif answer.get("unsubscribed") is not True or not answer.get("history"):
+            continue
+        sent = obs.traffic.items.get(email)
+        actions = {h.get("action") for h in answer.get("history") or []}
+        # received, then pushed to Salesforce (with an ID) or counted as skipped (without one)
+        wanted = {"unsubscribed", "pushed" if sent is not None and sent.salesforce_id else "push_skipped"}
+        if answer.get("unsubscribed") is not True or not wanted <= actions:
             problems.append(f"GET /v1/unsubscribes/{email} does not tell what happened: {answer}")
     if obs.nightly_exit != 0:
         problems.append(f"the nightly run after the soak exited with {obs.nightly_exit}")

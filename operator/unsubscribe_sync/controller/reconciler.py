@@ -292,6 +292,8 @@ class Reconciler:
                 written = await self._apply(kind, namespace, write, desired)
             except KubeApiError as exc:
                 text = f"{kind.kind} {child}: {exc.message or exc.reason}"
+                if exc.status == 404 and write.action == "create":
+                    text = f"{kind.kind} {child}: {kind.api_version} {kind.plural} is not served here (CRD not installed?)"
                 if exc.status in (400, 403, 404, 422):
                     rejected.append(text)
                 else:

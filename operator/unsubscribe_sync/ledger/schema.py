@@ -66,6 +66,7 @@ salesforce_targets = Table(
     Column("updated_at", Float, nullable=False),
     Index("ix_salesforce_targets_email", "email"),
     Index("ix_salesforce_targets_object_id", "object", "salesforce_id"),
+    Index("ix_salesforce_targets_status", "status"),
 )
 
 # Writes still owed to Salesforce (the push worker's durable queue).
