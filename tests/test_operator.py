@@ -5,8 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,7 +19,14 @@ import pytest
 import pytest_asyncio
 
 from tests.fixtures.common import free_port
-from tests.fixtures.kube import USYNC_RESOURCE, RunningCluster, RunningOperator, start_operator, wait_for
+from tests.fixtures.kube import (
+    USYNC_RESOURCE,
+    RunningCluster,
+    RunningOperator,
+    running_cluster,
+    start_operator,
+    wait_for,
+)
 from tests.fixtures.sandbox import SandboxHandle
 from unsubscribe_sync.api.spec import Condition, UnsubscribeSyncStatus
 from unsubscribe_sync.controller.preflight import run_preflight
@@ -321,6 +333,48 @@ async def test_optional_children_follow_the_spec(
     assert deployment is not None and deployment["spec"]["replicas"] == 1
 
 
+async def test_service_monitor_without_its_crd_stalls_but_other_children_exist() -> None:
+    async with (
+        running_cluster(without=["monitoring.coreos.com/v1/servicemonitors"]) as kube,
+        aiohttp.ClientSession() as s,
+    ):
+        running = await start_operator(kube)
+        try:
+            client = Client(kube, s)
+            await client.secrets()
+            await client.post(CR_PATH, cr(monitoring={"serviceMonitor": {"enabled": True}}))
+            stalled = await wait_for(
+                lambda: (c := condition(usync(kube), "Stalled")) and c["status"] == "True" and c, what="Stalled"
+            )
+            assert stalled["reason"] == "ChildRejected"
+            assert "ServiceMonitor acme-push-worker" in stalled["message"] and "not served" in stalled["message"]
+            assert children_present(kube)
+        finally:
+            await running.stopped()
+
+
+async def test_periodic_resync_of_an_unchanged_cr_writes_nothing(kube: RunningCluster, client: Client) -> None:
+    running = await start_operator(kube, resync_interval=0.2)
+    try:
+        await client.secrets()
+        await client.post(CR_PATH, cr())
+        await wait_for(lambda: children_present(kube) and condition(usync(kube), "Ready"), what="reconciled")
+        await asyncio.sleep(0.5)
+        mark, reconciles = len(kube.emulator.writes), running.runtime.reconciler.reconciles
+        await wait_for(lambda: running.runtime.reconciler.reconciles >= reconciles + 3, what="three timer runs")
+        assert kube.emulator.writes_since(mark, include_events=True) == []
+        # ...and the timer is a safety net: drift the watch did not report gets repaired on the next run.
+        original = (kube.emulator.get("v1/configmaps", NS, "acme-config") or {})["data"]
+        tampered = {key: "tampered" for key in original}
+        kube.emulator.objects["v1/configmaps", NS, "acme-config"]["data"] = tampered  # no watch event
+        await wait_for(
+            lambda: (kube.emulator.get("v1/configmaps", NS, "acme-config") or {}).get("data") == original,
+            what="silent drift repaired",
+        )
+    finally:
+        await running.stopped()
+
+
 async def test_missing_secret_is_reported_then_recovers(
     kube: RunningCluster, client: Client, operator: RunningOperator
 ) -> None:
@@ -572,3 +626,37 @@ def test_operator_command_rejects_bad_input(argv: list[str], capsys: pytest.Capt
 
     assert main(["operator", *argv]) == 2
     assert "unsubscribe-sync operator:" in capsys.readouterr().err
+
+
+async def test_operator_command_runs_with_a_kubeconfig(kube: RunningCluster, client: Client, tmp_path: Path) -> None:
+    """The real command line: kubeconfig login (as in-cluster would be), JSON logs without secrets, clean stop."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+        "clusters": [{"name": "emulator", "cluster": {"server": kube.url}}],
+        "users": [{"name": "u", "user": {"token": "kube-t0ken"}}],
+        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "u"}}],
+    }))  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    env["KUBECONFIG"] = str(kubeconfig)
+    metrics = free_port()
+    log = tmp_path / "operator.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "unsubscribe_sync", "operator", "--namespace", NS, "--standalone",
+             "--metrics-port", str(metrics), "--liveness-port", str(free_port()), "--preflight-interval", "0"],
+            env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+        )  # fmt: skip
+        try:
+            await client.secrets()
+            await client.post(CR_PATH, cr())
+            await wait_for(lambda: children_present(kube), timeout=60, what="children made by the command")
+            assert "Bearer kube-t0ken" in kube.emulator.header_values("Authorization")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(proc.wait, 30)
+    assert code == 0
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]
+    assert any(r.get("event") == "child written" for r in records)
+    assert not any(s in line for line in lines for s in ("s3cr3t-value", "hook-t0ken", "kube-t0ken"))

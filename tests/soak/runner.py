@@ -27,7 +27,7 @@ from tests.fixtures.common import free_port
 from tests.soak.processes import ManagedProcess, cli, wait_http
 from tests.soak.schedule import FaultKind, FaultWindow, SoakProfile, build_schedule
 from tests.soak.traffic import Target, TrafficGenerator, TrafficReport
-from tests.soak.verdict import Observations
+from tests.soak.verdict import Observations, worker_evidence
 from unsubscribe_sync.sandbox import SandboxAdmin
 
 OBJECTS = ("Contact", "Lead")
@@ -322,5 +322,6 @@ class SoakRun:
             nightly_exit=nightly_exit,
             max_writes_per_record=self.profile.max_writes_per_record,
             worker_restarts=sum(p.starts for p in self.workers),
+            worker_evidence=worker_evidence(p.logs() for p in self.workers),
             notes=self.notes,
         )

@@ -19,7 +19,20 @@ from tests.soak.schedule import (
     outage_end,
 )
 from tests.soak.traffic import SentItem, TrafficReport
-from tests.soak.verdict import Observations, figures, percentile, violations
+from tests.soak.verdict import (
+    NOT_STORED,
+    PAUSED_RATE_LIMITED,
+    PAUSED_TRANSIENT,
+    PUSHER_ERRORS,
+    REAUTHENTICATIONS,
+    RECORDS_FAILED,
+    RECORDS_RETRIED,
+    Observations,
+    figures,
+    percentile,
+    violations,
+    worker_evidence,
+)
 
 
 @pytest.mark.parametrize("profile", [SHORT, LONG], ids=lambda p: p.name)
@@ -102,6 +115,13 @@ def test_a_clean_run_has_no_violations_and_the_right_figures() -> None:
     assert (f["lost"], f["records_written_more_than_once"], f["duplicate_writes"]) == (0, 1, 1)
     assert f["lag_max_seconds"] == 1.0
     assert f["recovery_seconds_after_outage"] == 0.0  # everything accepted before t=10 s landed before it
+    assert f["lag_max_seconds_by_fault"] == {}  # nothing was accepted during the window (t=5-10 s)
+    windows = [FaultWindow(FaultKind.SANDBOX_OUTAGE, 0, 5), FaultWindow(FaultKind.LOCK_ROW, 11, 2)]
+    during = _observations(schedule=windows)
+    assert figures(during)["lag_max_seconds_by_fault"] == {
+        FaultKind.SANDBOX_OUTAGE.value: 0.5,  # a@x.com, accepted at 1 s, true at 1.5 s
+        FaultKind.LOCK_ROW.value: 1.0,  # b@x.com, accepted at 12 s, true at 13 s
+    }
 
 
 @pytest.mark.parametrize(
@@ -138,3 +158,21 @@ def test_the_report_shows_the_figures_and_the_verdict() -> None:
         assert kind.value in text
     failed = render_reliability(SHORT, build_schedule(SHORT), figures(obs), ["2 lost"], {})
     assert "**FAILED**" in failed and "- 2 lost" in failed
+
+
+def test_worker_evidence_counts_what_the_logs_say() -> None:
+    lines = [
+        '{"event": "push_batch", "records": 5, "pushed": 3, "failed": 1, "retry": 1}',
+        '{"event": "push_batch", "records": 2, "pushed": 0, "failed": 0, "retry": 2}',
+        '{"event": "push_paused", "error_class": "transient"}',
+        '{"event": "push_paused", "error_class": "rate_limited"}',
+        '{"event": "push_paused", "error_class": "rate_limited"}',
+        '{"event": "salesforce.reauthenticate"}',
+        '{"event": "unsubscribes_not_stored"}',
+        "----- start #2 at 10:00:00.000Z: not json",
+        "{broken",
+    ]
+    counts = worker_evidence(["\n".join(lines[:4]), "\n".join(lines[4:])])
+    assert counts[RECORDS_RETRIED] == 3 and counts[RECORDS_FAILED] == 1
+    assert counts[PAUSED_TRANSIENT] == 1 and counts[PAUSED_RATE_LIMITED] == 2
+    assert counts[REAUTHENTICATIONS] == 1 and counts[NOT_STORED] == 1 and counts[PUSHER_ERRORS] == 0

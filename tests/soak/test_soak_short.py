@@ -10,7 +10,14 @@ import pytest
 from tests.fixtures.postgres import PostgresServer
 from tests.soak.runner import SoakRun
 from tests.soak.schedule import SHORT
-from tests.soak.verdict import figures, violations
+from tests.soak.verdict import (
+    PAUSED_RATE_LIMITED,
+    PAUSED_TRANSIENT,
+    REAUTHENTICATIONS,
+    RECORDS_RETRIED,
+    figures,
+    violations,
+)
 
 
 @pytest.mark.postgres
@@ -32,5 +39,7 @@ def test_short_soak_loses_nothing(
     # The run really was under fire and really carried traffic.
     assert numbers["unsubscribes_accepted"] >= SHORT.events // 2, numbers
     assert obs.faults_injected["worker SIGKILL + restart"] >= 3
+    met = obs.worker_evidence
+    assert met[RECORDS_RETRIED] and met[PAUSED_TRANSIENT] and met[PAUSED_RATE_LIMITED] and met[REAUTHENTICATIONS], met
     expected = [k for k in obs.faults_injected if server is not None or k != "PostgreSQL crash restart"]
     assert all(obs.faults_injected[k] >= 1 for k in expected), obs.faults_injected

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +29,47 @@ class Observations:
     nightly_exit: int | None
     max_writes_per_record: int
     worker_restarts: int = 0
+    worker_evidence: dict[str, int] = field(default_factory=dict)  # what the workers' logs say they met
     notes: list[str] = field(default_factory=list)
+
+
+RECORDS_RETRIED = "records retried after a per-record error (UNABLE_TO_LOCK_ROW)"
+RECORDS_FAILED = "records failed for good"
+PAUSED_TRANSIENT = "pushes paused after a transient error (503 / 5xx / timeout)"
+PAUSED_RATE_LIMITED = "pushes paused after REQUEST_LIMIT_EXCEEDED"
+REAUTHENTICATIONS = "re-authentications after INVALID_SESSION_ID"
+NOT_STORED = "webhook requests answered 503 (ledger unavailable, nothing stored)"
+PUSHER_ERRORS = "push loop errors survived (ledger unavailable)"
+
+
+def worker_evidence(log_texts: Iterable[str]) -> dict[str, int]:
+    """Count, from the workers' JSON log lines, the faults they met and how they reacted."""
+    counts = dict.fromkeys(
+        (RECORDS_RETRIED, RECORDS_FAILED, PAUSED_TRANSIENT, PAUSED_RATE_LIMITED, REAUTHENTICATIONS, NOT_STORED,
+         PUSHER_ERRORS), 0
+    )  # fmt: skip
+    for text in log_texts:
+        for line in text.splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            event = entry.get("event")
+            if event == "push_batch":
+                counts[RECORDS_RETRIED] += int(entry.get("retry", 0))
+                counts[RECORDS_FAILED] += int(entry.get("failed", 0))
+            elif event == "push_paused":
+                key = PAUSED_RATE_LIMITED if entry.get("error_class") == "rate_limited" else PAUSED_TRANSIENT
+                counts[key] += 1
+            elif event == "salesforce.reauthenticate":
+                counts[REAUTHENTICATIONS] += 1
+            elif event == "unsubscribes_not_stored":
+                counts[NOT_STORED] += 1
+            elif event == "pusher_error":
+                counts[PUSHER_ERRORS] += 1
+    return counts
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -83,13 +125,33 @@ def figures(obs: Observations) -> dict[str, Any]:
         "lag_p50_seconds": round(percentile(lags, 0.5), 2),
         "lag_p95_seconds": round(percentile(lags, 0.95), 2),
         "lag_max_seconds": round(max(lags, default=0.0), 2),
+        "lag_max_seconds_by_fault": lag_by_fault(obs),
         "recovery_seconds_after_outage": None if recovery is None else round(recovery, 2),
         "ledger_rows": len(obs.ledger_emails),
         "ledger_duplicate_emails": sum(n - 1 for n in ledger.values() if n > 1),
         "outbox_left": obs.outbox_left,
         "nightly_summary": obs.nightly_summary,
         "worker_restarts": obs.worker_restarts,
+        "worker_evidence": dict(obs.worker_evidence),
     }
+
+
+def lag_by_fault(obs: Observations, instant_span: float = 5.0) -> dict[str, float]:
+    """Max lag of the unsubscribes accepted while each kind of fault was on (an instant fault: the
+    ``instant_span`` seconds after it)."""
+    t = obs.traffic
+    result: dict[str, float] = {}
+    for w in obs.schedule:
+        start = t.started + w.start
+        end = t.started + (w.end if w.duration else w.start + instant_span)
+        lags = [
+            obs.first_true_at[i.salesforce_id] - i.accepted_at
+            for i in t.accepted
+            if i.salesforce_id in obs.first_true_at and i.accepted_at is not None and start <= i.accepted_at <= end
+        ]
+        if lags:
+            result[w.kind.value] = round(max(result.get(w.kind.value, 0.0), *lags), 2)
+    return result
 
 
 def _count_kinds(schedule: list[FaultWindow]) -> dict[str, int]:

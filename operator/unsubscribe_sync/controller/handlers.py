@@ -62,7 +62,7 @@ def register(
     async def resync(**kwargs: Any) -> None:
         body: kopf.Body = kwargs["body"]
         if not body.metadata.get("deletionTimestamp"):
-            await reconciler.reconcile(snapshot(body), kwargs, full=True, retry=None)
+            await reconciler.reconcile(snapshot(body), kwargs, full=True, retry=None, fresh=True)
 
     @kopf.on.event(*usync, id="forget", registry=registry)
     async def forget(**kwargs: Any) -> None:

@@ -79,7 +79,7 @@ class OperatorMetrics:
 
         app = web.Application()
         app.router.add_get("/metrics", handle)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
         return runner

@@ -191,6 +191,7 @@ class Reconciler:
         *,
         full: bool = True,
         retry: int | None = None,
+        fresh: bool = False,
         logger: Any = None,
     ) -> Outcome:
         """Reconcile one UnsubscribeSync. With ``retry`` (kopf's attempt number) a temporary problem raises
@@ -198,15 +199,22 @@ class Reconciler:
         meta = owner.get("metadata") or {}
         key = (str(meta.get("namespace")), str(meta.get("name")))
         async with self.lock(key):
-            return await self._reconcile_locked(owner, indexes, full=full, retry=retry, logger=logger)
+            return await self._reconcile_locked(owner, indexes, full=full, retry=retry, fresh=fresh, logger=logger)
 
     async def _reconcile_locked(
-        self, owner: Mapping[str, Any], indexes: Mapping[str, Any], *, full: bool, retry: int | None, logger: Any
+        self,
+        owner: Mapping[str, Any],
+        indexes: Mapping[str, Any],
+        *,
+        full: bool,
+        retry: int | None,
+        logger: Any,
+        fresh: bool = False,
     ) -> Outcome:
         started = time.perf_counter()
         self.reconciles += 1
         try:
-            outcome = await self._reconcile(owner, indexes, full=full)
+            outcome = await self._reconcile(owner, indexes, full=full, fresh=fresh)
         except Exception:
             self.metrics.reconcile_total.labels("error").inc()
             raise
@@ -219,7 +227,9 @@ class Reconciler:
             raise kopf.TemporaryError(outcome.message, delay=delay)
         return outcome
 
-    async def _reconcile(self, owner: Mapping[str, Any], indexes: Mapping[str, Any], *, full: bool) -> Outcome:
+    async def _reconcile(
+        self, owner: Mapping[str, Any], indexes: Mapping[str, Any], *, full: bool, fresh: bool = False
+    ) -> Outcome:
         meta = owner.get("metadata") or {}
         namespace, name, uid = str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid", ""))
         generation = int(meta.get("generation") or 1)
@@ -233,7 +243,7 @@ class Reconciler:
             await self._write_status(owner, current, inputs)
             return Outcome("invalid_spec", inputs.spec_error or "")
 
-        writes, errors, rejected = await self._reconcile_children(owner, spec, indexes)
+        writes, errors, rejected = await self._reconcile_children(owner, spec, indexes, fresh=fresh)
         if not full and not state.full_done:
             # The create/resume handler has not run yet: it will compute the status with the preflight.
             return Outcome("success", writes=writes)
@@ -272,8 +282,10 @@ class Reconciler:
 
     # ---- children ------------------------------------------------------------------------------
     async def _reconcile_children(
-        self, owner: Mapping[str, Any], spec: UnsubscribeSyncSpec, indexes: Mapping[str, Any]
+        self, owner: Mapping[str, Any], spec: UnsubscribeSyncSpec, indexes: Mapping[str, Any], *, fresh: bool
     ) -> tuple[int, list[str], list[str]]:
+        """Create or patch every desired child. ``fresh`` reads each child from the API server instead of the
+        watch cache (the periodic resync: it also repairs drift whose watch event was lost)."""
         meta = owner.get("metadata") or {}
         namespace, name = str(meta.get("namespace")), str(meta.get("name"))
         writes, errors, rejected = 0, [], []
@@ -284,7 +296,10 @@ class Reconciler:
             kind = kinds.kind_of(desired)
             child = str(desired["metadata"]["name"])
             wanted.add((kind.plural, child))
-            actual = self._lookup(indexes, kind, namespace, child)
+            if fresh:
+                actual = await self.api.get(kind.path(namespace, child))
+            else:
+                actual = self._lookup(indexes, kind, namespace, child)
             write = plan_write(desired, actual)
             if write is None:
                 continue
@@ -293,7 +308,9 @@ class Reconciler:
             except KubeApiError as exc:
                 text = f"{kind.kind} {child}: {exc.message or exc.reason}"
                 if exc.status == 404 and write.action == "create":
-                    text = f"{kind.kind} {child}: {kind.api_version} {kind.plural} is not served here (CRD not installed?)"
+                    text = (
+                        f"{kind.kind} {child}: {kind.api_version} {kind.plural} is not served here (CRD not installed?)"
+                    )
                 if exc.status in (400, 403, 404, 422):
                     rejected.append(text)
                 else:
