@@ -167,6 +167,12 @@ async def test_create_makes_every_child_owned_and_labelled(
 
     obj = await wait_for(lambda: condition(usync(kube), "CredentialsValid") and usync(kube), what="status")
     assert obj["status"]["observedGeneration"] == 1
+    # Children are watched with a server-side selector: other apps' Deployments never reach the operator.
+    watches = kube.emulator.watch_params("/apis/apps/v1/deployments")
+    assert watches and all(
+        p.get("labelSelector") == "app.kubernetes.io/managed-by=unsubscribe-sync-operator" for p in watches
+    )
+    assert all(p.get("timeoutSeconds", "").isdigit() for p in watches)
     assert obj["status"]["pushField"] == "HasOptedOutOfEmail"
 
 
@@ -400,7 +406,16 @@ async def test_missing_secret_is_reported_then_recovers(
     obj = usync(kube)
     assert obj is not None and "s3cr3t-value" not in json.dumps(obj)
     events = kube.emulator.list("v1/events", NS)
-    assert any(e.get("reason") == "SecretNotFound" for e in events)
+    assert any(e.get("reason") == "SecretNotFound" and e.get("type") == "Warning" for e in events)
+    # The recovery is an event too (CredentialsValid left False).
+    await wait_for(
+        lambda: any(
+            e.get("reason") == "PreflightDisabled" and e.get("type") == "Normal"
+            for e in kube.emulator.list("v1/events", NS)
+        ),
+        what="recovery event",
+    )
+    events = kube.emulator.list("v1/events", NS)
     assert all("s3cr3t-value" not in json.dumps(e) for e in events)
 
 

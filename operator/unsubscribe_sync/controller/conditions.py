@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from pydantic import ValidationError
@@ -83,7 +83,6 @@ class StatusInputs:
     wrote_children: bool = False
     child_errors: tuple[str, ...] = ()  # writes that failed for now (retried)
     child_rejected: tuple[str, ...] = ()  # writes the API server refused as invalid (retrying will not help)
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _clip(message: str) -> str:

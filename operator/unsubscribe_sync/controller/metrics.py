@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-RESULTS: Final = ("success", "temporary_error", "invalid_spec", "error")
+RESULTS: Final = ("success", "temporary_error", "invalid_spec", "stalled", "error")
 
 
 class ReadyCollector(Collector):

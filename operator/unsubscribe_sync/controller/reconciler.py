@@ -40,7 +40,7 @@ from unsubscribe_sync.resources import ChildNames, desired_children, effective_p
 
 log = get_logger(__name__)
 
-Result = Literal["success", "temporary_error", "invalid_spec", "error"]
+Result = Literal["success", "temporary_error", "invalid_spec", "stalled", "error"]
 Preflight = Callable[[UnsubscribeSyncSpec, Mapping[str, str], str], PreflightResult]
 EVENT_CONDITIONS = (
     "Ready",
@@ -168,7 +168,7 @@ class Reconciler:
         return best
 
     # ---- the reconcile -------------------------------------------------------------------------
-    async def trigger(self, namespace: str, name: str, indexes: Mapping[str, Any], *, logger: Any = None) -> None:
+    async def trigger(self, namespace: str, name: str, indexes: Mapping[str, Any]) -> None:
         """Reconcile an owner after an event of one of its children; bursts collapse into one reconcile."""
         key = (namespace, name)
         if key in self._pending:
@@ -180,7 +180,7 @@ class Reconciler:
                 owner = _first((indexes.get(OWNERS_INDEX) or {}).get(key))
                 if owner is None or owner.get("metadata", {}).get("deletionTimestamp"):
                     return
-                await self._reconcile_locked(owner, indexes, full=False, retry=None, logger=logger)
+                await self._reconcile_locked(owner, indexes, full=False, retry=None)
         finally:
             self._pending.discard(key)
 
@@ -192,14 +192,13 @@ class Reconciler:
         full: bool = True,
         retry: int | None = None,
         fresh: bool = False,
-        logger: Any = None,
     ) -> Outcome:
         """Reconcile one UnsubscribeSync. With ``retry`` (kopf's attempt number) a temporary problem raises
         ``kopf.TemporaryError`` with a backoff delay; without it the outcome is returned."""
         meta = owner.get("metadata") or {}
         key = (str(meta.get("namespace")), str(meta.get("name")))
         async with self.lock(key):
-            return await self._reconcile_locked(owner, indexes, full=full, retry=retry, fresh=fresh, logger=logger)
+            return await self._reconcile_locked(owner, indexes, full=full, retry=retry, fresh=fresh)
 
     async def _reconcile_locked(
         self,
@@ -208,7 +207,6 @@ class Reconciler:
         *,
         full: bool,
         retry: int | None,
-        logger: Any,
         fresh: bool = False,
     ) -> Outcome:
         started = time.perf_counter()
@@ -278,6 +276,8 @@ class Reconciler:
         if missing or errors:
             parts = [f"Secret {s} not found" for s in missing] + errors
             return Outcome("temporary_error", "; ".join(parts), writes=writes, retry=True)
+        if rejected:
+            return Outcome("stalled", "; ".join(rejected), writes=writes)
         return Outcome("success", writes=writes)
 
     # ---- children ------------------------------------------------------------------------------
@@ -464,7 +464,12 @@ class Reconciler:
         patch = status_patch(previous, new)
         if patch is None:
             return
-        written = await self.api.merge_patch(kinds.USYNC.path(namespace, name, "status"), {"status": patch})
+        try:
+            written = await self.api.merge_patch(kinds.USYNC.path(namespace, name, "status"), {"status": patch})
+        except KubeApiError as exc:
+            if exc.status == 404:  # deleted meanwhile: nothing to report on
+                return
+            raise
         self.metrics.status_writes.inc()
         self._written[(kinds.USYNC.plural, namespace, name)] = written
         self._post_events(owner, previous.get("conditions") or [], new["conditions"])
@@ -475,12 +480,13 @@ class Reconciler:
             if condition["type"] not in EVENT_CONDITIONS:
                 continue
             status = condition["status"]
-            if status == "Unknown" and not any(c.get("type") == condition["type"] for c in before):
-                continue
             healthy = (status == "False") if condition["type"] == "Stalled" else (status == "True")
+            first = not any(c.get("type") == condition["type"] for c in before)
+            if first and (healthy or status == "Unknown"):
+                continue  # a condition appearing in a fine or undecided state is not news
             message = f"{condition['type']}={status}: {condition['message']}".strip().rstrip(":")
             try:
-                if healthy:
+                if healthy or status == "Unknown":
                     kopf.info(body, reason=condition["reason"], message=message)
                 else:
                     kopf.warn(body, reason=condition["reason"], message=message)

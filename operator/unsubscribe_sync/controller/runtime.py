@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -47,10 +47,9 @@ class OperatorOptions:
     preflight_interval: float = 300.0
     salesforce_ca_file: Path | None = None
     secret_retry_delays: tuple[float, ...] = (5, 10, 20, 40, 80, 160, 300)
-    watch_server_timeout: float = 300.0
+    watch_server_timeout: int = 300
     connection: kopf.ConnectionInfo | None = None  # explicit credentials (tests); default: in-cluster/kubeconfig
     posting_level: int = logging.INFO
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def clusterwide(self) -> bool:
@@ -61,8 +60,9 @@ def build_settings(options: OperatorOptions) -> kopf.OperatorSettings:
     """kopf settings for production use (pure: no I/O)."""
     settings = kopf.OperatorSettings()
     # Watches: the server closes each watch after server_timeout; the client gives up a bit later.
-    settings.watching.server_timeout = options.watch_server_timeout
-    settings.watching.client_timeout = options.watch_server_timeout + 30
+    # (whole seconds: the API server parses timeoutSeconds as an integer)
+    settings.watching.server_timeout = int(options.watch_server_timeout)
+    settings.watching.client_timeout = int(options.watch_server_timeout) + 30
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
     settings.networking.connect_timeout = 10
@@ -118,7 +118,11 @@ class OperatorRuntime:
             preflight=preflight,
         )
         self.registry = kopf.OperatorRegistry()
-        handlers.register(self.registry, self.reconciler, resync_interval=options.resync_interval, login=self._login)
+        # The timer runs the full reconcile, which also runs the preflight once it is older than its interval.
+        interval = options.resync_interval
+        if options.preflight_interval > 0:
+            interval = min(interval, options.preflight_interval)
+        handlers.register(self.registry, self.reconciler, resync_interval=interval, login=self._login)
 
     def _login(self, **kwargs: Any) -> kopf.ConnectionInfo | None:
         """kopf's login handler; the operator's own client then uses the same credentials."""
