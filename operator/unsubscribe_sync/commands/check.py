@@ -12,11 +12,11 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import TextIO
 
-from unsubscribe_sync.api.config import Config, ConfigError, load_config
+from unsubscribe_sync.api.config import Config
 from unsubscribe_sync.api.constants import EMAIL_OPT_OUT_FIELD
 from unsubscribe_sync.api.push_field import effective_push_target, nightly_target
 from unsubscribe_sync.api.spec import OptOutTarget
-from unsubscribe_sync.logs import configure_logging
+from unsubscribe_sync.commands.common import BAD_CONFIG_EXIT, load_config_for
 from unsubscribe_sync.salesforce.client import SalesforceClient
 from unsubscribe_sync.salesforce.fields import FieldReport
 from unsubscribe_sync.salesforce.types import SalesforceError
@@ -126,12 +126,9 @@ def render_text(results: list[Requirement], out: TextIO) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(cfg.logging.format, "warning")
+    cfg = load_config_for("check", args.config, log_level="warning")
+    if cfg is None:
+        return BAD_CONFIG_EXIT
     results = run_checks(cfg)
     ok = all(r.status != FAIL for r in results)
     if args.json:

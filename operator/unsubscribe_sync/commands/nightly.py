@@ -29,8 +29,9 @@ from typing import Any
 import requests
 from sqlalchemy.engine import make_url
 
-from unsubscribe_sync.api.config import Config, ConfigError, load_config
-from unsubscribe_sync.logs import configure_logging, get_logger, redact_text
+from unsubscribe_sync.api.config import Config, ConfigError
+from unsubscribe_sync.commands.common import BAD_CONFIG_EXIT, load_config_for
+from unsubscribe_sync.logs import get_logger, redact_text
 from unsubscribe_sync.nightly.report import contract_line, termination_log_path, write_termination_log
 
 log = get_logger(__name__)
@@ -144,12 +145,9 @@ def print_plan(summary: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"unsubscribe-sync nightly: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(config.logging.format, config.logging.level)
+    config = load_config_for("nightly", args.config)
+    if config is None:
+        return BAD_CONFIG_EXIT
     try:
         summary, where = execute(config, dry_run=args.dry_run, local=args.local)
     except (ConfigError, RuntimeError) as exc:

@@ -11,9 +11,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from unsubscribe_sync.api.config import Config, ConfigError, load_config
+from unsubscribe_sync.api.config import Config, ConfigError
+from unsubscribe_sync.commands.common import BAD_CONFIG_EXIT, load_config_for
 from unsubscribe_sync.ledger import Ledger
-from unsubscribe_sync.logs import configure_logging, get_logger, redact_text
+from unsubscribe_sync.logs import get_logger, redact_text
 
 log = get_logger(__name__)
 
@@ -30,12 +31,9 @@ def nightly_runner_for(config: Config, ledger: Ledger) -> Callable[[bool], dict[
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"unsubscribe-sync worker: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(config.logging.format, config.logging.level)
+    config = load_config_for("worker", args.config)
+    if config is None:
+        return BAD_CONFIG_EXIT
     from unsubscribe_sync.worker.run import run_worker
 
     try:
