@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from unsubscribe_sync.api.spec import (
@@ -178,3 +182,44 @@ def test_deployment_state_from_object() -> None:
     )
     assert stale is not None and not stale.current_generation and stale.desired == 1
     assert DeploymentState.from_object(None) is None
+
+
+def _crd_status_schema() -> dict[str, Any]:
+    crd = yaml.safe_load((Path(__file__).resolve().parents[1] / "crds/optout.dev_unsubscribesyncs.yaml").read_text())
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")
+    return version["schema"]["openAPIV3Schema"]["properties"]["status"]  # type: ignore[no-any-return]
+
+
+def _undeclared(value: Any, schema: dict[str, Any], where: str = "status") -> list[str]:
+    """Paths the structural schema does not declare (the API server would prune them silently)."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        properties = schema.get("properties")
+        if properties is None:
+            return found if schema.get("x-kubernetes-preserve-unknown-fields") else [where]
+        for key, item in value.items():
+            if key not in properties:
+                found.append(f"{where}.{key}")
+            else:
+                found += _undeclared(item, properties[key], f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += _undeclared(item, schema.get("items", {}), f"{where}[{i}]")
+    return found
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        HEALTHY,
+        replace(HEALTHY, missing_secrets=("sales/sf",), preflight=None),
+        StatusInputs(generation=2, spec_error="spec.pushWorker.replicas: too big"),
+        replace(HEALTHY, last_nightly=LastNightlySync(outcome="Failed", jobName="j", startTime=T0, completionTime=T1)),
+    ],
+)
+def test_status_fits_the_crd_schema_so_nothing_is_pruned(inputs: StatusInputs) -> None:
+    """A field the CRD does not declare would be pruned and rewritten on every reconcile (a write loop)."""
+    schema = _crd_status_schema()
+    status = build_status(inputs, None, T0)
+    assert _undeclared(status, schema) == []
+    jsonschema.validate(status, schema, format_checker=jsonschema.FormatChecker())

@@ -98,6 +98,7 @@ def test_rbac_covers_what_the_operator_does_and_no_more() -> None:
     assert _allowed("optout.dev", "unsubscribesyncs") == {"get", "list", "watch", "patch", "update"}
     assert _allowed("optout.dev", "unsubscribesyncs/status") >= {"get", "patch", "update"}
     assert "create" not in _allowed("optout.dev", "unsubscribesyncs")
+    assert _allowed("optout.dev", "unsubscribesyncs/finalizers") == {"update"}  # blockOwnerDeletion
     for kind in CHILD_KINDS:
         assert {"get", "list", "watch", "create", "patch"} <= _allowed(kind.group, kind.plural), kind.plural
         # Only the optional children a spec change can turn off are ever deleted by the operator.
