@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,28 @@ def test_settings_for_globs_and_peering() -> None:
     settings = build_settings(OperatorOptions(namespaces=("team-*",), standalone=False, peering_name="usync"))
     assert settings.scanning.disabled is False
     assert settings.peering.name == "usync" and settings.peering.standalone is False
+
+
+def test_each_peering_replica_gets_its_own_priority() -> None:
+    """Replicas of equal kopf priority all pause; the command gives each a random one unless told."""
+    from unsubscribe_sync.commands import operator as command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    explicit = build_settings(OperatorOptions(standalone=False, peering_name="usync", priority=7))
+    assert explicit.peering.priority == 7
+    priorities = set()
+    for _ in range(5):
+        args = parser.parse_args(["--peering", "usync"])
+        assert args.priority is None
+        priorities.add(random_priority_from(args))
+    assert len(priorities) > 1
+
+
+def random_priority_from(args: argparse.Namespace) -> int:
+    from unsubscribe_sync.commands.operator import peering_priority
+
+    return peering_priority(args)
 
 
 def test_namespaces_from_repeated_and_comma_separated() -> None:

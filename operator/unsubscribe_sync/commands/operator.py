@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import re
 import sys
 from pathlib import Path
@@ -47,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     peering = parser.add_mutually_exclusive_group()
     peering.add_argument("--standalone", action="store_true", help="run without peering (one replica; the default)")
     peering.add_argument("--peering", metavar="NAME", help="coordinate replicas through this kopf peering object")
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority of this replica (default: random, so exactly one replica is active)",
+    )
     parser.add_argument("--metrics-port", type=_port, default=OPERATOR_METRICS_PORT, help="port of /metrics (0: off)")
     parser.add_argument(
         "--liveness-port",
@@ -79,6 +86,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
 
+def peering_priority(args: argparse.Namespace) -> int:
+    """This replica's peering priority: as given, else random so that exactly one replica is active."""
+    return int(args.priority) if args.priority is not None else random.randint(1, 1_000_000)
+
+
 def run(args: argparse.Namespace) -> int:
     from unsubscribe_sync.controller.runtime import OperatorOptions, OperatorRuntime, namespaces_from
 
@@ -101,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         namespaces=namespaces,
         standalone=args.peering is None,
         peering_name=args.peering,
+        priority=peering_priority(args),
         image=args.image,
         metrics_port=args.metrics_port or None,
         liveness_port=args.liveness_port or None,

@@ -38,6 +38,7 @@ class OperatorOptions:
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
     standalone: bool = True
     peering_name: str | None = None
+    priority: int = 0  # peering: the replica with the highest priority is active, others stand by
     image: str = DEFAULT_IMAGE
     metrics_host: str = "0.0.0.0"
     metrics_port: int | None = OPERATOR_METRICS_PORT  # None: no metrics server
@@ -82,6 +83,8 @@ def build_settings(options: OperatorOptions) -> kopf.OperatorSettings:
     settings.peering.clusterwide = options.clusterwide
     if options.peering_name:
         settings.peering.name = options.peering_name
+        # Replicas of equal priority all pause (kopf's rule), so each replica needs its own.
+        settings.peering.priority = options.priority
     # No runtime scanning of namespaces and CRDs (no RBAC for them) unless namespace globs need it.
     settings.scanning.disabled = not any(GLOB_CHARS & set(ns) for ns in options.namespaces)
     # Watch only managed children server-side (Deployments etc. of other apps never reach the operator).
