@@ -6,6 +6,7 @@ for each 5-character chunk, which characters are upper-case letters.
 
 from __future__ import annotations
 
+import functools
 import re
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # ASCII order: minted IDs sort by age
@@ -71,7 +72,7 @@ class IdMinter:
         self.next_number += count
         head, head_suffix = self.head, self._head_suffix
         # chunk 2 = "0" + 4 high digits (changes slowly); chunk 3 = 3 middle digits + 2 low digits
-        two = [(to_base62(n, 2), _case_bits(to_base62(n, 2))) for n in range(62**2)]
+        two = _two_digit_table()
         out: list[str] = []
         append = out.append
         number = start
@@ -89,6 +90,12 @@ class IdMinter:
                 append(prefix + low_text + prefix_suffix + SUFFIX_ALPHABET[mid_bits | (low_bits << 3)])
             number = stop
         return out
+
+
+@functools.cache
+def _two_digit_table() -> list[tuple[str, int]]:
+    """Every 2-digit base-62 string with its case bits (built once; minting one ID must stay cheap)."""
+    return [(to_base62(n, 2), _case_bits(to_base62(n, 2))) for n in range(62**2)]
 
 
 def _case_bits(text: str) -> int:
