@@ -13,6 +13,7 @@ from unsubscribe_sync.salesforce.auth import (
     ClientCredentials,
     JwtBearerCredentials,
     jwt_assertion,
+    jwt_audience,
     read_credentials,
     token_request_form,
 )
@@ -89,6 +90,25 @@ def test_jwt_assertion_claims(rsa_key: rsa.RSAPrivateKey) -> None:
         options={"verify_exp": False},
     )
     assert claims == {"iss": "cid", "sub": "api@example.com", "aud": "https://login.example.test", "exp": 1_000_180}
+
+
+@pytest.mark.parametrize(
+    ("login_url", "configured", "audience"),
+    [
+        ("https://login.salesforce.com", None, "https://login.salesforce.com"),
+        ("https://test.salesforce.com/", None, "https://test.salesforce.com"),
+        ("https://acme.my.salesforce.com", None, "https://login.salesforce.com"),
+        ("https://acme--uat.sandbox.my.salesforce.com", None, "https://test.salesforce.com"),
+        ("https://127.0.0.1:8443", None, "https://127.0.0.1:8443"),
+        ("https://acme.my.salesforce.com", "https://acme.my.site.com/", "https://acme.my.site.com"),
+    ],
+)
+def test_jwt_audience_is_the_authorization_server(
+    rsa_key: rsa.RSAPrivateKey, login_url: str, configured: str | None, audience: str
+) -> None:
+    assert jwt_audience(login_url, configured) == audience
+    form = token_request_form(JwtBearerCredentials("cid", "u", _pem(rsa_key)), login_url, audience=configured)
+    assert jwt.decode(form["assertion"], options={"verify_signature": False})["aud"] == audience
 
 
 def test_token_form_audience_is_the_login_url(rsa_key: rsa.RSAPrivateKey) -> None:

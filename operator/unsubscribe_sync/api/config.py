@@ -34,6 +34,8 @@ class SalesforceConfig(_Section):
     objects: list[SalesforceObject] = Field(default_factory=default_objects, min_length=1)
     # Extras (not part of the contract):
     insecureSkipTlsVerify: bool = False
+    # JWT bearer: the assertion's audience; default derived from loginUrl (login/test.salesforce.com).
+    jwtAudience: str | None = Field(default=None, pattern=r"^https://[^\s/]+/?$")
     requestTimeoutSeconds: float = Field(default=30.0, gt=0)
     bulkThreshold: int = Field(default=10_000, ge=1)
     apiReserveRatio: float = Field(default=0.1, ge=0, lt=1)

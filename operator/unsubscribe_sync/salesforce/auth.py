@@ -3,7 +3,8 @@
 Two grants (the SOAP / password login is being retired and is not supported):
 - client credentials: files ``client_id`` + ``client_secret``;
 - JWT bearer (RS256): files ``client_id`` + ``username`` + ``private_key``; the assertion has
-  iss = client id, sub = username, aud = the login URL, exp a few minutes ahead.
+  iss = client id, sub = username, aud = the authorization server (see ``jwt_audience``), exp a few
+  minutes ahead.
 
 Errors name files and Salesforce error codes, never the values of secrets or tokens.
 """
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 import requests
@@ -128,11 +130,33 @@ def jwt_assertion(creds: JwtBearerCredentials, audience: str, now: float | None 
     return jwt.encode(claims, _load_rsa_key(creds.private_key), algorithm="RS256")
 
 
-def token_request_form(creds: Credentials, login_url: str, now: float | None = None) -> dict[str, str]:
+def jwt_audience(login_url: str, configured: str | None = None) -> str:
+    """The ``aud`` claim of the JWT bearer assertion.
+
+    Salesforce expects the authorization server, not the My Domain host: https://login.salesforce.com for
+    production orgs, https://test.salesforce.com for sandboxes (``*.sandbox.my.salesforce.com``). Any other
+    login URL (an Experience Cloud site, a local sandbox server) is its own audience. ``configured``
+    (config key ``salesforce.jwtAudience``) wins when set.
+    """
+    if configured:
+        return configured.rstrip("/")
+    host = (urlsplit(login_url).hostname or "").lower()
+    if host in ("login.salesforce.com", "test.salesforce.com"):
+        return f"https://{host}"
+    if host.endswith(".sandbox.my.salesforce.com"):
+        return "https://test.salesforce.com"
+    if host.endswith(".my.salesforce.com"):
+        return "https://login.salesforce.com"
+    return login_url.rstrip("/")
+
+
+def token_request_form(
+    creds: Credentials, login_url: str, now: float | None = None, *, audience: str | None = None
+) -> dict[str, str]:
     """The form body of the token request for ``creds`` (holds secrets: never log it)."""
     if isinstance(creds, ClientCredentials):
         return {"grant_type": "client_credentials", "client_id": creds.client_id, "client_secret": creds.client_secret}
-    return {"grant_type": JWT_GRANT, "assertion": jwt_assertion(creds, login_url.rstrip("/"), now)}
+    return {"grant_type": JWT_GRANT, "assertion": jwt_assertion(creds, jwt_audience(login_url, audience), now)}
 
 
 def _scrub(text: str, secrets: tuple[str, ...]) -> str:
@@ -152,8 +176,10 @@ class TokenProvider:
         session: requests.Session,
         *,
         on_request: OnRequest | None = None,
+        jwt_audience: str | None = None,
     ) -> None:
         self.login_url = login_url.rstrip("/")
+        self.jwt_audience = jwt_audience
         self.credentials = credentials
         self._session = session
         self._on_request = on_request
@@ -195,7 +221,7 @@ class TokenProvider:
     def _exchange(self) -> Token:
         url = self.login_url + TOKEN_PATH
         secrets = self.credentials.secrets()
-        form = token_request_form(self.credentials, self.login_url)
+        form = token_request_form(self.credentials, self.login_url, audience=self.jwt_audience)
         self.exchanges += 1
         try:
             response = self._session.post(url, data=form, headers={"Accept": "application/json"})

@@ -156,7 +156,9 @@ class SalesforceClient:
                 timeout=cfg.requestTimeoutSeconds,
             )
 
-        tokens = TokenProvider(cfg.loginUrl, credentials, session(), on_request=on_request)
+        tokens = TokenProvider(
+            cfg.loginUrl, credentials, session(), on_request=on_request, jwt_audience=cfg.jwtAudience
+        )
         return cls(cfg, tokens, session(), on_request=on_request, **options)
 
     def close(self) -> None:
