@@ -33,9 +33,11 @@ EXPECTED_ALERTS = {
     "UnsubscribeDeadlineAtRisk",
 }
 # Metrics from outside the project the rules may use (Prometheus itself, kube-state-metrics), and the
-# worker's age of the oldest pending unsubscribe (beyond the contract list).
+# project's own additions beyond the contract list: the worker's age of the oldest pending unsubscribe and
+# the operator's per-resource Ready gauge.
 EXTERNAL_METRICS = {"up", "kube_job_status_failed", "kube_job_status_start_time",
-                    "kube_deployment_status_replicas_available", "unsubscribe_sync_push_oldest_pending_seconds"}
+                    "kube_deployment_status_replicas_available", "unsubscribe_sync_push_oldest_pending_seconds",
+                    "unsubscribe_sync_operator_resource_ready"}
 needs_promtool = pytest.mark.skipif(
     promtool_path() is None, reason="promtool not installed (apt-get install prometheus; scripts/test-services.sh)"
 )

@@ -504,6 +504,7 @@ async def test_metrics_are_exposed(kube: RunningCluster, client: Client) -> None
         assert "unsubscribe_sync_operator_reconcile_duration_seconds_bucket" in text
         assert 'unsubscribe_sync_operator_resources{ready="false"} 1.0' in text
         assert 'unsubscribe_sync_operator_resources{ready="true"} 0.0' in text
+        assert f'unsubscribe_sync_operator_resource_ready{{resource_name="acme",resource_namespace="{NS}"}} 0.0' in text
         successes = [
             line
             for line in text.splitlines()

@@ -14,7 +14,11 @@ RESULTS: Final = ("success", "temporary_error", "invalid_spec", "stalled", "erro
 
 
 class ReadyCollector(Collector):
-    """``unsubscribe_sync_operator_resources{ready}``: managed UnsubscribeSyncs by their Ready condition."""
+    """Managed UnsubscribeSyncs by their Ready condition.
+
+    ``unsubscribe_sync_operator_resources{ready}`` counts them; ``unsubscribe_sync_operator_resource_ready
+    {resource_namespace,resource_name}`` is 1/0 per object, so an alert can name the one that is not Ready.
+    """
 
     def __init__(self) -> None:
         self.ready: dict[tuple[str, str], bool] = {}
@@ -29,6 +33,14 @@ class ReadyCollector(Collector):
         family.add_metric(["true"], ready)
         family.add_metric(["false"], len(self.ready) - ready)
         yield family
+        per_object = GaugeMetricFamily(
+            "unsubscribe_sync_operator_resource_ready",
+            "1 when the UnsubscribeSync's Ready condition is True, else 0",
+            labels=["resource_namespace", "resource_name"],
+        )
+        for (namespace, name), value in sorted(self.ready.items()):
+            per_object.add_metric([namespace, name], 1.0 if value else 0.0)
+        yield per_object
 
 
 class OperatorMetrics:
