@@ -32,7 +32,6 @@ from unsubscribe_sync.api.config import Config, ConfigError
 from unsubscribe_sync.api.push_field import nightly_target
 from unsubscribe_sync.ledger import Ledger
 from unsubscribe_sync.logs import get_logger, mask_email, redact_text
-from unsubscribe_sync.nightly.ledger_side import iter_open_targets
 from unsubscribe_sync.nightly.planner import Action, PlanEntry, plan_object
 from unsubscribe_sync.nightly.progress import NullProgress, Progress
 from unsubscribe_sync.nightly.staging import SortedStage
@@ -154,7 +153,9 @@ class NightlySync:
         records = self.client.iter_opted_out(object_name, field_name, use_bulk=self._use_bulk(object_name))
         totals.salesforceOptedOut = stage.load_salesforce(records, on_row=lambda: advance())
         self.progress.start(f"{object_name}: read unsubscribes from the ledger")
-        totals.ledgerTargets = stage.load_ledger(iter_open_targets(self.ledger, object_name), on_row=lambda: advance())
+        totals.ledgerTargets = stage.load_ledger(
+            self.ledger.iter_targets(object_name, include_failed=False), on_row=lambda: advance()
+        )
         self.progress.finish()
 
     def _use_bulk(self, object_name: str) -> bool | None:
