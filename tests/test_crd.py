@@ -87,7 +87,7 @@ def test_every_field_has_a_description_and_a_type() -> None:
         if node.get("x-kubernetes-int-or-string"):
             assert node["anyOf"] == [{"type": "integer"}, {"type": "string"}], path
             continue
-        assert node.get("type") in {"object", "array", "string", "integer", "boolean"}, path
+        assert node.get("type") in {"object", "array", "string", "integer", "number", "boolean"}, path
         if not path.endswith(("[]", "{}")) or node.get("type") == "object":
             assert node.get("description"), f"{path} has no description"
 
@@ -124,11 +124,24 @@ def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
-CONSTRAINTS = ("enum", "pattern", "minLength", "maxLength", "minimum", "maximum", "minItems", "maxItems")
+CONSTRAINTS = (
+    "enum",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "exclusiveMinimum",
+    "maximum",
+    "minItems",
+    "maxItems",
+)
 
 
 def _compare(crd: dict[str, Any], model: dict[str, Any], defs: dict[str, Any], path: str) -> list[str]:
     model = _resolve(model, defs)
+    if isinstance(model.get("exclusiveMinimum"), int | float) and not isinstance(model["exclusiveMinimum"], bool):
+        # JSON Schema 2020-12 (pydantic) `exclusiveMinimum: X` is OpenAPI v3.0's `minimum: X, exclusiveMinimum: true`
+        model = {**model, "minimum": model["exclusiveMinimum"], "exclusiveMinimum": True}
     problems = []
     if "anyOf" in model:  # int-or-string (a quantity): the string branch holds the pattern
         branches = {b["type"]: b for b in model["anyOf"]}
@@ -301,6 +314,8 @@ def _problems_for(spec_changes: dict[str, Any], metadata: dict[str, Any] | None 
         {"optOutField.target": "MarketoSalesOptOut"},
         {"salesforce.loginUrl": "https://acme.my.salesforce.com"},
         {"pushWorker.webhookSecretRef": {"name": "hooks.acme-1", "key": "webhook_token.v2"}},
+        {"nightlySync.maxChangeRatio": 0.05, "nightlySync.maxChanges": 0},
+        {"nightlySync.maxChangeRatio": 1},  # an integer where a number is expected
     ],
 )
 def test_cel_accepts_good_specs(changes: dict[str, Any]) -> None:

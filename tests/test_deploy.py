@@ -128,7 +128,7 @@ def test_example_overlay_renders_a_valid_unsubscribe_sync_with_placeholder_secre
     schema = version["schema"]["openAPIV3Schema"]
     (usync,) = by_kind(docs, "UnsubscribeSync")
     assert usync["metadata"]["namespace"] == "sales"
-    jsonschema.validate(usync, schema)
+    jsonschema.Draft4Validator(schema).validate(usync)  # OpenAPI v3.0 is Draft 4 style
     secrets = by_kind(docs, "Secret")
     assert {s["metadata"]["name"] for s in secrets} == {
         usync["spec"]["salesforce"]["credentialsSecretRef"]["name"],

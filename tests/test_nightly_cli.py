@@ -95,6 +95,37 @@ def test_cli_failed_requirement_exits_nonzero_naming_the_object(env: Env, tmp_pa
     assert env.server.client_secret not in proc.stderr + proc.stdout
 
 
+def test_cli_change_guard_trip_exits_nonzero_and_writes_nothing(env: Env, tmp_path: Path) -> None:
+    w = build_world(env)
+    config = env.write_config(nightly__maxChangeRatio=0.5)
+    termination = tmp_path / "termination-log"
+
+    proc = nightly(config, "--local", termination=termination)
+
+    assert proc.returncode == 1
+    assert "change guard: toSalesforce: the run would make 5 changes" in proc.stderr
+    assert "over the limit maxChangeRatio 0.5" in proc.stderr and "--dry-run" in proc.stderr
+    # the contract line reports what was written: nothing
+    assert last_line(proc.stdout) == {"toSalesforce": 0, "fromSalesforce": 0, "skippedNoSalesforceId": 2, "failed": 0}
+    message = json.loads(termination.read_text())
+    assert message["outcome"] == "Failed" and "maxChangeRatio 0.5" in message["error"]
+    assert sum(env.state.writes.values()) == 0
+    assert not opted_out(env, w.c_ledger_only)
+
+
+def test_cli_dry_run_shows_the_guard(env: Env) -> None:
+    build_world(env)
+
+    would = nightly(env.write_config(nightly__maxChanges=3), "--local", "--dry-run")
+    assert would.returncode == 0, would.stderr
+    assert "change guard (maxChanges 3): WOULD STOP a real run: change guard: toSalesforce" in would.stdout
+
+    within = nightly(env.write_config(nightly__maxChanges=5), "--local", "--dry-run")
+    assert within.returncode == 0, within.stderr
+    assert "change guard (maxChanges 5): within the limits" in within.stdout
+    assert sum(env.state.writes.values()) == 0
+
+
 def test_cli_bad_config_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "config.yaml"
     bad.write_text("nightly: {enabled: maybe}\n")

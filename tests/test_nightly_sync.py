@@ -339,3 +339,116 @@ def test_postgresql_ledger(env: Env, postgres_url: str) -> None:
     assert opted_out(env, w.l_ledger_15)
     again = run_nightly(env.config(), dry_run=False)
     assert counts(again) == {"toSalesforce": 0, "fromSalesforce": 0, "skippedNoSalesforceId": 2, "failed": 0}
+
+
+# ---- the blast-radius guard (nightly.maxChangeRatio / nightly.maxChanges) --------------------------------
+# build_world plans 5 toSalesforce changes out of 6 ledger targets read, and 2 fromSalesforce changes out of
+# 3 opted-out Salesforce records read (the converted Lead is not read).
+
+
+def _tables(env: Env) -> dict[str, int]:
+    ledger = env.ledger()
+    try:
+        return ledger.table_counts()
+    finally:
+        ledger.close()
+
+
+def test_guard_over_the_ratio_stops_the_run_before_any_write(env: Env) -> None:
+    w = build_world(env)
+    config = env.config(nightly__maxChangeRatio=0.5)
+    tables_before = _tables(env)
+
+    summary = run_nightly(config, dry_run=False)
+
+    assert summary["outcome"] == "Failed"
+    error = summary["error"]
+    assert "toSalesforce: the run would make 5 changes" in error and "of the 6 ledger" in error
+    assert "fromSalesforce: the run would make 2 changes" in error and "of the 3 records opted out" in error
+    assert "over the limit maxChangeRatio 0.5" in error
+    assert "Nothing was written" in error and "raise the limit" in error and "--dry-run" in error
+    # nothing written: no Salesforce write call, no ledger change (the Failed run itself is recorded)
+    assert env.writes() == 0
+    assert not opted_out(env, w.c_ledger_only)
+    assert _tables(env) == {**tables_before, "sync_runs": tables_before["sync_runs"] + 1}
+    ledger = env.ledger()
+    try:
+        assert ledger.lookup("sf.only@example.com") is None
+        last = ledger.last_sync_run()
+        assert last is not None and last["outcome"] == "Failed"
+    finally:
+        ledger.close()
+    # the counts are what was written (nothing); the plan is in the guard section
+    assert counts(summary) == {"toSalesforce": 0, "fromSalesforce": 0, "skippedNoSalesforceId": 2, "failed": 0}
+    assert summary["guard"] == {
+        "maxChangeRatio": 0.5,
+        "maxChanges": None,
+        "planned": {"toSalesforce": 5, "fromSalesforce": 2},
+        "tripped": True,
+        "reason": error,
+    }
+    assert summary["objects"]["Contact"]["ledgerTargets"] == 3
+
+
+def test_guard_over_the_count_names_only_the_direction_over_it(env: Env) -> None:
+    build_world(env)
+    summary = run_nightly(env.config(nightly__maxChanges=4), dry_run=False)
+
+    assert summary["outcome"] == "Failed"
+    assert "toSalesforce: the run would make 5 changes" in summary["error"]
+    assert "over the limit maxChanges 4" in summary["error"]
+    assert "fromSalesforce" not in summary["error"]
+    assert env.writes() == 0
+
+
+def test_guard_within_the_limits_lets_the_run_write(env: Env) -> None:
+    w = build_world(env)
+    config = env.config(nightly__maxChangeRatio=0.9, nightly__maxChanges=5)
+
+    summary = run_nightly(config, dry_run=False)
+
+    assert summary["outcome"] == "Succeeded", summary.get("error")
+    assert counts(summary) == {"toSalesforce": 3, "fromSalesforce": 2, "skippedNoSalesforceId": 2, "failed": 2}
+    assert opted_out(env, w.c_ledger_only) and opted_out(env, w.l_ledger_only)
+    assert summary["guard"]["tripped"] is False and "reason" not in summary["guard"]
+    assert summary["guard"]["planned"] == {"toSalesforce": 5, "fromSalesforce": 2}
+
+
+def test_raising_the_limit_after_a_trip_completes_the_sync(env: Env) -> None:
+    w = build_world(env)
+    assert run_nightly(env.config(nightly__maxChanges=1), dry_run=False)["outcome"] == "Failed"
+    assert env.writes() == 0
+
+    summary = run_nightly(env.config(nightly__maxChanges=10), dry_run=False)
+
+    assert summary["outcome"] == "Succeeded", summary.get("error")
+    assert opted_out(env, w.c_ledger_only)
+    # the next run plans only what is left (nothing): even a zero limit lets it through
+    again = run_nightly(env.config(nightly__maxChanges=0), dry_run=False)
+    assert again["outcome"] == "Succeeded", again.get("error")
+    assert again["guard"]["planned"] == {"toSalesforce": 0, "fromSalesforce": 0}
+
+
+def test_dry_run_reports_whether_the_guard_would_trip(env: Env) -> None:
+    build_world(env)
+    tables_before = _tables(env)
+
+    would = run_nightly(env.config(nightly__maxChanges=3), dry_run=True)
+    within = run_nightly(env.config(nightly__maxChangeRatio=1), dry_run=True)
+
+    assert would["outcome"] == "Succeeded" and within["outcome"] == "Succeeded"
+    assert would["guard"]["tripped"] is True
+    assert "toSalesforce: the run would make 5 changes" in would["guard"]["reason"]
+    assert "A real run would stop here" in would["guard"]["reason"]
+    assert within["guard"]["tripped"] is False
+    assert counts(would) == {"toSalesforce": 5, "fromSalesforce": 2, "skippedNoSalesforceId": 2, "failed": 0}
+    assert env.writes() == 0
+    assert _tables(env) == tables_before
+
+
+def test_no_guard_configured_means_no_guard(env: Env) -> None:
+    w = build_world(env)
+    summary = run_nightly(env.config(), dry_run=False)
+    assert summary["outcome"] == "Succeeded", summary.get("error")
+    assert "guard" not in summary
+    assert opted_out(env, w.c_ledger_only)

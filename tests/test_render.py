@@ -57,6 +57,15 @@ def test_render_from_stdin_with_an_image(tmp_path: Path) -> None:
     assert "&id" not in result.stdout  # plain YAML, no anchors
 
 
+def test_render_carries_the_change_guard_into_the_config(tmp_path: Path) -> None:
+    text = GOOD.replace("pushWorker:", "nightlySync: {maxChangeRatio: 0.1, maxChanges: 20000}\n  pushWorker:")
+    result = run_render("-f", write(tmp_path, text))
+    assert result.returncode == 0, result.stderr
+    config_map = next(d for d in yaml.safe_load_all(result.stdout) if d["kind"] == "ConfigMap")
+    nightly = yaml.safe_load(config_map["data"]["config.yaml"])["nightly"]
+    assert nightly == {"enabled": True, "maxChangeRatio": 0.1, "maxChanges": 20000}
+
+
 def test_render_namespace_option_applies_when_the_cr_has_none(tmp_path: Path) -> None:
     cr = GOOD.replace("metadata: {name: acme, namespace: sales}", "metadata: {name: acme}")
     result = run_render("-f", write(tmp_path, cr), "-n", "team-a")
@@ -122,6 +131,31 @@ BAD_CASES = [
         GOOD.replace("pushWorker:", "optOutField: {marketoSalesOptOutField: Opt_Out__c}\n  pushWorker:"),
         "spec.optOutField.marketoSalesOptOutField: can only be set when target is MarketoSalesOptOut",
         id="marketo-field-without-target",
+    ),
+    pytest.param(
+        GOOD.replace("pushWorker:", "nightlySync: {maxChangeRatio: 0}\n  pushWorker:"),
+        "spec.nightlySync.maxChangeRatio: must be greater than 0, not 0",
+        id="guard-ratio-zero",
+    ),
+    pytest.param(
+        GOOD.replace("pushWorker:", "nightlySync: {maxChangeRatio: 1.5}\n  pushWorker:"),
+        "spec.nightlySync.maxChangeRatio: must be at most 1, not 1.5",
+        id="guard-ratio-over-one",
+    ),
+    pytest.param(
+        GOOD.replace("pushWorker:", "nightlySync: {maxChangeRatio: '10%'}\n  pushWorker:"),
+        "spec.nightlySync.maxChangeRatio: must be",
+        id="guard-ratio-string",
+    ),
+    pytest.param(
+        GOOD.replace("pushWorker:", "nightlySync: {maxChanges: -1}\n  pushWorker:"),
+        "spec.nightlySync.maxChanges: must be at least 0, not -1",
+        id="guard-count-negative",
+    ),
+    pytest.param(
+        GOOD.replace("pushWorker:", "nightlySync: {maxChanges: 2.5}\n  pushWorker:"),
+        "spec.nightlySync.maxChanges: must be",
+        id="guard-count-fraction",
     ),
     pytest.param(GOOD.replace("kind: UnsubscribeSync", "kind: Deployment"), "kind: must be UnsubscribeSync", id="kind"),
     pytest.param(GOOD.replace("name: acme,", "name: Acme_Inc,"), "metadata.name: must be a DNS-1035 label", id="name"),

@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from unsubscribe_sync.api.config import Config, parse_config
+from unsubscribe_sync.api.config import Config, ConfigError, parse_config
 from unsubscribe_sync.api.constants import (
     CONFIG_DIR,
     CONFIG_FILE,
@@ -287,6 +287,38 @@ def test_nightly_disabled_reaches_the_config() -> None:
     config = config_of(render({"nightlySync": {"enabled": False}, "optOutField": {"target": "MarketoSalesOptOut"}}))
     assert config.nightly.enabled is False
     assert config.optOut.target is OptOutTarget.MARKETO_SALES_OPT_OUT  # the worker applies seed rule 2
+
+
+def test_change_guard_reaches_the_config() -> None:
+    children = render({"nightlySync": {"maxChangeRatio": 0.25, "maxChanges": 5000}})
+    config = config_of(children)
+    assert config.nightly.maxChangeRatio == 0.25 and config.nightly.maxChanges == 5000
+    flat = yaml.safe_load(one(children, "ConfigMap")["data"]["config.yaml"])
+    assert flat["nightly"] == {"enabled": True, "maxChangeRatio": 0.25, "maxChanges": 5000}
+    only_count = config_of(render({"nightlySync": {"maxChanges": 0}}))
+    assert only_count.nightly.maxChanges == 0 and only_count.nightly.maxChangeRatio is None
+
+
+def test_no_change_guard_leaves_the_keys_out_of_the_config() -> None:
+    children = render()
+    flat = yaml.safe_load(one(children, "ConfigMap")["data"]["config.yaml"])
+    assert flat["nightly"] == {"enabled": True}
+    config = config_of(children)
+    assert config.nightly.maxChangeRatio is None and config.nightly.maxChanges is None
+
+
+@pytest.mark.parametrize(
+    ("nightly", "key"),
+    [
+        ({"maxChangeRatio": 0}, "nightly.maxChangeRatio"),
+        ({"maxChangeRatio": 1.5}, "nightly.maxChangeRatio"),
+        ({"maxChanges": -1}, "nightly.maxChanges"),
+    ],
+)
+def test_config_rejects_a_bad_change_guard(nightly: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"nightly": nightly})
+    assert [k for k, _ in caught.value.problems] == [key]
 
 
 def test_config_change_rolls_the_deployment() -> None:

@@ -56,6 +56,9 @@ class OptOutConfig(_Section):
 class NightlyConfig(_Section):
     enabled: bool = True
     sampleSize: int = Field(default=10, ge=0)
+    # The blast-radius guard (nightly/guard.py): unset = no guard.
+    maxChangeRatio: float | None = Field(default=None, gt=0, le=1)
+    maxChanges: int | None = Field(default=None, ge=0)
 
 
 class LedgerConfig(_Section):

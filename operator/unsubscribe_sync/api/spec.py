@@ -9,7 +9,16 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
 
 
 class OptOutTarget(StrEnum):
@@ -73,6 +82,9 @@ class NightlySyncSpec(_Model):
     # Five cron fields or a macro such as @daily (no TZ= prefix: the zone comes from timeZone).
     schedule: str = Field(default="0 20 * * *", pattern=SCHEDULE_PATTERN, max_length=100)
     timeZone: str = Field(default="America/Los_Angeles", pattern=TIME_ZONE_PATTERN, max_length=64)
+    # The blast-radius guard (absent: no guard): a run that would change more stops before writing.
+    maxChangeRatio: StrictFloat | None = Field(default=None, gt=0, le=1)
+    maxChanges: StrictInt | None = Field(default=None, ge=0)
 
 
 class WebhookSecretRef(_Model):

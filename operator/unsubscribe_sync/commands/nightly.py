@@ -7,6 +7,11 @@ counts plus startTime, completionTime and outcome go to the container's terminat
 (``/dev/termination-log`` when it is writable, or ``$UNSUBSCRIBE_SYNC_TERMINATION_LOG``), where the
 operator reads them into the CR's status. ``--dry-run`` prints the plan and writes nothing anywhere.
 
+With the blast-radius guard set (``nightly.maxChangeRatio`` / ``nightly.maxChanges``), a run that would
+change more stops before its first write: exit 1, the error names the direction, the count and the limit,
+and the contract line's counts are what was written (zeros). ``--dry-run`` says whether the guard would
+stop the run (and still exits 0: the plan was made).
+
 Where the run happens (same config file as the worker):
 
 - PostgreSQL ledger: in this process. The database serialises the writes of the job and the worker.
@@ -137,6 +142,14 @@ def print_plan(summary: dict[str, Any]) -> None:
             "the ledger)"
         )
     print(f"  without Salesforce ID (skipped): {summary.get('skippedNoSalesforceId', 0)}")
+    guard = summary.get("guard")
+    if isinstance(guard, dict):
+        keys = ("maxChangeRatio", "maxChanges")
+        limits = ", ".join(f"{key} {guard[key]}" for key in keys if guard.get(key) is not None)
+        if guard.get("tripped"):
+            print(f"  change guard ({limits}): WOULD STOP a real run: {guard.get('reason')}")
+        else:
+            print(f"  change guard ({limits}): within the limits")
     sample = summary.get("sample") or []
     if sample:
         print("  sample:")

@@ -6,14 +6,20 @@ Order of work:
    (a token is obtained); the opt-out field exists, is boolean and updateable on every configured object
    (``resolve_field``). A failed requirement ends the run with ``outcome: Failed`` and a message naming
    the problem (and the object); nothing is written anywhere.
-2. Per configured object: the Salesforce records whose field is true (``iter_opted_out``: SOQL paging or a
-   Bulk 2.0 query, Leads unconverted only) and the ledger's targets of that object, except those that
-   already failed for good, are staged on disk sorted by id (``staging.SortedStage``), then merged by the
-   pure planner. ``fromSalesforce`` entries are added to the ledger (source ``salesforce-sync``, with a
-   history row); ``toSalesforce`` ids are written with ``write_opt_out`` in chunks of up to 100,000 (Bulk
-   2.0 ingest at volume, sObject Collections below the bulk threshold) and their outcomes recorded in the
-   ledger (``mark_targets``): permanent failures are counted as ``failed`` and never retried by later runs.
-3. The run is recorded in the ledger's sync runs (not for a dry run, not for a failed requirement).
+2. Every configured object is staged first: the Salesforce records whose field is true (``iter_opted_out``:
+   SOQL paging or a Bulk 2.0 query, Leads unconverted only) and the ledger's targets of that object, except
+   those that already failed for good, sorted by id on disk (``staging.SortedStage``, one file per object).
+3. Blast-radius guard (``guard.ChangeGuard``, only when ``nightly.maxChangeRatio`` or ``nightly.maxChanges``
+   is set): a counting pass merges each object's staged sides through the planner, writing nothing and
+   keeping only counters; a run that would exceed a limit ends here with ``outcome: Failed`` and an error
+   naming the direction, the count and the limit. Nothing is written to Salesforce or the ledger (the run
+   itself is recorded in the sync runs as Failed). A dry run skips the extra pass: its plan is the count.
+4. Per object, the staged sides are merged by the pure planner. ``fromSalesforce`` entries are added to
+   the ledger (source ``salesforce-sync``, with a history row); ``toSalesforce`` ids are written with
+   ``write_opt_out`` in chunks of up to 100,000 (Bulk 2.0 ingest at volume, sObject Collections below the
+   bulk threshold) and their outcomes recorded in the ledger (``mark_targets``): permanent failures are
+   counted as ``failed`` and never retried by later runs.
+5. The run is recorded in the ledger's sync runs (not for a dry run, not for a failed requirement).
 
 Idempotent: a second run right after the first plans nothing to write. Interrupted runs can be re-run:
 every write is a set-to-true or an idempotent ledger upsert.
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import UTC, datetime
@@ -32,6 +39,7 @@ from unsubscribe_sync.api.config import Config, ConfigError
 from unsubscribe_sync.api.push_field import nightly_target
 from unsubscribe_sync.ledger import Ledger
 from unsubscribe_sync.logs import get_logger, mask_email, redact_text
+from unsubscribe_sync.nightly.guard import ChangeGuard
 from unsubscribe_sync.nightly.planner import Action, PlanEntry, plan_object
 from unsubscribe_sync.nightly.progress import NullProgress, Progress
 from unsubscribe_sync.nightly.staging import SortedStage
@@ -86,6 +94,7 @@ class RunState:
     skipped_no_salesforce_id: int = 0
     sample: list[dict[str, str]] = dc_field(default_factory=list)
     api_calls: int = 0
+    guard: dict[str, Any] | None = None  # the guard's report (when a guard is configured)
 
     def total(self, name: str) -> int:
         return sum(getattr(t, name) for t in self.objects.values())
@@ -106,6 +115,8 @@ class RunState:
         }
         if self.dry_run:
             out["sample"] = self.sample
+        if self.guard is not None:
+            out["guard"] = self.guard
         if error is not None:
             out["error"] = error
         return out
@@ -170,42 +181,62 @@ class NightlySync:
             return None
         return seen >= self.config.salesforce.bulkThreshold
 
-    def sync_object(self, state: RunState, object_name: str) -> None:
+    def stage_object(self, state: RunState, object_name: str, stage: SortedStage) -> None:
         assert state.field is not None
         totals = state.objects.setdefault(object_name, ObjectTotals())
-        with SortedStage(object_name) as stage:
-            self._stage(stage, object_name, state.field, totals)
-            sf_count, lg_count = stage.count()
-            totals.stagedBytes = stage.size()
-            self.progress.start(f"{object_name}: plan and apply", sf_count + lg_count)
-            to_write: list[str] = []
-            to_add: list[PlanEntry] = []
-            for entry in plan_object(object_name, stage.salesforce(), stage.ledger()):
-                self.progress.advance(entry.records)
-                if entry.action is Action.IN_SYNC or self._already_suppressed(entry):
-                    totals.inSync += 1
-                    continue
-                if entry.action is Action.NO_EMAIL:
-                    totals.noEmail += 1
-                    continue
-                if state.dry_run:
-                    self._count_planned(state, totals, entry)
-                    continue
-                if entry.action is Action.TO_SALESFORCE:
-                    to_write.append(entry.salesforce_id)
-                    if len(to_write) >= WRITE_CHUNK:
-                        self._write(object_name, to_write, state.field, totals)
-                        to_write = []
-                else:
-                    to_add.append(entry)
-                    if len(to_add) >= LEDGER_CHUNK:
-                        self._add(to_add, state.field, totals)
-                        to_add = []
-            if to_add:
-                self._add(to_add, state.field, totals)
-            if to_write:
-                self._write(object_name, to_write, state.field, totals)
-            self.progress.finish()
+        self._stage(stage, object_name, state.field, totals)
+        totals.stagedBytes = stage.size()
+
+    def count_changes(self, object_name: str, stage: SortedStage) -> dict[str, int]:
+        """The changes the plan of one staged object would make, per direction; writes nothing.
+
+        One streaming pass of the planner over the staged sides: memory is the planner's (one id) plus two
+        counters, whatever the volume.
+        """
+        sf_count, lg_count = stage.count()
+        self.progress.start(f"{object_name}: count planned changes", sf_count + lg_count)
+        planned = {Action.TO_SALESFORCE.value: 0, Action.FROM_SALESFORCE.value: 0}
+        for entry in plan_object(object_name, stage.salesforce(), stage.ledger()):
+            self.progress.advance(entry.records)
+            if entry.action in (Action.TO_SALESFORCE, Action.FROM_SALESFORCE) and not self._already_suppressed(entry):
+                planned[entry.action.value] += 1
+        self.progress.finish()
+        return planned
+
+    def sync_object(self, state: RunState, object_name: str, stage: SortedStage) -> None:
+        """Plan one staged object and apply the plan (count it, for a dry run)."""
+        assert state.field is not None
+        totals = state.objects.setdefault(object_name, ObjectTotals())
+        sf_count, lg_count = stage.count()
+        self.progress.start(f"{object_name}: plan and apply", sf_count + lg_count)
+        to_write: list[str] = []
+        to_add: list[PlanEntry] = []
+        for entry in plan_object(object_name, stage.salesforce(), stage.ledger()):
+            self.progress.advance(entry.records)
+            if entry.action is Action.IN_SYNC or self._already_suppressed(entry):
+                totals.inSync += 1
+                continue
+            if entry.action is Action.NO_EMAIL:
+                totals.noEmail += 1
+                continue
+            if state.dry_run:
+                self._count_planned(state, totals, entry)
+                continue
+            if entry.action is Action.TO_SALESFORCE:
+                to_write.append(entry.salesforce_id)
+                if len(to_write) >= WRITE_CHUNK:
+                    self._write(object_name, to_write, state.field, totals)
+                    to_write = []
+            else:
+                to_add.append(entry)
+                if len(to_add) >= LEDGER_CHUNK:
+                    self._add(to_add, state.field, totals)
+                    to_add = []
+        if to_add:
+            self._add(to_add, state.field, totals)
+        if to_write:
+            self._write(object_name, to_write, state.field, totals)
+        self.progress.finish()
 
     def _count_planned(self, state: RunState, totals: ObjectTotals, entry: PlanEntry) -> None:
         if entry.action is Action.TO_SALESFORCE:
@@ -269,6 +300,37 @@ class NightlySync:
 
     # -- the run --------------------------------------------------------------------------------
 
+    def _read_totals(self, state: RunState) -> dict[str, int]:
+        return {"ledgerTargets": state.total("ledgerTargets"), "salesforceOptedOut": state.total("salesforceOptedOut")}
+
+    def sync_all(self, state: RunState) -> str | None:
+        """Stage every object, check the guard, then plan and apply object by object.
+
+        Returns the guard's error when it stopped the run (nothing written), else None.
+        """
+        guard = ChangeGuard.from_config(self.config.nightly)
+        with ExitStack() as stack:
+            stages: dict[str, SortedStage] = {}
+            for object_name in self.config.salesforce.objects:
+                stages[object_name] = stack.enter_context(SortedStage(object_name))
+                self.stage_object(state, object_name, stages[object_name])
+            if guard.active and not state.dry_run:
+                planned = {"toSalesforce": 0, "fromSalesforce": 0}
+                for name, stage in stages.items():
+                    for direction, n in self.count_changes(name, stage).items():
+                        planned[direction] += n
+                state.guard = guard.report(planned, self._read_totals(state), dry_run=False)
+                if state.guard["tripped"]:
+                    reason = str(state.guard["reason"])
+                    log.error("nightly.change_guard_tripped", error=reason)
+                    return reason
+            for name, stage in stages.items():
+                self.sync_object(state, name, stage)
+        if guard.active and state.dry_run:
+            planned = {"toSalesforce": state.total("toSalesforce"), "fromSalesforce": state.total("fromSalesforce")}
+            state.guard = guard.report(planned, self._read_totals(state), dry_run=True)
+        return None
+
     def run(self, state: RunState) -> dict[str, Any]:
         """Run the sync; returns the summary (``outcome`` Succeeded or Failed). Raises only on bugs."""
         try:
@@ -280,13 +342,14 @@ class NightlySync:
             return state.summary("Failed", redact_text(f"Salesforce: {exc}"))
         try:
             state.skipped_no_salesforce_id = self.ledger.count_without_salesforce_id()
-            for object_name in self.config.salesforce.objects:
-                self.sync_object(state, object_name)
+            stopped = self.sync_all(state)
         except SalesforceError as exc:
             summary = state.summary("Failed", redact_text(f"Salesforce: {exc}"))
         else:
             left = state.total("retryLater")
-            if left:
+            if stopped is not None:
+                summary = state.summary("Failed", stopped)
+            elif left:
                 error = f"{left} records met transient Salesforce errors and were not written; a re-run retries them"
                 summary = state.summary("Failed", error)
             else:

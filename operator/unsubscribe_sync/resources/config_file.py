@@ -53,7 +53,7 @@ def config_for(name: str, namespace: str, spec: UnsubscribeSyncSpec) -> Config:
             target=spec.optOutField.target,
             marketoSalesOptOutField=spec.optOutField.marketoSalesOptOutField or None,
         ),
-        nightly=NightlyConfig(enabled=spec.nightlySync.enabled),
+        nightly=_nightly(spec),
         ledger=ledger,
         worker=WorkerConfig(
             listen=f"0.0.0.0:{WORKER_PORT}",
@@ -62,6 +62,17 @@ def config_for(name: str, namespace: str, spec: UnsubscribeSyncSpec) -> Config:
         ),
         logging=LoggingConfig(format="json"),
     )
+
+
+def _nightly(spec: UnsubscribeSyncSpec) -> NightlyConfig:
+    """The nightly section; the guard's keys only when set (so an unset guard stays absent from the file)."""
+    nightly = spec.nightlySync
+    guard: dict[str, Any] = {}
+    if nightly.maxChangeRatio is not None:
+        guard["maxChangeRatio"] = nightly.maxChangeRatio
+    if nightly.maxChanges is not None:
+        guard["maxChanges"] = nightly.maxChanges
+    return NightlyConfig(enabled=nightly.enabled, **guard)
 
 
 def config_yaml(config: Config) -> str:

@@ -185,6 +185,22 @@ def _nightly_sync() -> Schema:
                 pattern=TIME_ZONE_PATTERN,
                 maxLength=64,
             ),
+            "maxChangeRatio": {
+                "type": "number",
+                "description": "Blast-radius guard: a run that would change more than this share of the records "
+                "read on a side (toSalesforce against the ledger's unsubscribes, fromSalesforce against the "
+                "opted-out Salesforce records) stops before writing anything and fails. 0 < x <= 1; absent: "
+                "no ratio limit.",
+                "minimum": 0,
+                "exclusiveMinimum": True,
+                "maximum": 1,
+            },
+            "maxChanges": {
+                "type": "integer",
+                "description": "Blast-radius guard: a run that would make more than this many changes in one "
+                "direction stops before writing anything and fails. Absent: no count limit.",
+                "minimum": 0,
+            },
         },
         default={},
     )

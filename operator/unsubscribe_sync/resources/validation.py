@@ -173,6 +173,8 @@ def _describe_error(error: jsonschema.ValidationError) -> tuple[str, str]:
         return path, "must be an integer or a string"
     if kind == "pattern":
         return path, f"invalid value {json.dumps(instance)}: must match {expected}"
+    if kind == "minimum" and error.schema.get("exclusiveMinimum") is True:
+        return path, f"must be greater than {expected}, not {instance}"
     if kind == "minimum":
         return path, f"must be at least {expected}, not {instance}"
     if kind == "maximum":
