@@ -96,6 +96,19 @@ def test_unreachable_salesforce_degrades_conditions_only() -> None:
     assert got["PushWorkerAvailable"] == ("True", "MinimumReplicasAvailable")
 
 
+def test_failed_nightly_says_why_in_the_condition_and_ready() -> None:
+    failed = LastNightlySync(outcome="Failed", jobName="j9", counts=NightlyCounts())
+    guard = "change guard: 900 to Salesforce > 100"
+    got = compute_conditions(replace(HEALTHY, last_nightly=failed, nightly_error=guard))
+    assert got["NightlySyncSucceeded"].status == "False"
+    assert got["NightlySyncSucceeded"].reason == "JobFailed"
+    assert "change guard: 900 to Salesforce > 100" in got["NightlySyncSucceeded"].message
+    assert got["Ready"].reason == "NightlySyncFailed"
+    assert "change guard" in got["Ready"].message
+    without_reason = compute_conditions(replace(HEALTHY, last_nightly=failed))
+    assert "see the job's logs" in without_reason["NightlySyncSucceeded"].message
+
+
 def test_disabled_nightly_is_reported_but_not_blocking() -> None:
     got = verdicts(replace(HEALTHY, nightly_enabled=False, last_nightly=None))
     assert got["NightlySyncSucceeded"] == ("False", "NightlySyncDisabled")

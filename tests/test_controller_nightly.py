@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from unsubscribe_sync.controller.nightly import last_nightly_sync, latest_job, parse_summary, termination_message
+from unsubscribe_sync.controller.nightly import (
+    last_nightly_sync,
+    latest_job,
+    parse_error,
+    parse_summary,
+    termination_message,
+)
 
 
 def job(name: str, start: str, *, done: str | None = None, owner: str = "acme-nightly-sync") -> dict[str, Any]:
@@ -53,6 +59,14 @@ def test_summary_is_the_last_json_line() -> None:
     assert parse_summary("Traceback ...\nboom") is None
     assert parse_summary(None) is None
     assert parse_summary("{not json") is None
+
+
+def test_failed_run_reason_comes_from_its_summary() -> None:
+    failed = json.dumps({"toSalesforce": 0, "failed": 0, "outcome": "Failed", "error": "change guard:\n  too many"})
+    assert parse_error("log line\n" + failed) == "change guard: too many"
+    assert parse_error(json.dumps({"toSalesforce": 1})) is None
+    assert parse_error("Traceback ...") is None
+    assert parse_error(json.dumps({"error": "x" * 1000}), limit=50) == "x" * 47 + "..."
 
 
 def test_termination_message_of_the_latest_container() -> None:

@@ -80,6 +80,7 @@ class StatusInputs:
     preflight_enabled: bool = True
     deployment: DeploymentState | None = None
     last_nightly: LastNightlySync | None = None
+    nightly_error: str | None = None  # the failed run's own reason (from its summary), if it gave one
     wrote_children: bool = False
     child_errors: tuple[str, ...] = ()  # writes that failed for now (retried)
     child_rejected: tuple[str, ...] = ()  # writes the API server refused as invalid (retrying will not help)
@@ -149,7 +150,8 @@ def _nightly(inputs: StatusInputs) -> Verdict:
     )
     if last.outcome == "Succeeded":
         return Verdict("True", "Succeeded", f"job {last.jobName} succeeded: {summary}")
-    return Verdict("False", "JobFailed", f"job {last.jobName} failed: {summary}; see the job's logs")
+    reason = f"; {inputs.nightly_error}" if inputs.nightly_error else "; see the job's logs"
+    return Verdict("False", "JobFailed", f"job {last.jobName} failed: {summary}{reason}")
 
 
 def _stalled(inputs: StatusInputs) -> Verdict:

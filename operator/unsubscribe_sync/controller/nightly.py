@@ -80,8 +80,8 @@ def termination_message(pods: Iterable[Mapping[str, Any]]) -> str | None:
     return max(found)[1]
 
 
-def parse_summary(message: str | None) -> NightlyCounts | None:
-    """The counts from the nightly summary line (the last line that is a JSON object), or None."""
+def _summary_object(message: str | None) -> dict[str, Any] | None:
+    """The last line of ``message`` that is a JSON object (the nightly summary), or None."""
     if not message:
         return None
     for line in reversed(message.strip().splitlines()):
@@ -92,12 +92,28 @@ def parse_summary(message: str | None) -> NightlyCounts | None:
             data = json.loads(line)
         except ValueError:
             continue
-        if not isinstance(data, dict):
-            continue
-        known = {k: data[k] for k in NightlyCounts.model_fields if isinstance(data.get(k), int)}
-        if known:
-            return NightlyCounts(**known)
+        if isinstance(data, dict):
+            return data
     return None
+
+
+def parse_summary(message: str | None) -> NightlyCounts | None:
+    """The counts from the nightly summary line (the last line that is a JSON object), or None."""
+    data = _summary_object(message)
+    if data is None:
+        return None
+    known = {k: data[k] for k in NightlyCounts.model_fields if isinstance(data.get(k), int)}
+    return NightlyCounts(**known) if known else None
+
+
+def parse_error(message: str | None, limit: int = 400) -> str | None:
+    """Why a nightly run failed, as its summary says (the job redacts secrets before writing it), clipped."""
+    data = _summary_object(message)
+    error = data.get("error") if data else None
+    if not isinstance(error, str) or not error.strip():
+        return None
+    error = " ".join(error.split())
+    return error if len(error) <= limit else error[: limit - 3] + "..."
 
 
 def last_nightly_sync(run: JobRun | None, message: str | None) -> LastNightlySync | None:

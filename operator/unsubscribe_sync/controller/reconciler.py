@@ -34,7 +34,13 @@ from unsubscribe_sync.controller.conditions import (
 )
 from unsubscribe_sync.controller.kubeapi import KubeApi, KubeApiError
 from unsubscribe_sync.controller.metrics import OperatorMetrics
-from unsubscribe_sync.controller.nightly import JobRun, last_nightly_sync, latest_job, termination_message
+from unsubscribe_sync.controller.nightly import (
+    JobRun,
+    last_nightly_sync,
+    latest_job,
+    parse_error,
+    termination_message,
+)
 from unsubscribe_sync.logs import get_logger
 from unsubscribe_sync.resources import ChildNames, desired_children, effective_push_field
 
@@ -268,6 +274,7 @@ class Reconciler:
             preflight_enabled=self.options.preflight_interval > 0,
             deployment=DeploymentState.from_object(deployment),
             last_nightly=last_nightly_sync(run, message),
+            nightly_error=parse_error(message) if run is not None and run.phase == "Failed" else None,
             wrote_children=writes > 0,
             child_errors=tuple(errors),
             child_rejected=tuple(rejected),
