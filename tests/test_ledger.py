@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from unsubscribe_sync.ledger import Ledger, PushOutcome, Unsubscribe
+from unsubscribe_sync.ledger import Ledger, PushOutcome, Resubscribe, Unsubscribe
 from unsubscribe_sync.ledger.schema import LATEST_VERSION
 from unsubscribe_sync.salesforce.ids import normalize_id
 from unsubscribe_sync.salesforce.types import ErrorClass, RecordResult
@@ -247,3 +247,127 @@ def test_bad_url_is_refused_without_echoing_it() -> None:
     with pytest.raises(ConfigError) as info:
         Ledger.open("mysql://user:secret@host/db")
     assert "secret" not in str(info.value)
+
+
+# -- explicit resubscribes -----------------------------------------------------------------------
+
+
+def resub(email: str, sid: str | None = None, event_id: str | None = None) -> Resubscribe:
+    obj = None if sid is None else ("Contact" if sid.startswith("003") else "Lead")
+    return Resubscribe(email, "jane", "asked", salesforce_id=sid, object=obj, event_id=event_id)
+
+
+def test_resubscribe_marks_the_address_and_queues_false_writes(ledger: Ledger) -> None:
+    ledger.ingest([unsub("r@example.com", contact_id(1)), unsub("r@example.com", lead_id(2))])
+    result = ledger.resubscribe([resub("R@Example.com", event_id="re-1")])
+    assert (result.stored, result.resubscribed, result.not_unsubscribed, result.enqueued) == (1, 1, 0, 2)
+    assert ledger.backlog() == 2  # the queued opt-outs were replaced, not added to
+    rows = ledger.claim("w", 10, 60)
+    assert {r.value for r in rows} == {False} and len(rows) == 1  # one object a claim
+    found = ledger.lookup("r@example.com")
+    assert found is not None and found["unsubscribed"] is False
+    last = found["history"][-1]
+    assert last["action"] == "resubscribed" and last["outcome"] == "resubscribed"
+    assert (last["requestedBy"], last["reason"], last["detail"]) == ("jane", "asked", "by jane: asked")
+    assert ledger.count_without_salesforce_id() == 0
+    assert list(ledger.iter_targets("Contact")) == []  # the nightly never sets a resubscribed address
+    counts = ledger.table_counts()
+    again = ledger.resubscribe([resub("r@example.com", event_id="re-1")])
+    assert (again.stored, again.replayed) == (0, 1) and ledger.table_counts() == counts
+
+
+def test_an_older_write_in_flight_never_removes_a_newer_one(ledger: Ledger) -> None:
+    ledger.ingest([unsub("f@example.com", contact_id(3))])
+    (row,) = ledger.claim("w", 10, 60)
+    assert row.value is True
+    ledger.resubscribe([resub("f@example.com")])
+    assert ledger.claim("w2", 10, 60) == []  # still leased: the new value waits for the write in flight
+    ledger.complete("w", [PushOutcome(row, "pushed")], field="HasOptedOutOfEmail")
+    (again,) = ledger.claim("w2", 10, 60)
+    assert again.salesforce_id == row.salesforce_id and again.value is False
+    ledger.complete("w2", [PushOutcome(again, "pushed")], field="HasOptedOutOfEmail")
+    assert ledger.backlog() == 0
+    found = ledger.lookup("f@example.com")
+    assert found is not None
+    pushes = [h["detail"] for h in found["history"] if h["action"] == "pushed"]
+    assert pushes == ["HasOptedOutOfEmail", "HasOptedOutOfEmail = false"]
+    assert found["salesforce"][0]["status"] == "pushed"
+
+
+def test_unsubscribe_after_resubscribe_queues_true_again(ledger: Ledger) -> None:
+    ledger.ingest([unsub("u@example.com", contact_id(4))])
+    ledger.resubscribe([resub("u@example.com")])
+    result = ledger.ingest([unsub("u@example.com")])
+    assert result.enqueued == 1
+    (row,) = ledger.claim("w", 10, 60)
+    assert row.value is True
+    found = ledger.lookup("u@example.com")
+    assert found is not None and found["unsubscribed"] is True
+    assert [h["action"] for h in found["history"]] == ["unsubscribed", "resubscribed", "unsubscribed"]
+    assert [t for t, _ in ledger.iter_targets("Contact")] == [contact_id(4)]
+
+
+def test_resubscribe_of_unknown_or_resubscribed_address_is_a_recorded_no_op(ledger: Ledger) -> None:
+    result = ledger.resubscribe([resub("new@example.com"), resub("new@example.com")])
+    assert (result.stored, result.resubscribed, result.not_unsubscribed, result.enqueued) == (2, 0, 2, 0)
+    found = ledger.lookup("new@example.com")
+    assert found is not None and found["unsubscribed"] is False
+    assert [h["outcome"] for h in found["history"]] == ["not_unsubscribed", "not_unsubscribed"]
+    assert ledger.backlog() == 0
+
+
+def test_nightly_helpers_respect_a_queued_resubscribe(ledger: Ledger) -> None:
+    ledger.ingest([unsub("n@example.com", contact_id(5))])
+    ledger.resubscribe([resub("n@example.com")])
+    assert ledger.pending_clears() == ({contact_id(5)}, {"n@example.com"})
+    # Salesforce still shows the record opted out: the queued write of false is not fought
+    assert ledger.add_salesforce_opt_outs([(contact_id(5), "Contact", "n@example.com")]) == 0
+    ok = RecordResult(contact_id(5), True)
+    ledger.mark_targets([contact_id(5)], [ok], field="HasOptedOutOfEmail")
+    assert ledger.backlog() == 1  # a nightly write's outcome never drops the resubscribe's write
+    found = ledger.lookup("n@example.com")
+    assert found is not None and found["unsubscribed"] is False
+    (row,) = ledger.claim("w", 10, 60)
+    ledger.complete("w", [PushOutcome(row, "pushed")], field="HasOptedOutOfEmail")
+    # once cleared, an opt-out made in Salesforce again suppresses the address again
+    assert ledger.add_salesforce_opt_outs([(contact_id(5), "Contact", "n@example.com")]) == 1
+    found = ledger.lookup("n@example.com")
+    assert found is not None and found["unsubscribed"] is True
+    assert found["history"][-1]["outcome"] == "in_salesforce"
+
+
+def test_schema_v1_ledger_is_migrated_to_v2(ledger_url: str) -> None:
+    from unsubscribe_sync.ledger.engine import create_ledger_engine
+    from unsubscribe_sync.ledger.schema import _migrate_v1
+
+    engine = create_ledger_engine(ledger_url)
+    with engine.begin() as conn:  # a ledger written by a release that knew version 1 only
+        conn.execute(text("CREATE TABLE schema_versions (version INTEGER PRIMARY KEY, applied_at FLOAT NOT NULL)"))
+        conn.execute(text("INSERT INTO schema_versions VALUES (1, 0)"))
+        _migrate_v1(conn)
+        added = (("outbox", "value"), ("outbox", "seq"), ("history", "requested_by"), ("history", "reason"))
+        for table, column in added:
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        conn.execute(
+            text(
+                "INSERT INTO outbox (salesforce_id, object, email, received_at, attempts, next_attempt_at)"
+                f" VALUES ('{contact_id(7)}', 'Contact', 'old@example.com', 0, 0, 0)"
+            )
+        )
+    engine.dispose()
+    led = Ledger.open(ledger_url)
+    try:
+        assert led.migrate() == LATEST_VERSION == 2
+        (row,) = led.claim("w", 10, 60)
+        assert row.value is True and row.seq == 0
+        led.resubscribe([resub("old@example.com")])
+        assert led.lookup("old@example.com")["history"][-1]["requestedBy"] == "jane"  # type: ignore[index]
+    finally:
+        led.close()
+
+
+def test_still_to_set_leaves_out_addresses_resubscribed_since_the_plan(ledger: Ledger) -> None:
+    ledger.ingest([unsub("keep@example.com", contact_id(10)), unsub("gone@example.com", contact_id(11))])
+    planned = [contact_id(11), contact_id(10)]
+    ledger.resubscribe([resub("gone@example.com")])
+    assert ledger.still_to_set(planned) == [contact_id(10)]

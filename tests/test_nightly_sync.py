@@ -11,7 +11,7 @@ import yaml
 
 from tests.fixtures.sandbox import SandboxHandle
 from unsubscribe_sync.api.config import Config, load_config
-from unsubscribe_sync.ledger import Ledger, Unsubscribe
+from unsubscribe_sync.ledger import Ledger, PushOutcome, Resubscribe, Unsubscribe
 from unsubscribe_sync.logs import mask_email
 from unsubscribe_sync.nightly.job import run_nightly
 from unsubscribe_sync.salesforce.ids import normalize_id
@@ -452,3 +452,54 @@ def test_no_guard_configured_means_no_guard(env: Env) -> None:
     assert summary["outcome"] == "Succeeded", summary.get("error")
     assert "guard" not in summary
     assert opted_out(env, w.c_ledger_only)
+
+
+def test_a_queued_resubscribe_is_not_fought_by_the_nightly(env: Env) -> None:
+    s = env.state
+    cleared = s.add_record("Contact", "resub.pending@example.com", opted_out=True)  # the push has not run yet
+    other = s.add_record("Lead", "resub.pending@example.com", opted_out=True)  # same address, not a target
+    ledger = env.ledger()
+    try:
+        ledger.ingest([Unsubscribe("resub.pending@example.com", cleared, "Contact")])
+        ledger.resubscribe([Resubscribe("resub.pending@example.com", "ops", "re-consented")])
+        backlog = ledger.backlog()
+    finally:
+        ledger.close()
+
+    dry = run_nightly(env.config(), dry_run=True)
+    assert counts(dry) == {"toSalesforce": 0, "fromSalesforce": 0, "skippedNoSalesforceId": 0, "failed": 0}
+    summary = run_nightly(env.config(), dry_run=False)
+
+    assert summary["outcome"] == "Succeeded", summary.get("error")
+    assert counts(summary) == {"toSalesforce": 0, "fromSalesforce": 0, "skippedNoSalesforceId": 0, "failed": 0}
+    assert summary["objects"]["Contact"]["pendingResubscribe"] == 1
+    assert summary["objects"]["Lead"]["pendingResubscribe"] == 1
+    assert env.writes() == 0
+    ledger = env.ledger()
+    try:
+        found = ledger.lookup("resub.pending@example.com")
+        assert found is not None and found["unsubscribed"] is False
+        assert [t["id"] for t in found["salesforce"]] == [cleared]  # the Lead was not added as a target
+        assert ledger.backlog() == backlog == 1  # the write of false is still queued
+    finally:
+        ledger.close()
+    assert opted_out(env, other)  # nothing was written by the nightly
+
+
+def test_nightly_never_sets_a_resubscribed_address(env: Env) -> None:
+    s = env.state
+    record = s.add_record("Contact", "resub.done@example.com")
+    ledger = env.ledger()
+    try:
+        ledger.ingest([Unsubscribe("resub.done@example.com", record, "Contact")])
+        ledger.resubscribe([Resubscribe("resub.done@example.com", "ops", "re-consented")])
+        (row,) = ledger.claim("w", 10, 60)
+        ledger.complete("w", [PushOutcome(row, "pushed")], field="HasOptedOutOfEmail")  # the field is false
+    finally:
+        ledger.close()
+
+    summary = run_nightly(env.config(), dry_run=False)
+
+    assert summary["outcome"] == "Succeeded", summary.get("error")
+    assert counts(summary) == {"toSalesforce": 0, "fromSalesforce": 0, "skippedNoSalesforceId": 0, "failed": 0}
+    assert env.writes() == 0 and not opted_out(env, record)

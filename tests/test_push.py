@@ -331,3 +331,160 @@ async def test_worker_rides_out_a_postgres_restart(
     assert resp.status == 202
     await eventually(lambda: opted_out(sandbox, ids[1]), what="push after the restart")
     assert (await worker.client.get("/readyz")).status == 200
+
+
+# -- explicit resubscribes -------------------------------------------------------------------
+
+
+async def resubscribe(worker: Worker, body: Any) -> Any:
+    resp = await worker.client.post("/v1/resubscribes", json=body, headers=AUTH)
+    assert resp.status == 202, await resp.text()
+    return await resp.json()
+
+
+async def test_resubscribe_clears_the_field_and_records_who_and_why(
+    make_worker: MakeWorker, sandbox: SandboxHandle
+) -> None:
+    state = sandbox.state
+    contact = state.add_record("Contact", "back@example.com")
+    worker = await make_worker()
+    await worker.post({"email": "back@example.com", "salesforceId": contact})
+    await eventually(worker.drained)
+    assert opted_out(sandbox, contact)
+
+    answer = await resubscribe(
+        worker, {"email": "Back@Example.com", "requestedBy": "jane.admin", "reason": "asked by phone", "eventId": "r1"}
+    )
+    assert answer == {"accepted": 1}
+    await eventually(worker.drained, what="the resubscribe pushed")
+    assert not opted_out(sandbox, contact)
+    assert state.write_count(contact) == 2
+    found = await worker.lookup("back@example.com")
+    assert found["unsubscribed"] is False
+    resub = [h for h in found["history"] if h["action"] == "resubscribed"]
+    assert len(resub) == 1
+    assert resub[0]["requestedBy"] == "jane.admin" and resub[0]["reason"] == "asked by phone"
+    assert resub[0]["detail"] == "by jane.admin: asked by phone" and resub[0]["outcome"] == "resubscribed"
+    assert {"at", "source", "action"} <= set(resub[0])
+    assert found["history"][-1]["action"] == "pushed" and found["history"][-1]["detail"] == "HasOptedOutOfEmail = false"
+    assert worker.sample("unsubscribe_sync_resubscribes_received_total") == 1
+    assert worker.sample("unsubscribe_sync_resubscribe_push_records_total", object="Contact", outcome="pushed") == 1
+    # opt-out series unchanged by the resubscribe's write
+    assert worker.sample("unsubscribe_sync_push_records_total", object="Contact", outcome="pushed") == 1
+    assert worker.sample("unsubscribe_sync_push_lag_seconds_count") == 1
+
+    # replaying the same eventId stores and writes nothing more
+    counts = worker.ledger.table_counts()
+    replay = {"email": "back@example.com", "requestedBy": "jane.admin", "reason": "x", "eventId": "r1"}
+    await resubscribe(worker, replay)
+    assert worker.ledger.table_counts() == counts and worker.ledger.backlog() == 0
+    assert worker.sample("unsubscribe_sync_resubscribes_received_total") == 1
+    assert worker.sample("unsubscribe_sync_unsubscribes_replayed_total") == 1
+
+
+async def test_unsubscribe_resubscribe_unsubscribe_ends_opted_out(
+    make_worker: MakeWorker, sandbox: SandboxHandle
+) -> None:
+    state = sandbox.state
+    contact = state.add_record("Contact", "cycle@example.com")
+    lead = state.add_record("Lead", "cycle@example.com")
+    worker = await make_worker()
+    await worker.post({"unsubscribes": [{"email": "cycle@example.com", "salesforceId": s} for s in (contact, lead)]})
+    await eventually(worker.drained)
+    await resubscribe(worker, {"email": "cycle@example.com", "requestedBy": "crm", "reason": "re-consented"})
+    await eventually(worker.drained)
+    assert not opted_out(sandbox, contact) and not opted_out(sandbox, lead)
+    # unsubscribing again (no id given) sets the field again on every record of the address
+    await worker.post({"email": "cycle@example.com"})
+    await eventually(worker.drained)
+    assert opted_out(sandbox, contact) and opted_out(sandbox, lead)
+    found = await worker.lookup("cycle@example.com")
+    assert found["unsubscribed"] is True
+    actions = [h["action"] for h in found["history"] if h["action"] in ("unsubscribed", "resubscribed")]
+    assert actions == ["unsubscribed", "unsubscribed", "resubscribed", "unsubscribed"]
+    assert {t["status"] for t in found["salesforce"]} == {"pushed"}
+
+
+async def test_resubscribe_of_an_unknown_address_is_recorded_as_not_unsubscribed(
+    make_worker: MakeWorker, sandbox: SandboxHandle
+) -> None:
+    worker = await make_worker()
+    await resubscribe(worker, {"email": "never@example.com", "requestedBy": "support", "reason": "ticket 42"})
+    found = await worker.lookup("never@example.com")
+    assert found["unsubscribed"] is False and found["salesforce"] == []
+    assert [(h["action"], h["outcome"]) for h in found["history"]] == [("resubscribed", "not_unsubscribed")]
+    assert worker.ledger.backlog() == 0 and sum(sandbox.state.writes.values()) == 0
+
+
+async def test_latest_act_wins_while_both_are_queued(make_worker: MakeWorker, sandbox: SandboxHandle) -> None:
+    state = sandbox.state
+    contact = state.add_record("Contact", "race@example.com")
+    state.set_unavailable(None)  # nothing reaches Salesforce: both acts stay queued
+    worker = await make_worker()
+    await worker.post({"email": "race@example.com", "salesforceId": contact})
+    await resubscribe(worker, {"email": "race@example.com", "requestedBy": "ops", "reason": "mistake"})
+    assert worker.ledger.backlog() == 1  # one row per record: the resubscribe replaced the opt-out
+    state.clear_unavailable()
+    await eventually(worker.drained, timeout=40)
+    assert not opted_out(sandbox, contact)
+    assert state.write_count(contact) == 1  # the older opt-out was never written
+
+
+@pytest.mark.parametrize(("nightly", "expected_field"), [(True, MARKETO), (False, "HasOptedOutOfEmail")])
+async def test_resubscribe_clears_the_effective_push_field(
+    make_worker: MakeWorker, sandbox: SandboxHandle, nightly: bool, expected_field: str
+) -> None:
+    state = sandbox.state
+    contact = state.add_record("Contact", "rfield@example.com")
+    worker = await make_worker(target="MarketoSalesOptOut", nightly=nightly)
+    await worker.post({"email": "rfield@example.com", "salesforceId": contact})
+    await eventually(worker.drained)
+    state.set_fields(contact, {"HasOptedOutOfEmail": True, MARKETO: True})
+    await resubscribe(worker, {"email": "rfield@example.com", "requestedBy": "ops", "reason": "test"})
+    await eventually(worker.drained)
+    other = MARKETO if expected_field == "HasOptedOutOfEmail" else "HasOptedOutOfEmail"
+    assert not opted_out(sandbox, contact, expected_field)
+    assert opted_out(sandbox, contact, other)  # the push writes its field only
+
+
+@pytest.mark.postgres
+async def test_resubscribe_on_postgres(make_worker: MakeWorker, sandbox: SandboxHandle, postgres_url: str) -> None:
+    contact = sandbox.state.add_record("Contact", "pgback@example.com")
+    worker = await make_worker(ledger_url=postgres_url)
+    await worker.post({"email": "pgback@example.com", "salesforceId": contact})
+    await eventually(worker.drained)
+    await resubscribe(worker, {"email": "pgback@example.com", "requestedBy": "ops", "reason": "pg"})
+    await eventually(worker.drained)
+    assert not opted_out(sandbox, contact)
+    found = await worker.lookup("pgback@example.com")
+    assert found["unsubscribed"] is False and found["history"][-2]["requestedBy"] == "ops"
+
+
+async def test_nightly_after_a_resubscribe_leaves_it_alone_until_salesforce_opts_out_again(
+    make_worker: MakeWorker, sandbox: SandboxHandle
+) -> None:
+    from unsubscribe_sync.nightly.job import run_nightly
+
+    state = sandbox.state
+    contact = state.add_record("Contact", "nightly.back@example.com")
+    worker = await make_worker()
+    await worker.post({"email": "nightly.back@example.com", "salesforceId": contact})
+    await eventually(worker.drained)
+    await resubscribe(worker, {"email": "nightly.back@example.com", "requestedBy": "ops", "reason": "re-consented"})
+    await eventually(worker.drained)
+    assert not opted_out(sandbox, contact)
+    writes = state.write_count(contact)
+
+    summary = await asyncio.to_thread(run_nightly, worker.config, dry_run=False, ledger=worker.ledger)
+    assert summary["outcome"] == "Succeeded", summary.get("error")
+    assert (summary["toSalesforce"], summary["fromSalesforce"]) == (0, 0)
+    assert not opted_out(sandbox, contact) and state.write_count(contact) == writes
+    assert (await worker.lookup("nightly.back@example.com"))["unsubscribed"] is False
+
+    # someone opts the record out in Salesforce again: a new opt-out, and opt-out wins
+    state.set_fields(contact, {"HasOptedOutOfEmail": True})
+    summary = await asyncio.to_thread(run_nightly, worker.config, dry_run=False, ledger=worker.ledger)
+    assert summary["outcome"] == "Succeeded" and summary["fromSalesforce"] == 1
+    found = await worker.lookup("nightly.back@example.com")
+    assert found["unsubscribed"] is True
+    assert found["history"][-1]["action"] == "unsubscribed" and found["history"][-1]["source"] == "salesforce-sync"

@@ -285,3 +285,84 @@ async def test_a_stalled_body_gets_408_and_nothing_is_stored(
     resp = await client.post("/v1/unsubscribes", data=stalled(), headers={**AUTH, "Content-Type": "application/json"})
     assert resp.status == 408
     assert ledger.table_counts() == before
+
+
+# -- POST /v1/resubscribes ---------------------------------------------------------------------------
+
+RESUB = {"email": "a@example.com", "requestedBy": "jane.admin", "reason": "re-consented by email"}
+
+
+def _bad_resubscribes() -> list[tuple[str, dict[str, Any], int]]:
+    good = json.dumps(RESUB)
+    return [
+        ("no token", {"data": good, "headers": {"Content-Type": "application/json"}}, 401),
+        ("not json type", {"data": good, "headers": {**AUTH, "Content-Type": "text/plain"}}, 415),
+        ("broken json", {"data": "{not json", "headers": {**AUTH, "Content-Type": "application/json"}}, 400),
+        ("no requestedBy", {"json": {"email": "a@example.com", "reason": "r"}, "headers": AUTH}, 400),
+        ("no reason", {"json": {"email": "a@example.com", "requestedBy": "x"}, "headers": AUTH}, 400),
+        ("blank reason", {"json": {**RESUB, "reason": "  "}, "headers": AUTH}, 400),
+        ("no email", {"json": {"requestedBy": "x", "reason": "r"}, "headers": AUTH}, 400),
+        ("bad email", {"json": {**RESUB, "email": "nope"}, "headers": AUTH}, 400),
+        ("account id", {"json": {**RESUB, "salesforceId": "001000000000001"}, "headers": AUTH}, 400),
+        ("bad date", {"json": {**RESUB, "occurredAt": "May 1st"}, "headers": AUTH}, 400),
+        ("source is not a field", {"json": {**RESUB, "source": "crm"}, "headers": AUTH}, 400),
+        ("unsubscribes key", {"json": {"unsubscribes": [RESUB]}, "headers": AUTH}, 400),
+        ("one bad of many", {"json": {"resubscribes": [RESUB, {**RESUB, "email": "x"}]}, "headers": AUTH}, 400),
+        ("too many", {"json": {"resubscribes": [RESUB] * 1001}, "headers": AUTH}, 400),
+        (
+            "over 1 MiB",
+            {
+                "data": b'{"email": "' + b"a" * (1024 * 1024) + b'"}',
+                "headers": {**AUTH, "Content-Type": "application/json"},
+            },
+            413,
+        ),
+    ]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "status"), _bad_resubscribes(), ids=[b[0] for b in _bad_resubscribes()])
+async def test_bad_resubscribes_change_nothing(
+    client: TestClient[Any, Any], ledger: Ledger, name: str, kwargs: dict[str, Any], status: int
+) -> None:
+    await post(client, {"email": "a@example.com", "salesforceId": "003000000000009"})
+    before = ledger.table_counts()
+    resp = await client.post("/v1/resubscribes", **kwargs)
+    assert resp.status == status, await resp.text()
+    body = await resp.json()
+    assert "error" in body and TOKEN not in json.dumps(body)
+    if status == 400 and name != "broken json":
+        assert body["details"] and all("field" in d for d in body["details"])
+    assert ledger.table_counts() == before
+    found = ledger.lookup("a@example.com")
+    assert found is not None and found["unsubscribed"] is True
+
+
+async def test_resubscribe_details_name_index_and_field(client: TestClient[Any, Any]) -> None:
+    resp = await client.post(
+        "/v1/resubscribes", json={"resubscribes": [RESUB, {"email": "b@example.com", "reason": "r"}]}, headers=AUTH
+    )
+    body = await resp.json()
+    assert resp.status == 400 and body["details"] == [{"index": 1, "field": "requestedBy", "message": "is required"}]
+    assert "1 of 2 resubscribes are invalid" in body["error"]
+
+
+async def test_resubscribe_batch_is_stored_and_counted(client: TestClient[Any, Any], ledger: Ledger) -> None:
+    await post(client, {"email": "a@example.com", "salesforceId": "003000000000009"})
+    items = [
+        {**RESUB, "salesforceId": "003000000000009", "occurredAt": "2026-01-02T03:04:05Z", "eventId": "rs-1"},
+        {**RESUB, "email": "unknown@example.com"},
+    ]
+    resp = await client.post("/v1/resubscribes", json={"resubscribes": items}, headers=AUTH)
+    assert resp.status == 202 and await resp.json() == {"accepted": 2}
+    got = await (await client.get("/v1/unsubscribes/a@example.com", headers=AUTH)).json()
+    assert got["unsubscribed"] is False
+    entry = got["history"][-1]
+    assert entry["action"] == "resubscribed" and entry["at"] == "2026-01-02T03:04:05.000Z"
+    assert entry["requestedBy"] == "jane.admin" and entry["reason"] == "re-consented by email"
+    assert entry["salesforceId"] == "003000000000009AAA"
+    unknown = await (await client.get("/v1/unsubscribes/unknown@example.com", headers=AUTH)).json()
+    assert unknown["unsubscribed"] is False and unknown["history"][0]["outcome"] == "not_unsubscribed"
+    assert ledger.backlog() == 1  # the record's opt-out write was replaced by one write of false
+    text = await (await client.get("/metrics")).text()
+    assert "unsubscribe_sync_resubscribes_received_total 2.0" in text
+    assert "unsubscribe_sync_unsubscribes_received_total 1.0" in text

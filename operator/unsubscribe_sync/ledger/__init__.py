@@ -1,6 +1,24 @@
 """The unsubscribe ledger (SQLite or PostgreSQL): suppression list, Salesforce targets, push outbox, history, runs."""
 
-from unsubscribe_sync.ledger.models import IngestResult, LedgerStats, OutboxRow, PushOutcome, Unsubscribe
+from unsubscribe_sync.ledger.models import (
+    IngestResult,
+    LedgerStats,
+    OutboxRow,
+    PushOutcome,
+    Resubscribe,
+    ResubscribeResult,
+    Unsubscribe,
+)
 from unsubscribe_sync.ledger.store import Ledger, normalize_email
 
-__all__ = ["IngestResult", "Ledger", "LedgerStats", "OutboxRow", "PushOutcome", "Unsubscribe", "normalize_email"]
+__all__ = [
+    "IngestResult",
+    "Ledger",
+    "LedgerStats",
+    "OutboxRow",
+    "PushOutcome",
+    "Resubscribe",
+    "ResubscribeResult",
+    "Unsubscribe",
+    "normalize_email",
+]

@@ -13,6 +13,11 @@ ACTION_UNSUBSCRIBED = "unsubscribed"
 ACTION_PUSHED = "pushed"
 ACTION_PUSH_FAILED = "push_failed"
 ACTION_PUSH_SKIPPED = "push_skipped"
+ACTION_RESUBSCRIBED = "resubscribed"
+
+# Outcomes of a resubscribe in the history.
+OUTCOME_RESUBSCRIBED = "resubscribed"  # the address was suppressed and no longer is
+OUTCOME_NOT_UNSUBSCRIBED = "not_unsubscribed"  # the address was not suppressed (unknown, or resubscribed already)
 
 SOURCE_WEBHOOK = "webhook"
 SOURCE_PUSH = "push"
@@ -29,6 +34,29 @@ class Unsubscribe:
     occurred_at: float | None = None
     source: str = SOURCE_WEBHOOK
     event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Resubscribe:
+    """One validated resubscribe: an explicit act naming who asked for it and why."""
+
+    email: str
+    requested_by: str
+    reason: str
+    salesforce_id: str | None = None
+    object: str | None = None
+    occurred_at: float | None = None
+    source: str = SOURCE_WEBHOOK
+    event_id: str | None = None
+
+
+@dataclass(slots=True)
+class ResubscribeResult:
+    stored: int = 0  # resubscribes written (replayed events excluded)
+    replayed: int = 0  # items whose eventId was already stored
+    resubscribed: int = 0  # stored items whose address was suppressed until then
+    not_unsubscribed: int = 0  # stored items whose address was not suppressed (recorded, nothing to undo)
+    enqueued: int = 0  # Salesforce records queued to have the field cleared
 
 
 @dataclass(slots=True)
@@ -49,6 +77,8 @@ class OutboxRow:
     email: str
     received_at: float
     attempts: int
+    value: bool = True  # the value to write: True sets the opt-out, False clears it (a resubscribe)
+    seq: int = 0  # the row's version when claimed (a newer act on the record bumps it)
 
 
 @dataclass(frozen=True, slots=True)

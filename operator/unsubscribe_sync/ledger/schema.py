@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    inspect,
     select,
     text,
 )
@@ -83,6 +84,10 @@ outbox = Table(
     Column("lease_owner", String(100), nullable=True),
     Column("lease_expires_at", Float, nullable=True),
     Column("last_error", Text, nullable=True),
+    # v2: the value to write (True: opt out, False: a resubscribe) and a counter bumped by every act that
+    # replaces the row's value, so the completion of an older, in-flight write never removes a newer one
+    Column("value", Boolean, nullable=False, default=True, server_default=text("true")),
+    Column("seq", Integer, nullable=False, default=0, server_default=text("0")),
     Index("ix_outbox_due", "object", "next_attempt_at", "id"),
     Index("ix_outbox_next", "next_attempt_at", "id"),
 )
@@ -99,6 +104,8 @@ history = Table(
     Column("action", String(40), nullable=False),
     Column("outcome", String(40), nullable=True),
     Column("detail", Text, nullable=True),
+    Column("requested_by", String(200), nullable=True),  # v2: who asked for a resubscribe
+    Column("reason", Text, nullable=True),  # v2: why
     Index("ix_history_email", "email", "id"),
 )
 
@@ -134,8 +141,29 @@ def _migrate_v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=_V1_TABLES, checkfirst=True)
 
 
+# Columns added by version 2 (explicit resubscribes), as (table, column, DDL type and default).
+_V2_COLUMNS = [
+    ("outbox", "value", "BOOLEAN NOT NULL DEFAULT true"),
+    ("outbox", "seq", "INTEGER NOT NULL DEFAULT 0"),
+    ("history", "requested_by", "VARCHAR(200)"),
+    ("history", "reason", "TEXT"),
+]
+
+
+def _migrate_v2(conn: Connection) -> None:
+    """Outbox rows carry the value to write; history rows who asked for a resubscribe and why.
+
+    A ledger created by this release already has the columns (version 1 creates the tables as
+    declared above); one created by an earlier release gets them added.
+    """
+    inspector = inspect(conn)
+    for table, column, ddl in _V2_COLUMNS:
+        if column not in {c["name"] for c in inspector.get_columns(table)}:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
+
+
 # (version, step) in order; a new schema change appends a step, never edits an old one.
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migrate_v1)]
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migrate_v1), (2, _migrate_v2)]
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 _PG_MIGRATION_LOCK = 0x5553594E  # advisory lock id: one migrator at a time across replicas

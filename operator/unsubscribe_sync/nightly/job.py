@@ -19,6 +19,11 @@ Order of work:
    ``write_opt_out`` in chunks of up to 100,000 (Bulk 2.0 ingest at volume, sObject Collections below the
    bulk threshold) and their outcomes recorded in the ledger (``mark_targets``): permanent failures are
    counted as ``failed`` and never retried by later runs.
+   Explicit resubscribes: the ledger side holds only addresses that are unsubscribed, so a resubscribed
+   address's records are never set again; a record opted out in Salesforce whose id or address still has a
+   resubscribe's write of false queued is left alone (counted as ``pendingResubscribe``): that write is on
+   its way. Once it is done, a record opted out in Salesforce again is a new opt-out and suppresses the
+   address again (opt-out wins).
 5. The run is recorded in the ledger's sync runs (not for a dry run, not for a failed requirement).
 
 Idempotent: a second run right after the first plans nothing to write. Interrupted runs can be re-run:
@@ -37,7 +42,7 @@ from typing import Any
 
 from unsubscribe_sync.api.config import Config, ConfigError
 from unsubscribe_sync.api.push_field import nightly_target
-from unsubscribe_sync.ledger import Ledger
+from unsubscribe_sync.ledger import Ledger, normalize_email
 from unsubscribe_sync.logs import get_logger, mask_email, redact_text
 from unsubscribe_sync.nightly.guard import ChangeGuard
 from unsubscribe_sync.nightly.planner import Action, PlanEntry, plan_object
@@ -78,6 +83,7 @@ class ObjectTotals:
     noEmail: int = 0
     failed: int = 0
     retryLater: int = 0
+    pendingResubscribe: int = 0  # opted out in Salesforce, but a resubscribe's write of false is still queued
     stagedBytes: int = 0  # size of the on-disk sort of both sides (the job needs this much temporary disk)
 
     def as_dict(self) -> dict[str, int]:
@@ -196,9 +202,12 @@ class NightlySync:
         sf_count, lg_count = stage.count()
         self.progress.start(f"{object_name}: count planned changes", sf_count + lg_count)
         planned = {Action.TO_SALESFORCE.value: 0, Action.FROM_SALESFORCE.value: 0}
+        clearing = self.ledger.pending_clears()
         for entry in plan_object(object_name, stage.salesforce(), stage.ledger()):
             self.progress.advance(entry.records)
-            if entry.action in (Action.TO_SALESFORCE, Action.FROM_SALESFORCE) and not self._already_suppressed(entry):
+            if entry.action in (Action.TO_SALESFORCE, Action.FROM_SALESFORCE) and not (
+                self._already_suppressed(entry) or _being_cleared(entry, clearing)
+            ):
                 planned[entry.action.value] += 1
         self.progress.finish()
         return planned
@@ -211,10 +220,14 @@ class NightlySync:
         self.progress.start(f"{object_name}: plan and apply", sf_count + lg_count)
         to_write: list[str] = []
         to_add: list[PlanEntry] = []
+        clearing = self.ledger.pending_clears()
         for entry in plan_object(object_name, stage.salesforce(), stage.ledger()):
             self.progress.advance(entry.records)
             if entry.action is Action.IN_SYNC or self._already_suppressed(entry):
                 totals.inSync += 1
+                continue
+            if _being_cleared(entry, clearing):
+                totals.pendingResubscribe += 1
                 continue
             if entry.action is Action.NO_EMAIL:
                 totals.noEmail += 1
@@ -282,8 +295,14 @@ class NightlySync:
                 time.sleep(RETRY_PAUSE_SECONDS * attempt)
 
     def _write(self, object_name: str, ids: list[str], field_name: str, totals: ObjectTotals) -> None:
-        """Set the field on ``ids``, retry records that met transient errors, record every outcome."""
-        pending = ids
+        """Set the field on ``ids``, retry records that met transient errors, record every outcome.
+
+        Records resubscribed since they were staged are left out (counted as ``pendingResubscribe``).
+        """
+        pending = self.ledger.still_to_set(ids)
+        totals.pendingResubscribe += len(ids) - len(pending)
+        if not pending:
+            return
         for attempt in range(TRANSIENT_RETRIES + 1):
             results = self._write_call(object_name, pending, field_name)
             for start in range(0, len(pending), MARK_CHUNK):
@@ -363,6 +382,15 @@ class NightlySync:
                 dry_run=False,
             )
         return summary
+
+
+def _being_cleared(entry: PlanEntry, clearing: tuple[set[str], set[str]]) -> bool:
+    """A Salesforce opt-out whose record or address has a resubscribe's write of false still queued."""
+    if entry.action is not Action.FROM_SALESFORCE:
+        return False
+    ids, emails = clearing
+    email = entry.salesforce_email
+    return entry.salesforce_id in ids or (email is not None and normalize_email(email) in emails)
 
 
 def _settled(result: RecordResult) -> bool:

@@ -321,19 +321,25 @@ class SalesforceClient:
             raise
         return RecordResult(record_id, True)
 
-    def update_opt_out(self, object_name: str, ids: Sequence[str], field: str) -> list[RecordResult]:
-        """Set ``field`` true on ``ids`` with sObject Collections (allOrNone=false, <= 200 per call)."""
+    def update_opt_out(
+        self, object_name: str, ids: Sequence[str], field: str, value: bool = True
+    ) -> list[RecordResult]:
+        """Set ``field`` to ``value`` on ``ids`` with sObject Collections (allOrNone=false, <= 200 per call).
+
+        ``value`` is true for an opt-out; false only for an explicit resubscribe.
+        """
         _check_name("object", object_name)
         _check_name("field", field)
         results: list[RecordResult] = []
         for start in range(0, len(ids), COLLECTIONS_LIMIT):
-            results.extend(self._collections_chunk(object_name, list(ids[start : start + COLLECTIONS_LIMIT]), field))
+            chunk = list(ids[start : start + COLLECTIONS_LIMIT])
+            results.extend(self._collections_chunk(object_name, chunk, field, value))
         return results
 
-    def _collections_chunk(self, object_name: str, ids: list[str], field: str) -> list[RecordResult]:
+    def _collections_chunk(self, object_name: str, ids: list[str], field: str, value: bool) -> list[RecordResult]:
         body = {
             "allOrNone": False,
-            "records": [{"attributes": {"type": object_name}, "id": record_id, field: True} for record_id in ids],
+            "records": [{"attributes": {"type": object_name}, "id": record_id, field: value} for record_id in ids],
         }
         answer = self._call(
             "collections_update", lambda sf: sf.restful("composite/sobjects", method="PATCH", json=body)

@@ -21,7 +21,7 @@ from unsubscribe_sync.logs import get_logger, mask_email, redact_text
 from unsubscribe_sync.worker.ingest import GroupCommitter
 from unsubscribe_sync.worker.metrics import WorkerMetrics
 from unsubscribe_sync.worker.pusher import ClientFactory, OnRequest, PushClient, Pusher, PushPolicy
-from unsubscribe_sync.worker.validation import InvalidRequest, parse_unsubscribes
+from unsubscribe_sync.worker.validation import InvalidRequest, parse_resubscribes, parse_unsubscribes
 
 log = get_logger(__name__)
 
@@ -146,19 +146,33 @@ async def _read_body(request: web.Request) -> bytes | web.Response:
     return b"".join(chunks)
 
 
-async def post_unsubscribes(request: web.Request) -> web.Response:
+class _Refused:
+    """A request body that was answered with an error before it could be parsed."""
+
+    def __init__(self, response: web.Response) -> None:
+        self.response = response
+
+
+async def _json_body(request: web.Request) -> Any:
+    """The decoded JSON body, or ``_Refused`` holding the 415/413/408/400 answer."""
     content_type = request.content_type.lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
-        return _error(415, "Content-Type must be application/json")
+        return _Refused(_error(415, "Content-Type must be application/json"))
     body = await _read_body(request)
     if isinstance(body, web.Response):
-        return body
+        return _Refused(body)
     try:
-        data = json.loads(body)
+        return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        return _error(400, "body is not valid JSON", [{"field": "", "message": str(exc)}])
+        return _Refused(_error(400, "body is not valid JSON", [{"field": "", "message": str(exc)}]))
     except RecursionError:
-        return _error(400, "body is not valid JSON", [{"field": "", "message": "nested too deeply"}])
+        return _Refused(_error(400, "body is not valid JSON", [{"field": "", "message": "nested too deeply"}]))
+
+
+async def post_unsubscribes(request: web.Request) -> web.Response:
+    data = await _json_body(request)
+    if isinstance(data, _Refused):
+        return data.response
     try:
         items = parse_unsubscribes(data, request.app[CONFIG].salesforce.objects)
     except InvalidRequest as exc:
@@ -174,6 +188,37 @@ async def post_unsubscribes(request: web.Request) -> web.Response:
         log.info("unsubscribe_accepted", email=mask_email(items[0].email), salesforce_id=items[0].salesforce_id)
     else:
         log.info("unsubscribes_accepted", records=len(items))
+    return web.json_response({"accepted": len(items)}, status=202)
+
+
+async def post_resubscribes(request: web.Request) -> web.Response:
+    """Explicit resubscribes: stored in one transaction, then the field is cleared in Salesforce by the push."""
+    data = await _json_body(request)
+    if isinstance(data, _Refused):
+        return data.response
+    try:
+        items = parse_resubscribes(data, request.app[CONFIG].salesforce.objects)
+    except InvalidRequest as exc:
+        return _error(400, exc.message, [p.as_json() for p in exc.details])
+    state = request.app[STATE]
+    loop = asyncio.get_running_loop()
+    try:
+        result = await loop.run_in_executor(state.executor, request.app[LEDGER].resubscribe, items)
+    except Exception as exc:
+        log.error("resubscribes_not_stored", records=len(items), error=redact_text(f"{type(exc).__name__}: {exc}"))
+        return _error(503, "the ledger is unavailable; nothing was stored, retry later")
+    metrics = request.app[METRICS]
+    metrics.resubscribes_received.inc(result.stored)
+    metrics.replayed.inc(result.replayed)
+    if result.enqueued and state.pusher is not None:
+        state.pusher.wake()
+    log.info(
+        "resubscribes_accepted",
+        records=len(items),
+        resubscribed=result.resubscribed,
+        not_unsubscribed=result.not_unsubscribed,
+        **({"email": mask_email(items[0].email)} if len(items) == 1 else {}),
+    )
     return web.json_response({"accepted": len(items)}, status=202)
 
 
@@ -341,6 +386,7 @@ def create_app(
     app.on_cleanup.append(on_shutdown)
     app.router.add_post("/v1/unsubscribes", post_unsubscribes)
     app.router.add_get("/v1/unsubscribes", list_unsubscribes)
+    app.router.add_post("/v1/resubscribes", post_resubscribes)
     app.router.add_get("/v1/unsubscribes/{email:[^/]+}", get_unsubscribe)  # any character but "/" (braces too)
     app.router.add_post("/v1/nightly-runs", post_nightly_run)
     app.router.add_get("/livez", livez)

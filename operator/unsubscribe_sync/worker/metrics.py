@@ -89,6 +89,15 @@ class WorkerMetrics:
             ["object", "outcome"],
             registry=r,
         )
+        self.resubscribes_received = Counter(
+            "unsubscribe_sync_resubscribes_received", "Resubscribes accepted by the API", registry=r
+        )
+        self.resubscribe_push_records = Counter(
+            "unsubscribe_sync_resubscribe_push_records",
+            "Records whose opt-out a resubscribe cleared in Salesforce, by object and outcome (pushed|failed)",
+            ["object", "outcome"],
+            registry=r,
+        )
         self.push_retries = Counter(
             "unsubscribe_sync_push_retries", "Record writes scheduled for retry", ["object", "error_class"], registry=r
         )

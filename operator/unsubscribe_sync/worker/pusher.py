@@ -1,8 +1,9 @@
 """The real-time push: drains the ledger's outbox into Salesforce.
 
-Loop: claim up to ``batchSize`` due rows of one object (a lease, so replicas on one
-PostgreSQL ledger never write the same row), write the effective push field with one
-sObject Collections call, then record each record's outcome. Rows leave the outbox only
+Loop: claim up to ``batchSize`` due rows of one object and one value (a lease, so replicas on
+one PostgreSQL ledger never write the same row), write the effective push field with one
+sObject Collections call (true for unsubscribes, false for explicit resubscribes), then record
+each record's outcome. Rows leave the outbox only
 after Salesforce answered for them, so a worker killed at any instant loses nothing (an
 expired lease makes the row claimable again).
 
@@ -46,7 +47,9 @@ class PushClient(Protocol):
 
     def resolve_field(self, target: OptOutTarget | str, marketo_field: str | None, objects: Sequence[str]) -> str: ...
 
-    def update_opt_out(self, object_name: str, ids: Sequence[str], field: str) -> list[RecordResult]: ...
+    def update_opt_out(
+        self, object_name: str, ids: Sequence[str], field: str, value: bool = True
+    ) -> list[RecordResult]: ...
 
     def api_usage(self) -> ApiUsage | None: ...
 
@@ -270,9 +273,10 @@ class Pusher:
         client, field = self._client, self.field
         assert client is not None and field is not None
         object_name = rows[0].object
+        value = rows[0].value  # a claim holds rows of one value
         ids = [r.salesforce_id for r in rows]
         try:
-            results = await self._in_thread(client.update_opt_out, object_name, ids, field)
+            results = await self._in_thread(client.update_opt_out, object_name, ids, field, value)
             if len(results) != len(rows):
                 raise SalesforceError(f"expected {len(rows)} results, got {len(results)}")
         except Exception as exc:
@@ -322,11 +326,14 @@ class Pusher:
         counts = {"pushed": 0, "failed": 0, "retry": 0, "pending": len(configuration)}
         for outcome in outcomes:
             counts[outcome.status] += 1
+            # opt-outs and resubscribes (writes of false) are counted apart; the lag is that of opt-outs
+            records = self._metrics.push_records if outcome.row.value else self._metrics.resubscribe_push_records
             if outcome.status == "pushed":
-                self._metrics.push_records.labels(object=outcome.row.object, outcome="pushed").inc()
-                self._metrics.push_lag.observe(max(0.0, confirmed - outcome.row.received_at))
+                records.labels(object=outcome.row.object, outcome="pushed").inc()
+                if outcome.row.value:
+                    self._metrics.push_lag.observe(max(0.0, confirmed - outcome.row.received_at))
             elif outcome.status == "failed":
-                self._metrics.push_records.labels(object=outcome.row.object, outcome="failed").inc()
+                records.labels(object=outcome.row.object, outcome="failed").inc()
                 log.warning(
                     "push_record_failed",
                     email=mask_email(outcome.row.email),
@@ -334,7 +341,7 @@ class Pusher:
                     object=outcome.row.object,
                     error=outcome.error,
                 )
-        log.info("push_batch", object=rows[0].object, field=field, records=len(rows), **counts)
+        log.info("push_batch", object=rows[0].object, field=field, value=rows[0].value, records=len(rows), **counts)
         if configuration:
             self._call_failed(ErrorClass.CONFIGURATION, _describe(configuration[0][1]), "update_opt_out")
         elif pause_class is not None:

@@ -1,23 +1,27 @@
-"""Validation of `POST /v1/unsubscribes` bodies: JSON in, ledger items or a list of every problem out."""
+"""Validation of `POST /v1/unsubscribes` and `POST /v1/resubscribes` bodies: JSON in, ledger items or a list of
+every problem out."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
 
-from unsubscribe_sync.ledger import Unsubscribe, normalize_email
+from unsubscribe_sync.ledger import Resubscribe, Unsubscribe, normalize_email
 from unsubscribe_sync.ledger.models import SOURCE_WEBHOOK
 from unsubscribe_sync.salesforce.ids import InvalidSalesforceId, normalize_id, object_for_id
 
 MAX_ITEMS = 1000
 MAX_EMAIL_LENGTH = 320
 MAX_TEXT_LENGTH = 200
+MAX_REASON_LENGTH = 1000
 FIELDS = ("email", "salesforceId", "occurredAt", "source", "eventId")
+RESUBSCRIBE_FIELDS = ("email", "salesforceId", "requestedBy", "reason", "occurredAt", "eventId")
+T = TypeVar("T")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
 
@@ -29,6 +33,9 @@ class FieldProblem:
 
     def as_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+ItemParser = Callable[[Any, int, Sequence[str], list[FieldProblem]], T | None]
 
 
 class InvalidRequest(ValueError):
@@ -47,28 +54,50 @@ def parse_rfc3339(value: str) -> float:
     return datetime.fromisoformat(value.upper()).timestamp()
 
 
-def _text(item: dict[str, Any], key: str, index: int, problems: list[FieldProblem]) -> str | None:
+def _text(
+    item: dict[str, Any],
+    key: str,
+    index: int,
+    problems: list[FieldProblem],
+    *,
+    required: bool = False,
+    max_length: int = MAX_TEXT_LENGTH,
+) -> str | None:
     value = item.get(key)
     if value is None:
+        if required:
+            problems.append(FieldProblem(index, key, "is required"))
         return None
     if not isinstance(value, str) or not value.strip():
         problems.append(FieldProblem(index, key, "must be a non-empty string"))
         return None
-    if len(value) > MAX_TEXT_LENGTH:
-        problems.append(FieldProblem(index, key, f"must be at most {MAX_TEXT_LENGTH} characters"))
+    if len(value) > max_length:
+        problems.append(FieldProblem(index, key, f"must be at most {max_length} characters"))
         return None
     return value.strip()
 
 
-def parse_item(item: Any, index: int, objects: Sequence[str], problems: list[FieldProblem]) -> Unsubscribe | None:
-    """One unsubscribe object; problems are appended (and None returned) when it is not valid."""
+@dataclass(frozen=True, slots=True)
+class _Common:
+    """The fields unsubscribes and resubscribes share, validated."""
+
+    email: str
+    salesforce_id: str | None
+    object: str | None
+    occurred_at: float | None
+
+
+def _parse_common(
+    item: Any, index: int, objects: Sequence[str], problems: list[FieldProblem], allowed: Sequence[str]
+) -> _Common | None:
+    """The shared fields of one item (and unknown keys refused); problems are appended, None when any."""
     if not isinstance(item, dict):
         problems.append(FieldProblem(index, "", "must be a JSON object"))
         return None
     before = len(problems)
-    unknown = sorted(k for k in item if k not in FIELDS)
+    unknown = sorted(k for k in item if k not in allowed)
     for key in unknown:
-        problems.append(FieldProblem(index, str(key), f"unknown field (allowed: {', '.join(FIELDS)})"))
+        problems.append(FieldProblem(index, str(key), f"unknown field (allowed: {', '.join(allowed)})"))
     email = item.get("email")
     if email is None:
         problems.append(FieldProblem(index, "email", "is required"))
@@ -100,48 +129,92 @@ def parse_item(item: Any, index: int, objects: Sequence[str], problems: list[Fie
             occurred_at = parse_rfc3339(raw_at)
         except ValueError as exc:
             problems.append(FieldProblem(index, "occurredAt", str(exc)))
-    source = _text(item, "source", index, problems)
-    event_id = _text(item, "eventId", index, problems)
     if len(problems) > before:
         return None
     assert isinstance(email, str)
+    return _Common(normalize_email(email), salesforce_id, object_name, occurred_at)
+
+
+def parse_item(item: Any, index: int, objects: Sequence[str], problems: list[FieldProblem]) -> Unsubscribe | None:
+    """One unsubscribe object; problems are appended (and None returned) when it is not valid."""
+    before = len(problems)
+    common = _parse_common(item, index, objects, problems, FIELDS)
+    source = event_id = None
+    if isinstance(item, dict):
+        source = _text(item, "source", index, problems)
+        event_id = _text(item, "eventId", index, problems)
+    if common is None or len(problems) > before:
+        return None
     return Unsubscribe(
-        email=normalize_email(email),
-        salesforce_id=salesforce_id,
-        object=object_name,
-        occurred_at=occurred_at,
+        email=common.email,
+        salesforce_id=common.salesforce_id,
+        object=common.object,
+        occurred_at=common.occurred_at,
         source=source or SOURCE_WEBHOOK,
         event_id=event_id,
     )
 
 
-def parse_unsubscribes(body: Any, objects: Sequence[str], *, max_items: int = MAX_ITEMS) -> list[Unsubscribe]:
-    """The unsubscribes of a request body (one object or ``{"unsubscribes": [...]}``); InvalidRequest if any is bad."""
-    if isinstance(body, dict) and "unsubscribes" in body:
-        extra = sorted(k for k in body if k != "unsubscribes")
+def parse_resubscribe_item(
+    item: Any, index: int, objects: Sequence[str], problems: list[FieldProblem]
+) -> Resubscribe | None:
+    """One resubscribe object (``requestedBy`` and ``reason`` required); problems appended, None when not valid."""
+    before = len(problems)
+    common = _parse_common(item, index, objects, problems, RESUBSCRIBE_FIELDS)
+    requested_by = reason = event_id = None
+    if isinstance(item, dict):
+        requested_by = _text(item, "requestedBy", index, problems, required=True)
+        reason = _text(item, "reason", index, problems, required=True, max_length=MAX_REASON_LENGTH)
+        event_id = _text(item, "eventId", index, problems)
+    if common is None or requested_by is None or reason is None or len(problems) > before:
+        return None
+    return Resubscribe(
+        email=common.email,
+        requested_by=requested_by,
+        reason=reason,
+        salesforce_id=common.salesforce_id,
+        object=common.object,
+        occurred_at=common.occurred_at,
+        event_id=event_id,
+    )
+
+
+def _parse_body(body: Any, objects: Sequence[str], key: str, parse: ItemParser[T], max_items: int) -> list[T]:
+    """The items of a request body (one object or ``{key: [...]}``); InvalidRequest naming every problem."""
+    if isinstance(body, dict) and key in body:
+        extra = sorted(k for k in body if k != key)
         if extra:
             raise InvalidRequest(
-                "a batch body holds only the key 'unsubscribes'",
+                f"a batch body holds only the key '{key}'",
                 [FieldProblem(None, str(k), "unknown field") for k in extra],
             )
-        raw = body["unsubscribes"]
+        raw = body[key]
         if not isinstance(raw, list):
-            problem = FieldProblem(None, "unsubscribes", "must be a list")
-            raise InvalidRequest("'unsubscribes' must be a list", [problem])
+            raise InvalidRequest(f"'{key}' must be a list", [FieldProblem(None, key, "must be a list")])
         if not raw:
-            raise InvalidRequest("'unsubscribes' is empty", [FieldProblem(None, "unsubscribes", "must not be empty")])
+            raise InvalidRequest(f"'{key}' is empty", [FieldProblem(None, key, "must not be empty")])
         if len(raw) > max_items:
             raise InvalidRequest(
-                f"too many unsubscribes: {len(raw)} (at most {max_items} a request)",
-                [FieldProblem(None, "unsubscribes", f"at most {max_items} items")],
+                f"too many {key}: {len(raw)} (at most {max_items} a request)",
+                [FieldProblem(None, key, f"at most {max_items} items")],
             )
     elif isinstance(body, dict):
         raw = [body]
     else:
         raise InvalidRequest("the body must be a JSON object", [FieldProblem(None, "", "must be a JSON object")])
     problems: list[FieldProblem] = []
-    items = [parse_item(entry, index, objects, problems) for index, entry in enumerate(raw)]
+    items = [parse(entry, index, objects, problems) for index, entry in enumerate(raw)]
     if problems:
         count = len({p.index for p in problems})
-        raise InvalidRequest(f"{count} of {len(raw)} unsubscribes are invalid; nothing was stored", problems)
+        raise InvalidRequest(f"{count} of {len(raw)} {key} are invalid; nothing was stored", problems)
     return [item for item in items if item is not None]
+
+
+def parse_unsubscribes(body: Any, objects: Sequence[str], *, max_items: int = MAX_ITEMS) -> list[Unsubscribe]:
+    """The unsubscribes of a request body (one object or ``{"unsubscribes": [...]}``); InvalidRequest if any is bad."""
+    return _parse_body(body, objects, "unsubscribes", parse_item, max_items)
+
+
+def parse_resubscribes(body: Any, objects: Sequence[str], *, max_items: int = MAX_ITEMS) -> list[Resubscribe]:
+    """The resubscribes of a request body (one object or ``{"resubscribes": [...]}``); InvalidRequest if any is bad."""
+    return _parse_body(body, objects, "resubscribes", parse_resubscribe_item, max_items)
