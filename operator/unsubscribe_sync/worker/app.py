@@ -8,10 +8,10 @@ import binascii
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -24,6 +24,7 @@ from unsubscribe_sync.worker.pusher import ClientFactory, OnRequest, PushClient,
 from unsubscribe_sync.worker.validation import InvalidRequest, parse_resubscribes, parse_unsubscribes
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 MAX_BODY_BYTES = 1024 * 1024
 BODY_READ_TIMEOUT_SECONDS = 10.0  # a client that stalls mid-body gets 408 (slow headers: see run.py)
@@ -169,14 +170,23 @@ async def _json_body(request: web.Request) -> Any:
         return _Refused(_error(400, "body is not valid JSON", [{"field": "", "message": "nested too deeply"}]))
 
 
-async def post_unsubscribes(request: web.Request) -> web.Response:
+async def _validated_items(
+    request: web.Request, parse: Callable[[Any, Sequence[str]], list[T]]
+) -> list[T] | web.Response:
+    """The request's items, parsed and validated by ``parse``; or the 4xx answer that refuses them."""
     data = await _json_body(request)
     if isinstance(data, _Refused):
         return data.response
     try:
-        items = parse_unsubscribes(data, request.app[CONFIG].salesforce.objects)
+        return parse(data, request.app[CONFIG].salesforce.objects)
     except InvalidRequest as exc:
         return _error(400, exc.message, [p.as_json() for p in exc.details])
+
+
+async def post_unsubscribes(request: web.Request) -> web.Response:
+    items = await _validated_items(request, parse_unsubscribes)
+    if isinstance(items, web.Response):
+        return items
     state = request.app[STATE]
     assert state.committer is not None
     try:
@@ -193,13 +203,9 @@ async def post_unsubscribes(request: web.Request) -> web.Response:
 
 async def post_resubscribes(request: web.Request) -> web.Response:
     """Explicit resubscribes: stored in one transaction, then the field is cleared in Salesforce by the push."""
-    data = await _json_body(request)
-    if isinstance(data, _Refused):
-        return data.response
-    try:
-        items = parse_resubscribes(data, request.app[CONFIG].salesforce.objects)
-    except InvalidRequest as exc:
-        return _error(400, exc.message, [p.as_json() for p in exc.details])
+    items = await _validated_items(request, parse_resubscribes)
+    if isinstance(items, web.Response):
+        return items
     state = request.app[STATE]
     loop = asyncio.get_running_loop()
     try:
