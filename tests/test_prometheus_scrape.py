@@ -23,6 +23,7 @@ import yaml
 from tests.deploy_tools import ALERTS_FILE, DASHBOARD_FILE, metric_names
 from tests.fixtures.common import free_port
 from tests.fixtures.kube import RunningCluster, start_operator
+from unsubscribe_sync.commands.demo import write_local_config
 from unsubscribe_sync.sandbox import SandboxServer
 
 pytestmark = pytest.mark.skipif(
@@ -98,22 +99,7 @@ def salesforce(tmp_path: Path) -> Iterator[SandboxServer]:
 def write_worker_config(tmp_path: Path, server: SandboxServer, port: int) -> Path:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
-    config = {
-        "salesforce": {
-            "loginUrl": server.url,
-            "credentialsDir": str(server.credentials.write(tmp_path / "creds")),
-            "caFile": str(server.ca_file),
-            "objects": ["Contact", "Lead"],
-        },
-        "optOut": {"target": "EmailOptOut"},
-        "nightly": {"enabled": True},
-        "ledger": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"},
-        "worker": {"listen": f"127.0.0.1:{port}", "tokenFile": str(token_file), "url": f"http://127.0.0.1:{port}"},
-        "logging": {"format": "json", "level": "warning"},
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_local_config(tmp_path, server, server.credentials.write(tmp_path / "creds"), token_file, port)
 
 
 def write_prometheus_config(tmp_path: Path, worker_port: int, operator_port: int) -> Path:

@@ -56,10 +56,15 @@ def _write_files(tmp: Path, sandbox: Any, port: int) -> tuple[Path, str]:
     token_file = tmp / "webhook-token"
     token_file.write_text(token)
     token_file.chmod(0o600)
+    return write_local_config(tmp, sandbox, creds, token_file, port), token
+
+
+def write_local_config(tmp: Path, sandbox: Any, credentials_dir: Path, token_file: Path, port: int) -> Path:
+    """A config file for a worker on 127.0.0.1:``port`` with a SQLite ledger in ``tmp``, against ``sandbox``."""
     config = {
         "salesforce": {
             "loginUrl": sandbox.url,
-            "credentialsDir": str(creds),
+            "credentialsDir": str(credentials_dir),
             "caFile": str(sandbox.ca_file),
             "objects": ["Contact", "Lead"],
         },
@@ -71,7 +76,7 @@ def _write_files(tmp: Path, sandbox: Any, port: int) -> tuple[Path, str]:
     }
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    return path, token
+    return path
 
 
 def _start_worker(config_path: Path, tmp: Path, url: str) -> subprocess.Popen[bytes]:
