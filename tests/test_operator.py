@@ -126,6 +126,24 @@ def children_present(kube: RunningCluster, name: str = "acme") -> bool:
     return all(kube.emulator.get(res, NS, child.replace("acme", name, 1)) for res, child in CHILDREN.items())
 
 
+async def report_push_worker_available(kube: RunningCluster, client: Client) -> None:
+    """Play the Deployment controller: the push worker's one replica is up to date and available."""
+    deployment = kube.emulator.get("apps/v1/deployments", NS, "acme-push-worker")
+    assert deployment is not None
+    await client.patch(
+        f"/apis/apps/v1/namespaces/{NS}/deployments/acme-push-worker/status",
+        {
+            "status": {
+                "observedGeneration": deployment["metadata"]["generation"],
+                "replicas": 1,
+                "updatedReplicas": 1,
+                "availableReplicas": 1,
+                "readyReplicas": 1,
+            }
+        },
+    )
+
+
 async def test_create_makes_every_child_owned_and_labelled(
     kube: RunningCluster, client: Client, operator: RunningOperator
 ) -> None:
@@ -212,20 +230,7 @@ async def test_push_worker_available_follows_the_deployment_status(
     first = condition(usync(kube), "PushWorkerAvailable")
     assert first is not None and first["status"] == "False"
 
-    deployment = kube.emulator.get("apps/v1/deployments", NS, "acme-push-worker")
-    assert deployment is not None
-    await client.patch(
-        f"/apis/apps/v1/namespaces/{NS}/deployments/acme-push-worker/status",
-        {
-            "status": {
-                "observedGeneration": deployment["metadata"]["generation"],
-                "replicas": 1,
-                "updatedReplicas": 1,
-                "availableReplicas": 1,
-                "readyReplicas": 1,
-            }
-        },
-    )
+    await report_push_worker_available(kube, client)
     available = await wait_for(
         lambda: (c := condition(usync(kube), "PushWorkerAvailable")) and c["status"] == "True" and c, what="available"
     )
@@ -463,18 +468,7 @@ async def test_unchanged_cr_makes_zero_writes_after_restart(kube: RunningCluster
     await client.secrets()
     await client.post(CR_PATH, cr())
     await wait_for(lambda: children_present(kube) and condition(usync(kube), "Ready"), what="reconciled")
-    deployment = kube.emulator.get("apps/v1/deployments", NS, "acme-push-worker")
-    assert deployment is not None
-    await client.patch(
-        f"/apis/apps/v1/namespaces/{NS}/deployments/acme-push-worker/status",
-        {
-            "status": {
-                "observedGeneration": deployment["metadata"]["generation"],
-                "updatedReplicas": 1,
-                "availableReplicas": 1,
-            }
-        },
-    )
+    await report_push_worker_available(kube, client)
     await wait_for(lambda: (condition(usync(kube), "Ready") or {}).get("status") == "True", what="Ready")
     await running.stopped()
 
