@@ -1,0 +1,185 @@
+"""Bulk API 2.0 jobs over the org: create, upload, state changes, processing, results."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TypeVar
+
+from .auth import USER_ID
+from .bulk import TERMINAL_STATES, IngestJob, JobBase, QueryJob, job_options, process_ingest, query_results_page
+from .errors import ApiError, RecordError, not_found
+from .ids import normalize_id
+from .org import Org
+from .writes import prepare_write
+
+J = TypeVar("J", bound=JobBase)
+
+
+class BulkJobs(Org):
+    """Bulk API 2.0 query and ingest jobs; a job finishes `bulk_processing_s` after it is ready."""
+
+    def _job(self, job_id: str, kind: type[J]) -> J:
+        job = self.jobs.get(normalize_id(job_id) or job_id)
+        if not isinstance(job, kind):
+            raise not_found()
+        self._advance(job)
+        return job
+
+    def _advance(self, job: JobBase) -> None:
+        now = time.time()
+        if job.state in TERMINAL_STATES or job.ready_at is None:
+            return
+        if now >= job.ready_at:
+            if self.faults.bulk_fail_next > 0:
+                self.faults.bulk_fail_next -= 1
+                job.state, job.error_message = "Failed", "InternalServerError : the job failed; retry it later"
+            elif isinstance(job, IngestJob):
+                process_ingest(job, self.tables[job.sobject].schema, self._bulk_update(job.sobject))
+            else:
+                job.state = "JobComplete"
+            job.modified_at = now
+        elif job.state == "UploadComplete" and (
+            isinstance(job, IngestJob) or now >= job.ready_at - self.bulk_processing_s / 2
+        ):
+            job.state = "InProgress"
+
+    def _bulk_update(self, sobject: str) -> Any:
+        table = self.tables[sobject]
+
+        def update(raw_id: str, values: dict[str, Any]) -> str | RecordError:
+            outcome = prepare_write(table, raw_id, values, self.faults, self.rng)
+            if isinstance(outcome, RecordError):
+                return outcome
+            self._apply(outcome)
+            return outcome.id18
+
+        return update
+
+    def advance_jobs(self) -> None:
+        """Finish every job whose processing time is over (the server calls this on a timer)."""
+        with self.lock:
+            for job in list(self.jobs.values()):
+                self._advance(job)
+
+    def create_query_job(self, body: Any, version: str) -> dict[str, Any]:
+        with self.lock:
+            if not isinstance(body, dict):
+                raise ApiError(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
+            operation = body.get("operation")
+            if operation not in ("query", "queryAll"):
+                raise ApiError(400, "INVALIDJOB", f"Invalid operation for a query job: {operation}")
+            soql = body.get("query")
+            if not isinstance(soql, str) or not soql.strip():
+                raise ApiError(400, "INVALIDJOB", "A query job needs a query")
+            delimiter, line_ending = job_options(body)
+            selection = self._select(soql, include_deleted=operation == "queryAll")
+            if selection.count_only:
+                raise ApiError(400, "INVALIDJOB", "COUNT() is not supported by Bulk API 2.0 query jobs")
+            now = time.time()
+            job = QueryJob(
+                id=self._job_ids.mint(), operation=operation, sobject=selection.sobject, api_version=version,
+                created_by=USER_ID, created_at=now, column_delimiter=delimiter, line_ending=line_ending,
+                state="UploadComplete", ready_at=now + self.bulk_processing_s, query=soql, selection=selection,
+                number_records_processed=len(selection.rows),
+            )  # fmt: skip
+            self.jobs[job.id] = job
+            info = job.info()
+            info.pop("numberRecordsProcessed", None)
+            return info
+
+    def query_job_info(self, job_id: str) -> dict[str, Any]:
+        with self.lock:
+            job = self._job(job_id, QueryJob)
+            info = job.info()
+            if job.state != "JobComplete":
+                info["numberRecordsProcessed"] = 0
+            return info
+
+    def query_job_results(self, job_id: str, locator: str | None, max_records: str | None) -> tuple[str, str, int]:
+        """CSV page of a finished query job: (csv text, next locator or "null", records in this page)."""
+        with self.lock:
+            job = self._job(job_id, QueryJob)
+            if job.state != "JobComplete":
+                raise ApiError(400, "INVALIDJOB", f"The query job is not complete: its state is {job.state}")
+            return query_results_page(job, self.tables[job.sobject], locator, max_records)
+
+    def create_ingest_job(self, body: Any, version: str) -> dict[str, Any]:
+        with self.lock:
+            if not isinstance(body, dict):
+                raise ApiError(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
+            sobject = body.get("object")
+            table = self._table_named(sobject) if isinstance(sobject, str) else None
+            if table is None:
+                raise ApiError(400, "INVALIDJOB", f"InvalidJob : Invalid object: {sobject}")
+            operation = body.get("operation")
+            if operation not in ("insert", "update", "upsert", "delete", "hardDelete"):
+                raise ApiError(400, "INVALIDJOB", f"InvalidJob : Invalid operation: {operation}")
+            if operation != "update":
+                message = f"InvalidJob : the sandbox supports only update jobs, not {operation}"
+                raise ApiError(400, "INVALIDJOB", message)
+            if body.get("contentType", "CSV") != "CSV":
+                raise ApiError(400, "INVALIDJOB", f"InvalidJob : Invalid content type: {body.get('contentType')}")
+            delimiter, line_ending = job_options(body)
+            job = IngestJob(
+                id=self._job_ids.mint(), operation=operation, sobject=table.schema.name, api_version=version,
+                created_by=USER_ID, created_at=time.time(), column_delimiter=delimiter, line_ending=line_ending,
+                state="Open", external_id_field=body.get("externalIdFieldName"),
+            )  # fmt: skip
+            self.jobs[job.id] = job
+            return job.info(with_counts=False)
+
+    def upload_ingest_data(self, job_id: str, text: str) -> None:
+        with self.lock:
+            job = self._job(job_id, IngestJob)
+            if job.state != "Open":
+                message = f"Data can be uploaded only while the job is Open, not {job.state}"
+                raise ApiError(409, "INVALIDJOBSTATE", message)
+            if not text.strip():
+                raise ApiError(400, "INVALIDREQUEST", "The upload holds no CSV data")
+            job.uploads.append(text)
+
+    def set_ingest_state(self, job_id: str, body: Any) -> dict[str, Any]:
+        with self.lock:
+            job = self._job(job_id, IngestJob)
+            wanted = body.get("state") if isinstance(body, dict) else None
+            if wanted == "UploadComplete" and job.state == "Open":
+                job.state = "UploadComplete"
+                job.ready_at = time.time() + self.bulk_processing_s
+                if not job.uploads:
+                    job.state = "Failed"
+                    job.error_message = "InvalidBatch : No data uploaded for this job"
+                    job.ready_at = None
+            elif wanted == "Aborted" and job.state not in TERMINAL_STATES:
+                job.state = "Aborted"
+                job.ready_at = None
+            else:
+                raise ApiError(400, "INVALIDJOBSTATE", f"Invalid state transition from {job.state} to {wanted}")
+            job.modified_at = time.time()
+            return job.info(with_counts=False)
+
+    def abort_query_job(self, job_id: str, body: Any) -> dict[str, Any]:
+        with self.lock:
+            job = self._job(job_id, QueryJob)
+            if not isinstance(body, dict) or body.get("state") != "Aborted" or job.state in TERMINAL_STATES:
+                raise ApiError(400, "INVALIDJOBSTATE", f"Invalid state transition from {job.state}")
+            job.state = "Aborted"
+            job.ready_at = None
+            return job.info()
+
+    def ingest_job_info(self, job_id: str) -> dict[str, Any]:
+        with self.lock:
+            return self._job(job_id, IngestJob).info()
+
+    def ingest_results(self, job_id: str, kind: str) -> str:
+        with self.lock:
+            job = self._job(job_id, IngestJob)
+            if job.state != "JobComplete" and kind != "unprocessedrecords":
+                raise ApiError(400, "INVALIDJOBSTATE", f"The job is not complete: its state is {job.state}")
+            return job.results_csv(kind)
+
+    def delete_job(self, job_id: str, kind: type[JobBase]) -> None:
+        with self.lock:
+            job = self._job(job_id, kind)
+            if isinstance(job, IngestJob) and job.state not in (*TERMINAL_STATES, "Open"):
+                raise ApiError(400, "INVALIDJOBSTATE", f"A job in state {job.state} cannot be deleted")
+            self.jobs.pop(job.id, None)
