@@ -2,6 +2,8 @@
 
 from typing import Final
 
+from unsubscribe_sync import __version__
+
 GROUP: Final = "optout.dev"
 VERSION: Final = "v1alpha1"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
@@ -21,8 +23,10 @@ MARKETO_LABELS: Final = ("Marketo Sales Opt Out", "MSE - Opt Out")
 # Salesforce key prefixes of the objects the project writes.
 KEY_PREFIXES: Final = {"Contact": "003", "Lead": "00Q"}
 
-# The one image for operator, worker and nightly job (chart and builders use it; overridable).
-DEFAULT_IMAGE: Final = "ghcr.io/optout-dev/unsubscribe-sync:0.1.0"
+# The one image for operator, worker and nightly job (chart and builders use it; overridable). Its tag is the
+# package version, so a release build defaults to the image the release workflow pushed for the same tag.
+IMAGE_REPOSITORY: Final = "ghcr.io/optout-dev/unsubscribe-sync"
+DEFAULT_IMAGE: Final = f"{IMAGE_REPOSITORY}:{__version__}"
 
 # Where children mount things (the rendered config file points at these paths).
 CONFIG_DIR: Final = "/etc/unsubscribe-sync/config"
