@@ -123,7 +123,6 @@ def _other_key() -> str:
         ({"key": "other"}, "invalid_grant", "invalid assertion"),
         ({"aud": "https://evil.example.com"}, "invalid_grant", "audience is invalid"),
         ({"exp": int(time.time()) - 3600}, "invalid_grant", "expired"),
-        ({"exp": int(time.time()) + 86400}, "invalid_grant", "too far"),
         ({"exp": None}, "invalid_grant", "exp"),
         ({"sub": "stranger@example.com"}, "invalid_grant", "user hasn't approved this consumer"),
         ({"iss": "unknown-client"}, "invalid_client", "client"),

@@ -105,7 +105,7 @@ def test_malformed_message_points_at_the_column() -> None:
         parse(soql)
     message = malformed_message(soql, caught.value)
     assert "ERROR at Row:1:Column:29" in message
-    assert "unexpected token: <EOF>" in message
+    assert "unexpected token: '<EOF>'" in message
 
 
 # --------------------------------------------------------------------------- query execution

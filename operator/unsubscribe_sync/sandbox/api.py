@@ -66,10 +66,9 @@ class Api(Org):
 
     def describe_global(self, version: str) -> dict[str, Any]:
         """GET sobjects: the objects this org serves."""
-        keys = ("name", "label", "labelPlural", "keyPrefix", "custom", "queryable", "updateable", "urls")
         with self.lock:
-            described = [table.schema.describe(version) for table in self.tables.values()]
-            return {"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": [{k: d[k] for k in keys} for d in described]}
+            described = [table.schema.describe_global(version) for table in self.tables.values()]
+            return {"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": described}
 
     def describe(self, sobject: str, version: str) -> dict[str, Any]:
         with self.lock:
@@ -77,6 +76,14 @@ class Api(Org):
             if table is None:
                 raise not_found()
             return table.schema.describe(version)
+
+    def describe_object(self, sobject: str, version: str) -> dict[str, Any]:
+        """GET sobjects/{Obj}: the object's describe-global entry."""
+        with self.lock:
+            table = self._table_named(sobject)
+            if table is None:
+                raise not_found()
+            return table.schema.describe_global(version)
 
     def _render(self, selection: Selection, rows: list[int], version: str) -> list[dict[str, Any]]:
         table = self.tables[selection.sobject]
@@ -88,7 +95,8 @@ class Api(Org):
             records.append(record)
         return records
 
-    def _page(self, locator: str, cursor: Cursor, offset: int, version: str, path: str) -> dict[str, Any]:
+    def _page(self, locator: str, cursor: Cursor, offset: int, version: str) -> dict[str, Any]:
+        """One batch of an open cursor. nextRecordsUrl is a `query/` URL for queryAll too, as the docs show."""
         rows = cursor.selection.rows
         end = min(len(rows), offset + cursor.batch_size)
         page: dict[str, Any] = {
@@ -97,7 +105,7 @@ class Api(Org):
             "records": self._render(cursor.selection, rows[offset:end], version),
         }
         if end < len(rows):
-            page["nextRecordsUrl"] = f"/services/data/v{version}/{path}/{locator}-{end}"
+            page["nextRecordsUrl"] = f"/services/data/v{version}/query/{locator}-{end}"
         else:
             self.cursors.pop(locator, None)
         return page
@@ -108,6 +116,9 @@ class Api(Org):
             selection = self._select(soql, include_deleted)
             if selection.count_only:
                 return {"totalSize": len(selection.rows), "done": True, "records": []}
+            if selection.aggregate is not None:
+                record = {"attributes": {"type": "AggregateResult"}, selection.aggregate[1]: selection.count_value}
+                return {"totalSize": 1, "done": True, "records": [record]}
             size = DEFAULT_QUERY_BATCH if batch_size is None else min(2000, max(200, batch_size))
             cursor = Cursor(selection, size)
             locator = self._cursor_ids.mint()
@@ -115,7 +126,7 @@ class Api(Org):
                 self.cursors[locator] = cursor
                 while len(self.cursors) > MAX_OPEN_CURSORS:
                     self.cursors.popitem(last=False)
-            return self._page(locator, cursor, 0, version, "queryAll" if include_deleted else "query")
+            return self._page(locator, cursor, 0, version)
 
     def query_more(self, locator_and_offset: str, version: str, include_deleted: bool = False) -> dict:
         """GET query/{locator}-{offset}: the next batch of an open cursor."""
@@ -128,7 +139,7 @@ class Api(Org):
             if offset >= len(cursor.selection.rows):
                 raise ApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
             self.cursors.move_to_end(locator)
-            return self._page(locator, cursor, offset, version, "queryAll" if include_deleted else "query")
+            return self._page(locator, cursor, offset, version)
 
     def get_record_api(self, sobject: str, record_id: str, fields: list[str] | None) -> dict[str, Any]:
         """GET sobjects/{Obj}/{id}: the visible fields of a live record."""

@@ -181,9 +181,8 @@ async def describe(request: web.Request) -> web.Response:
 
 
 async def sobject_info(request: web.Request) -> web.Response:
-    described = _state(request).describe(request.match_info["sobject"], _version(request))
-    keys = ("name", "label", "labelPlural", "keyPrefix", "custom", "queryable", "updateable", "urls")
-    return _json({"objectDescribe": {k: described[k] for k in keys}, "recentItems": []})
+    described = _state(request).describe_object(request.match_info["sobject"], _version(request))
+    return _json({"objectDescribe": described, "recentItems": []})
 
 
 async def get_record(request: web.Request) -> web.Response:

@@ -7,6 +7,7 @@ import binascii
 import csv
 import datetime as dt
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -222,11 +223,31 @@ def _row_values(row: list[str], columns: list[tuple[int, FieldDef]]) -> dict[str
     return values
 
 
+_QUOTED = re.compile(r'"(?:[^"]|"")*"')
+_BARE_LF = re.compile(r"(?<!\r)\n")
+
+
+def line_ending_problem(text: str, line_ending: str) -> str | None:
+    """The job's error when the data's line endings differ from the job's `lineEnding` (line breaks inside quoted
+    values do not count); None when they match. The common cases are decided without scanning for quotes."""
+    if line_ending == "LF":
+        if "\r\n" not in text or "\r\n" not in _QUOTED.sub("", text):
+            return None
+    elif text.count("\n") == text.count("\r\n") or not _BARE_LF.search(_QUOTED.sub("", text)):
+        return None
+    return f"ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is {line_ending}"
+
+
 def process_ingest(
     job: IngestJob, schema: ObjectSchema, update: Callable[[str, dict[str, Any]], str | RecordError]
 ) -> None:
     """Run an uploaded update job: a bad header fails the job; each row goes through `update` (which checks and
     applies one record, returning its 18-character ID or its error) into the successful or failed results."""
+    for text in job.uploads:
+        problem = line_ending_problem(text, job.line_ending)
+        if problem is not None:
+            job.state, job.error_message = "Failed", problem
+            return
     try:
         header, rows = job.parse_uploads()
     except (ValueError, csv.Error) as exc:

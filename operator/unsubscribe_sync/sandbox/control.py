@@ -66,14 +66,18 @@ class Control(Org):
             return {"attributes": {"type": table.schema.name}, **table.get(row)}
 
     def set_fields(self, record_id: str, fields: dict[str, Any]) -> None:
-        """Change fields directly, as a user in the Salesforce UI would (no API call, no write counted)."""
+        """Change fields directly, as a user in the Salesforce UI would (no API call, no write counted): the
+        record's LastModifiedDate and SystemModstamp move, unless `fields` sets SystemModstamp itself."""
         with self.lock:
             located = self._locate(record_id)
             if located is None:
                 raise KeyError(f"no record {record_id}")
             table, row = located
-            for name, value in self._canonical_values(table, fields).items():
+            values = self._canonical_values(table, fields)
+            for name, value in values.items():
                 table.set(row, name, value)
+            if "SystemModstamp" not in values:
+                self._touch(table, row)
 
     def delete_record(self, record_id: str) -> None:
         self.set_fields(record_id, {"IsDeleted": True})
@@ -211,6 +215,14 @@ class Control(Org):
             self._table(sobject).schema.remove_custom(name)
 
     # ------------------------------------------------------------------ faults
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the org's clock ahead (stamps of later writes, TODAY and LAST_N_DAYS): tests of incremental reads
+        need "later" without sleeping."""
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        with self.lock:
+            self.clock_offset_s += seconds
 
     def set_latency(self, milliseconds: float) -> None:
         if milliseconds < 0:

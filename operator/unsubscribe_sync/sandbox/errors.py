@@ -59,5 +59,7 @@ class RecordError:
         return ApiError(status, self.status_code, self.message, list(self.fields))
 
     def as_bulk(self) -> str:
-        """Bulk API 2.0 `sf__Error` text: CODE:message:fields --"""
+        """Bulk API 2.0 `sf__Error` text: `CODE:message:Field1,Field2 --`, or `CODE:message:--` without fields."""
+        if not self.fields:
+            return f"{self.status_code}:{self.message}:--"
         return f"{self.status_code}:{self.message}:{','.join(self.fields)} --"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any, TypeVar
 
-from .auth import USER_ID
 from .bulk import TERMINAL_STATES, IngestJob, JobBase, QueryJob, job_options, process_ingest, query_results_page
 from .errors import ApiError, RecordError, not_found
 from .ids import normalize_id
 from .org import Org
+from .schema import USER_ID
 from .writes import prepare_write
 
 J = TypeVar("J", bound=JobBase)
@@ -73,7 +73,7 @@ class BulkJobs(Org):
                 raise ApiError(400, "INVALIDJOB", "A query job needs a query")
             delimiter, line_ending = job_options(body)
             selection = self._select(soql, include_deleted=operation == "queryAll")
-            if selection.count_only:
+            if selection.count_only or selection.aggregate is not None:
                 raise ApiError(400, "INVALIDJOB", "COUNT() is not supported by Bulk API 2.0 query jobs")
             now = time.time()
             job = QueryJob(

@@ -8,8 +8,10 @@ server thread answers requests.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import threading
+import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -19,9 +21,9 @@ from .bulk import JobBase
 from .errors import ApiError
 from .faults import Faults
 from .ids import IdMinter, normalize_id
-from .schema import KEY_PREFIXES, OBJECT_BY_PREFIX, ObjectSchema, default_schemas
-from .soql import SoqlError, malformed_message, parse
-from .store import Selection, Table, select
+from .schema import KEY_PREFIXES, OBJECT_BY_PREFIX, USER_ID, ObjectSchema, default_schemas
+from .soql import SoqlError, malformed_message, parse, pointed_message
+from .store import Selection, Table, format_datetime, parse_datetime, select
 from .writes import PreparedWrite
 
 DEFAULT_DAILY_API_LIMIT = 1_000_000
@@ -63,10 +65,13 @@ class Org:
         self.auth.sessions.clear()
         self.auth.session_lifetime_s = session_lifetime_s
         self.bulk_processing_s = bulk_processing_s
+        self.clock_offset_s = 0.0  # advance_clock() moves the org's time ahead of the wall clock
+        self._last_stamp = ""
         self.schemas: dict[str, ObjectSchema] = default_schemas()
         self.tables: dict[str, Table] = {
-            name: Table(schema, IdMinter(KEY_PREFIXES[name])) for name, schema in self.schemas.items()
+            name: Table(schema, IdMinter(KEY_PREFIXES[name]), self.stamp) for name, schema in self.schemas.items()
         }
+        self.undo: list[tuple[Table, int, dict[str, Any]]] | None = None  # while a composite request runs allOrNone
         self.faults = Faults()
         self.api_usage = 0
         self.calls: Counter[str] = Counter()
@@ -113,14 +118,40 @@ class Org:
         row = table.row_of(id18)
         return None if row is None else (table, row)
 
+    def now(self) -> float:
+        """The org's time (epoch seconds): the wall clock plus what advance_clock() added."""
+        return time.time() + self.clock_offset_s
+
+    def stamp(self) -> str:
+        """The org's time as a datetime value, never earlier than the last one handed out (several writes in one
+        millisecond share a stamp, as in Salesforce; a poll by SystemModstamp never sees time go back)."""
+        current = format_datetime(dt.datetime.fromtimestamp(self.now(), dt.UTC))
+        self._last_stamp = max(current, self._last_stamp)
+        return self._last_stamp
+
     def _canonical_values(self, table: Table, values: dict[str, Any]) -> dict[str, Any]:
+        """Control-API field values under their canonical names; datetimes and dates in the stored form."""
         out: dict[str, Any] = {}
         for name, value in values.items():
             match = next((f for f in table.schema.all_fields() if f.name.lower() == name.lower()), None)
             if match is None or match.name == "Id":
                 raise ValueError(f"{table.schema.name} has no field {name!r}")
+            if match.name == "Name":
+                raise ValueError("Name is computed from FirstName and LastName: set those")
+            if value is not None and match.type == "datetime":
+                value = parse_datetime(value)
+            elif value is not None and match.type == "date":
+                day = value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+                value = day.isoformat()
             out[match.name] = value
         return out
+
+    def _touch(self, table: Table, row: int) -> None:
+        """A change by the org's user: LastModifiedDate, SystemModstamp and LastModifiedById move."""
+        stamp = self.stamp()
+        table.set(row, "LastModifiedDate", stamp)
+        table.set(row, "SystemModstamp", stamp)
+        table.set(row, "LastModifiedById", USER_ID)
 
 
     def _select(self, soql: str, include_deleted: bool) -> Selection:
@@ -133,14 +164,34 @@ class Org:
             raise ApiError(
                 400,
                 "INVALID_TYPE",
-                f"\n{soql}\n^\nERROR at Row:1:Column:1\nsObject type '{query.sobject}' is not supported. If you "
-                "are attempting to use a custom object, be sure to append the '__c' after the entity name. Please "
-                "reference your WSDL or the describe call for the appropriate names.",
+                pointed_message(
+                    soql,
+                    query.sobject_column,
+                    f"sObject type '{query.sobject}' is not supported. If you are attempting to use a custom object, "
+                    "be sure to append the '__c' after the entity name. Please reference your WSDL or the describe "
+                    "call for the appropriate names.",
+                ),
             )
         return select(table, query, include_deleted=include_deleted)
 
     def _apply(self, write: PreparedWrite) -> None:
+        """Write an update that passed its checks, stamping the record (and remembering how to undo it while an
+        allOrNone composite request runs)."""
+        table, row = write.table, write.row
+        if self.undo is not None:
+            touched = [*write.values, "LastModifiedDate", "SystemModstamp", "LastModifiedById"]
+            self.undo.append((table, row, {name: table.columns[name][row] for name in touched}))
         for name, value in write.values.items():
-            write.table.set(write.row, name, value)
+            table.set(row, name, value)
+        self._touch(table, row)
         self.writes[write.id18] += 1
+
+    def _rollback(self, undo: list[tuple[Table, int, dict[str, Any]]]) -> None:
+        """Undo writes in reverse order (their successful-write counts too)."""
+        for table, row, old in reversed(undo):
+            for name, value in old.items():
+                table.set(row, name, value)
+            self.writes[table.ids[row]] -= 1
+            if not self.writes[table.ids[row]]:
+                del self.writes[table.ids[row]]
 

@@ -16,58 +16,124 @@ OBJECT_BY_PREFIX = {prefix: name for name, prefix in KEY_PREFIXES.items()}
 LABELS = {"Contact": ("Contact", "Contacts"), "Lead": ("Lead", "Leads")}
 
 
+SOAP_TYPES = {
+    "id": "tns:ID", "reference": "tns:ID", "boolean": "xsd:boolean", "datetime": "xsd:dateTime", "date": "xsd:date",
+}  # fmt: skip
+STAMP_FIELDS = ("CreatedDate", "LastModifiedDate", "SystemModstamp")  # set by the org's clock, never by the API
+USER_ID = "005Rx0000000001AAA"  # the org's one user: owner, creator and last modifier of every record
+MASTER_RECORD_TYPE = "012000000000000AAA"
+
+
 @dataclass(frozen=True)
 class FieldDef:
     name: str
     label: str
-    type: str  # id | string | email | boolean | picklist
+    type: str  # id | string | email | boolean | picklist | reference | datetime | date
     updateable: bool = True
     custom: bool = False
     hidden: bool = False  # field-level security hides it from the integration user
     length: int = 0
     default: Any = None
+    reference_to: tuple[str, ...] = ()
+    relationship: str | None = None
+    name_field: bool = False  # the record's name (Contact/Lead Name: FirstName + LastName, read-only)
+    nillable: bool = True
 
     @property
     def visible(self) -> bool:
         return not self.hidden
 
     def describe(self) -> dict[str, Any]:
+        """Every key a real field describe carries (the values a standard field of this type has)."""
         boolean = self.type == "boolean"
+        textual = self.type in ("string", "email", "picklist")
         return {
-            "name": self.name,
-            "label": self.label,
-            "type": self.type,
-            "soapType": {"id": "tns:ID", "boolean": "xsd:boolean"}.get(self.type, "xsd:string"),
-            "length": self.length,
-            "updateable": self.updateable,
+            "aggregatable": not boolean,
+            "aiPredictionField": False,
+            "autoNumber": False,
+            "byteLength": self.length * 3 if textual or self.type in ("id", "reference") else 0,
+            "calculated": False,
+            "calculatedFormula": None,
+            "cascadeDelete": False,
+            "caseSensitive": False,
+            "compoundFieldName": "Name" if self.name in ("FirstName", "LastName") else None,
+            "controllerName": None,
             "createable": self.updateable,
             "custom": self.custom,
-            "nillable": not boolean and self.name not in ("Id", "LastName"),
-            "filterable": True,
-            "sortable": True,
             "defaultValue": False if boolean else None,
-            "defaultedOnCreate": boolean,
-            "calculated": False,
-            "idLookup": self.name in ("Id", "Email"),
-            "unique": False,
+            "defaultValueFormula": None,
+            "defaultedOnCreate": boolean or self.name in ("OwnerId", *STAMP_FIELDS, "CreatedById", "LastModifiedById"),
+            "dependentPicklist": False,
+            "deprecatedAndHidden": False,
+            "digits": 0,
+            "displayLocationInDecimal": False,
+            "encrypted": False,
             "externalId": False,
+            "extraTypeInfo": "personname" if self.name_field else None,
+            "filterable": True,
+            "filteredLookupInfo": None,
+            "formulaTreatNullNumberAsZero": False,
+            "groupable": self.type not in ("datetime",),
+            "highScaleNumber": False,
+            "htmlFormatted": False,
+            "idLookup": self.name in ("Id", "Email"),
+            "inlineHelpText": None,
+            "label": self.label,
+            "length": self.length,
+            "mask": None,
+            "maskType": None,
+            "name": self.name,
+            "nameField": self.name_field,
+            "namePointing": False,
+            "nillable": self.nillable and not boolean,
+            "permissionable": (self.updateable and self.custom) or self.name in ("Email", "HasOptedOutOfEmail"),
             "picklistValues": [],
-            "referenceTo": [],
-            "relationshipName": None,
+            "polymorphicForeignKey": self.name == "OwnerId",
+            "precision": 0,
+            "queryByDistance": False,
+            "referenceTargetField": None,
+            "referenceTo": list(self.reference_to),
+            "relationshipName": self.relationship,
+            "relationshipOrder": None,
+            "restrictedDelete": False,
+            "restrictedPicklist": False,
+            "scale": 0,
+            "searchPrefilterable": self.type == "reference",
+            "soapType": SOAP_TYPES.get(self.type, "xsd:string"),
+            "sortable": True,
+            "type": self.type,
+            "unique": False,
+            "updateable": self.updateable,
+            "writeRequiresMasterRead": False,
         }
 
 
 def _standard_fields(sobject: str) -> list[FieldDef]:
+    user = ("User",)
     fields = [
-        FieldDef("Id", f"{LABELS[sobject][0]} ID", "id", updateable=False, length=18),
+        FieldDef("Id", f"{LABELS[sobject][0]} ID", "id", updateable=False, length=18, nillable=False),
         FieldDef("IsDeleted", "Deleted", "boolean", updateable=False, default=False),
         FieldDef("FirstName", "First Name", "string", length=40, default=None),
-        FieldDef("LastName", "Last Name", "string", length=80, default=""),
+        FieldDef("LastName", "Last Name", "string", length=80, default="", nillable=False),
+        FieldDef("Name", "Full Name", "string", updateable=False, length=121, name_field=True, nillable=False),
         FieldDef("Email", "Email", "email", length=80, default=None),
         FieldDef("HasOptedOutOfEmail", "Email Opt Out", "boolean", default=False),
         FieldDef("HasOptedOutOfFax", "Fax Opt Out", "boolean", default=False),
         FieldDef("DoNotCall", "Do Not Call", "boolean", default=False),
-    ]
+        FieldDef("OwnerId", "Owner ID", "reference", length=18, default=USER_ID, reference_to=("Group", "User"),
+                 relationship="Owner", nillable=False),
+        FieldDef("CreatedDate", "Created Date", "datetime", updateable=False, nillable=False),
+        FieldDef("CreatedById", "Created By ID", "reference", updateable=False, length=18, default=USER_ID,
+                 reference_to=user, relationship="CreatedBy", nillable=False),
+        FieldDef("LastModifiedDate", "Last Modified Date", "datetime", updateable=False, nillable=False),
+        FieldDef("LastModifiedById", "Last Modified By ID", "reference", updateable=False, length=18,
+                 default=USER_ID, reference_to=user, relationship="LastModifiedBy", nillable=False),
+        FieldDef("SystemModstamp", "System Modstamp", "datetime", updateable=False, nillable=False),
+        FieldDef("LastActivityDate", "Last Activity", "date", updateable=False),
+    ]  # fmt: skip
+    if sobject == "Contact":
+        fields.insert(4, FieldDef("AccountId", "Account ID", "reference", length=18, reference_to=("Account",),
+                                  relationship="Account"))  # fmt: skip
     if sobject == "Lead":
         fields += [
             FieldDef("Company", "Company", "string", length=255, default="Sandbox Inc."),
@@ -113,25 +179,85 @@ class ObjectSchema:
     def remove_custom(self, name: str) -> None:
         self.custom.pop(name, None)
 
-    def describe(self, version: str) -> dict[str, Any]:
+    def describe_global(self, version: str) -> dict[str, Any]:
+        """The describe-global entry: every key real `GET sobjects` gives each object."""
         label, plural = LABELS[self.name]
+        base = f"/services/data/v{version}/sobjects/{self.name}"
         return {
-            "name": self.name,
+            "activateable": False,
+            "associateEntityType": None,
+            "associateParentEntity": None,
+            "createable": True,
+            "custom": False,
+            "customSetting": False,
+            "deepCloneable": False,
+            "deletable": True,
+            "deprecatedAndHidden": False,
+            "feedEnabled": True,
+            "hasSubtypes": False,
+            "isInterface": False,
+            "isSubtype": False,
+            "keyPrefix": self.key_prefix,
             "label": label,
             "labelPlural": plural,
-            "keyPrefix": self.key_prefix,
-            "custom": False,
-            "createable": True,
-            "updateable": True,
-            "deletable": True,
+            "layoutable": True,
+            "mergeable": True,
+            "mruEnabled": True,
+            "name": self.name,
             "queryable": True,
+            "replicateable": True,
+            "retrieveable": True,
             "searchable": True,
-            "fields": [f.describe() for f in self.visible_fields()],
+            "triggerable": True,
+            "undeletable": True,
+            "updateable": True,
             "urls": {
-                "sobject": f"/services/data/v{version}/sobjects/{self.name}",
-                "describe": f"/services/data/v{version}/sobjects/{self.name}/describe",
-                "rowTemplate": f"/services/data/v{version}/sobjects/{self.name}/{{ID}}",
+                "compactLayouts": f"{base}/describe/compactLayouts",
+                "rowTemplate": f"{base}/{{ID}}",
+                "approvalLayouts": f"{base}/describe/approvalLayouts",
+                "describe": f"{base}/describe",
+                "quickActions": f"{base}/quickActions",
+                "layouts": f"{base}/describe/layouts",
+                "sobject": base,
             },
+        }
+
+    def describe(self, version: str) -> dict[str, Any]:
+        """The full describe: the global entry plus fields, record types, relationships and layout keys."""
+        base = f"/services/data/v{version}/sobjects/{self.name}"
+        return {
+            **self.describe_global(version),
+            "actionOverrides": [],
+            "childRelationships": [],
+            "compactLayoutable": True,
+            "defaultImplementation": None,
+            "extendedBy": None,
+            "extendsInterfaces": None,
+            "fields": [f.describe() for f in self.visible_fields()],
+            "implementedBy": None,
+            "implementsInterfaces": None,
+            "listviewable": None,
+            "lookupLayoutable": None,
+            "namedLayoutInfos": [],
+            "networkScopeFieldName": None,
+            "recordTypeInfos": [
+                {
+                    "active": True,
+                    "available": True,
+                    "defaultRecordTypeMapping": True,
+                    "developerName": "Master",
+                    "master": True,
+                    "name": "Master",
+                    "recordTypeId": MASTER_RECORD_TYPE,
+                    "urls": {"layout": f"{base}/describe/layouts/{MASTER_RECORD_TYPE}"},
+                }
+            ],
+            "searchLayoutable": True,
+            "sobjectDescribeOption": "FULL",
+            "supportedScopes": [
+                {"label": "All contacts" if self.name == "Contact" else "All leads", "name": "everything"},
+                {"label": "My " + LABELS[self.name][1].lower(), "name": "mine"},
+            ],
         }
 
 

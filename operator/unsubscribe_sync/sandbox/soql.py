@@ -1,11 +1,13 @@
 """A small SOQL parser for the subset the project issues (a real tokenizer and recursive-descent parser).
 
-    SELECT field [, field]... | COUNT()  FROM Object
-    [WHERE condition]  [ORDER BY field [ASC|DESC] [, ...]]  [LIMIT n]  [OFFSET n]
+    SELECT field [, field]... | COUNT() | COUNT(field) [alias]  FROM Object
+    [WHERE condition]  [ORDER BY field [ASC|DESC] [NULLS FIRST|LAST] [, ...]]  [LIMIT n]  [OFFSET n]
 
-    condition := term (OR term)* ; term := factor (AND factor)* ; factor := NOT factor | '(' condition ')' | test
+    condition := factor (AND factor)* | factor (OR factor)*   (mixing AND and OR needs parentheses, as in Salesforce)
+    factor := NOT factor | '(' condition ')' | test
     test := field (= | != | <> | < | <= | > | >=) literal | field [NOT] IN (literal, ...) | field LIKE 'pattern'
-    literal := true | false | null | 'string' | number
+    literal := true | false | null | 'string' | number | 2026-01-31 | 2026-01-31T12:00:00Z (or .000+0000, -08:00)
+             | TODAY | YESTERDAY | TOMORROW | LAST_N_DAYS:n | NEXT_N_DAYS:n | N_DAYS_AGO:n
 
 Keywords and field names are case-insensitive, as in Salesforce. Field names are checked later, against the
 object's fields (the parser knows no schema).
@@ -13,11 +15,37 @@ object's fields (the parser knows no schema).
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from typing import TypeAlias
 
-Literal: TypeAlias = bool | str | int | float | None
+
+@dataclass(frozen=True)
+class DateRange:
+    """A relative date literal (TODAY, LAST_N_DAYS:n, ...): resolved against the org's clock when the query runs."""
+
+    name: str  # upper case, without ":n"
+    n: int = 0
+
+    def days(self, today: dt.date) -> tuple[dt.date, dt.date]:
+        """[first day, day after the last) of the range."""
+        one = dt.timedelta(days=1)
+        if self.name == "TODAY":
+            return today, today + one
+        if self.name == "YESTERDAY":
+            return today - one, today
+        if self.name == "TOMORROW":
+            return today + one, today + 2 * one
+        if self.name == "LAST_N_DAYS":  # the n days before today, and today (the docs: "includes the current day")
+            return today - self.n * one, today + one
+        if self.name == "NEXT_N_DAYS":  # the n days after today, without today
+            return today + one, today + (self.n + 1) * one
+        return today - self.n * one, today - (self.n - 1) * one  # N_DAYS_AGO: that one day
+
+
+Literal: TypeAlias = bool | str | int | float | dt.datetime | dt.date | DateRange | None
+DAY_LITERALS = {"TODAY", "YESTERDAY", "TOMORROW"}
 
 KEYWORDS = {
     "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "ASC", "DESC",
@@ -29,6 +57,9 @@ _TOKEN = re.compile(
     r"""
     (?P<ws>\s+)
   | (?P<string>'(?:[^'\\]|\\.)*')
+  | (?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?(?:Z|[+-]\d{2}:?\d{2}))
+  | (?P<date>\d{4}-\d{2}-\d{2}(?![\dT]))
+  | (?P<range>(?i:LAST_N_DAYS|NEXT_N_DAYS|N_DAYS_AGO):\d+)
   | (?P<number>-?\d+(?:\.\d+)?(?![A-Za-z_]))
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
   | (?P<op><=|>=|!=|<>|=|<|>)
@@ -50,7 +81,7 @@ class SoqlError(Exception):
 
 @dataclass(frozen=True)
 class Token:
-    kind: str  # string | number | name | keyword | op | punct | end
+    kind: str  # string | number | literal (date, datetime, date range) | name | keyword | op | punct | end
     text: str
     value: Literal
     column: int  # 0-based offset into the query text
@@ -89,13 +120,16 @@ class OrderBy:
 class Query:
     text: str
     sobject: str
-    fields: tuple[str, ...]  # empty for COUNT()
-    count: bool
+    fields: tuple[str, ...]  # empty for COUNT() and COUNT(field)
+    count: bool  # COUNT(): totalSize only
     where: Condition | None
     order_by: tuple[OrderBy, ...]
     limit: int | None
     offset: int | None
     field_columns: tuple[int, ...] = ()  # where each selected field starts in the text
+    sobject_column: int = 0  # where the object name starts
+    aggregate: tuple[str, str, int] | None = None  # COUNT(field): (field, result key such as expr0, its column)
+    stray_column: int = 0  # a plain field selected beside COUNT(field) (not grouped: an error)
 
 
 def _unescape(body: str, column: int) -> str:
@@ -115,6 +149,19 @@ def _unescape(body: str, column: int) -> str:
     return "".join(out)
 
 
+def _temporal(kind: str, raw: str, column: int) -> Literal:
+    try:
+        if kind == "range":
+            name, _, n = raw.partition(":")
+            return DateRange(name.upper(), int(n))
+        if kind == "date":
+            return dt.date.fromisoformat(raw)
+        moment = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise SoqlError(f"unexpected token: '{raw}'", column) from exc
+    return moment.astimezone(dt.UTC)
+
+
 def tokenize(text: str) -> list[Token]:
     tokens: list[Token] = []
     pos = 0
@@ -126,6 +173,8 @@ def tokenize(text: str) -> list[Token]:
         raw = match.group()
         if kind == "string":
             tokens.append(Token("string", raw, _unescape(raw[1:-1], pos + 1), pos))
+        elif kind in ("datetime", "date", "range"):
+            tokens.append(Token("literal", raw, _temporal(kind, raw, pos), pos))
         elif kind == "number":
             tokens.append(Token("number", raw, float(raw) if "." in raw else int(raw), pos))
         elif kind == "name":
@@ -155,7 +204,7 @@ class _Parser:
     def fail(self, token: Token | None = None) -> SoqlError:
         token = token or self.tok
         shown = token.text if token.kind != "end" else "<EOF>"
-        return SoqlError(f"unexpected token: {shown}", token.column)
+        return SoqlError(f"unexpected token: '{shown}'", token.column)
 
     def take(self) -> Token:
         token = self.tok
@@ -199,17 +248,27 @@ class _Parser:
         fields: list[str] = []
         columns: list[int] = []
         count = False
-        if self.tok.kind == "name" and self.tok.text.upper() == "COUNT" and self.tokens[self.i + 1].text == "(":
-            self.i += 2
-            self.expect_punct(")")
-            count = True
-        else:
-            columns.append(self.tok.column)
-            fields.append(self.name())
-            while self.punct(","):
+        aggregate: tuple[str, str, int] | None = None
+        while True:
+            if self.tok.kind == "name" and self.tok.text.upper() == "COUNT" and self.tokens[self.i + 1].text == "(":
+                column = self.tok.column
+                self.i += 2
+                if self.punct(")"):
+                    count = True
+                else:
+                    counted = self.name()
+                    self.expect_punct(")")
+                    alias = self.name() if self.tok.kind == "name" else "expr0"
+                    aggregate = (counted, alias, column)
+            else:
                 columns.append(self.tok.column)
                 fields.append(self.name())
+            if not self.punct(","):
+                break
+        if count and (fields or aggregate):
+            raise self.fail()
         self.expect_keyword("FROM")
+        sobject_column = self.tok.column
         sobject = self.name()
         where = self.condition() if self.keyword("WHERE") else None
         order_by: list[OrderBy] = []
@@ -230,19 +289,22 @@ class _Parser:
         offset = self.integer() if self.keyword("OFFSET") else None
         if self.tok.kind != "end":
             raise self.fail()
-        return Query(self.text, sobject, tuple(fields), count, where, tuple(order_by), limit, offset, tuple(columns))
+        stray = columns[0] if aggregate and columns else 0
+        return Query(
+            self.text, sobject, () if aggregate else tuple(fields), count, where, tuple(order_by), limit, offset,
+            () if aggregate else tuple(columns), sobject_column, aggregate, stray,
+        )  # fmt: skip
 
     def condition(self) -> Condition:
-        items = [self.term()]
-        while self.keyword("OR"):
-            items.append(self.term())
-        return items[0] if len(items) == 1 else BoolOp("OR", tuple(items))
-
-    def term(self) -> Condition:
+        """Factors joined by one operator: `a AND b OR c` is refused at the OR, as Salesforce does."""
         items = [self.factor()]
-        while self.keyword("AND"):
+        op: str | None = None
+        while self.tok.kind == "keyword" and self.tok.text in ("AND", "OR"):
+            if op is not None and self.tok.text != op:
+                raise self.fail()
+            op = str(self.take().text)
             items.append(self.factor())
-        return items[0] if len(items) == 1 else BoolOp("AND", tuple(items))
+        return items[0] if op is None else BoolOp(op, tuple(items))
 
     def factor(self) -> Condition:
         if self.keyword("NOT"):
@@ -255,9 +317,14 @@ class _Parser:
 
     def literal(self) -> Literal:
         token = self.tok
-        if token.kind in ("string", "number") or (token.kind == "keyword" and token.text in ("TRUE", "FALSE")):
+        if token.kind in ("string", "number", "literal") or (
+            token.kind == "keyword" and token.text in ("TRUE", "FALSE")
+        ):
             self.i += 1
             return token.value
+        if token.kind == "name" and token.text.upper() in DAY_LITERALS:
+            self.i += 1
+            return DateRange(token.text.upper())
         if self.keyword("NULL"):
             return None
         raise self.fail()

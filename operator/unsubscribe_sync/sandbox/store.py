@@ -2,50 +2,89 @@
 
 A table keeps its rows in ID order (IDs are minted increasing and never reused), the columns as Python lists,
 a set of row numbers per boolean field whose value is true (so `WHERE HasOptedOutOfEmail = true` reads ~10% of a
-million rows, not all of them), an ID -> row dict, and a lazily built e-mail index.
+million rows, not all of them), an ID -> row dict, a lazily built e-mail index, and a SystemModstamp log (every
+stamp written, in stamp order) so an incremental poll (`WHERE SystemModstamp >= ...`) reads only what changed.
+
+Datetimes are stored as Salesforce renders them, `2026-12-03T10:00:00.000+0000` (UTC), so comparing the strings
+compares the moments; dates as `2026-12-03`. `Name` is computed from FirstName and LastName when read.
 """
 
 from __future__ import annotations
 
 import bisect
+import datetime as dt
 import itertools
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import ApiError, no_such_column
 from .ids import IdMinter, normalize_id
-from .schema import FieldDef, ObjectSchema
-from .soql import BoolOp, Comparison, Condition, Not, Query, like_regex, pointed_message
+from .schema import STAMP_FIELDS, FieldDef, ObjectSchema
+from .soql import BoolOp, Comparison, Condition, DateRange, Not, Query, like_regex, pointed_message
 
 Predicate = Callable[[int], bool]
+MODSTAMP = "SystemModstamp"
+
+
+def format_datetime(moment: dt.datetime) -> str:
+    """A moment as Salesforce's REST API renders a datetime (UTC, milliseconds, +0000)."""
+    utc = moment.astimezone(dt.UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}+0000"
+
+
+def parse_datetime(value: Any) -> str:
+    """A datetime given to the control API (datetime or ISO text) in the stored form; ValueError when neither."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if not isinstance(value, dt.datetime):
+        raise ValueError(f"not a datetime: {value!r}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return format_datetime(value)
+
+
+class _FullName(Sequence[str]):
+    """The computed Name column: FirstName and LastName joined, read row by row."""
+
+    def __init__(self, first: list[Any], last: list[Any]) -> None:
+        self.first = first
+        self.last = last
+
+    def __getitem__(self, row: int) -> str:  # type: ignore[override]  # rows only, no slices
+        return " ".join(part for part in (self.first[row], self.last[row]) if part)
+
+    def __len__(self) -> int:
+        return len(self.first)
 
 
 class Table:
-    def __init__(self, schema: ObjectSchema, minter: IdMinter) -> None:
+    def __init__(self, schema: ObjectSchema, minter: IdMinter, clock: Callable[[], str] | None = None) -> None:
         self.schema = schema
         self.minter = minter
+        self.clock = clock or (lambda: format_datetime(dt.datetime.now(dt.UTC)))  # the org's: stamps new rows
         self.ids: list[str] = []
         self.pos: dict[str, int] = {}
         self.columns: dict[str, list[Any]] = {}
         self.true_rows: dict[str, set[int]] = {}
         self._email_index: dict[str, list[int]] | None = None
+        self._stamp_log: list[str] = []  # every SystemModstamp written, nondecreasing ...
+        self._stamp_rows = array("q")  # ... and the row it was written to (stale when the row was stamped again)
         for definition in schema.all_fields():
             self.ensure_column(definition)
+        self.name_column = _FullName(self.columns["FirstName"], self.columns["LastName"])
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def ensure_column(self, definition: FieldDef) -> None:
         """Give a (new) field a column, filled with its default for the existing rows."""
-        if definition.name == "Id" or definition.name in self.columns:
+        if definition.name in ("Id", "Name") or definition.name in self.columns:
             return
         self.columns[definition.name] = [definition.default] * len(self.ids)
         if definition.type == "boolean":
             self.true_rows[definition.name] = set(range(len(self.ids))) if definition.default else set()
-
-    def field_names(self) -> list[str]:
-        return ["Id", *self.columns]
 
     def append(self, values: dict[str, Any]) -> str:
         """Add one row; `values` holds canonical field names (others get their defaults)."""
@@ -57,6 +96,9 @@ class Table:
         self.ids.extend(new_ids)
         self.pos.update(zip(new_ids, range(start, start + count), strict=True))
         defaults = {f.name: f.default for f in self.schema.all_fields()}
+        stamp = self.clock()
+        for name in STAMP_FIELDS:
+            defaults[name] = stamp
         for name, column in self.columns.items():
             given = values.get(name)
             if given is None:
@@ -67,17 +109,63 @@ class Table:
             trues = self.true_rows.get(name)
             if trues is not None:
                 trues.update(itertools.compress(range(start, start + count), given))
+        stamps = self.columns[MODSTAMP]
+        if count and stamps[start] == stamps[-1] and (not self._stamp_log or stamps[start] >= self._stamp_log[-1]):
+            self._stamp_log.extend(itertools.repeat(stamps[start], count))  # one stamp for all: seeding
+            self._stamp_rows.extend(range(start, start + count))
+        else:
+            for row in range(start, start + count):
+                self._log_stamp(row, stamps[row])
         if self._email_index is not None:
             for row in range(start, start + count):
                 self._index_email(row)
         return new_ids
 
+    def field_names(self) -> list[str]:
+        return ["Id", *self.columns, "Name"]
+
+    def column(self, name: str) -> Sequence[Any]:
+        """The values of a field by row: stored, or computed (Id, Name)."""
+        if name == "Id":
+            return self.ids
+        if name == "Name":
+            return self.name_column
+        return self.columns[name]
+
     def get(self, row: int, fields: Iterable[str] | None = None) -> dict[str, Any]:
         names = self.field_names() if fields is None else fields
-        return {name: (self.ids[row] if name == "Id" else self.columns[name][row]) for name in names}
+        return {name: self.column(name)[row] for name in names}
+
+    def _log_stamp(self, row: int, stamp: str) -> None:
+        log = self._stamp_log
+        if not log or stamp >= log[-1]:
+            log.append(stamp)
+            self._stamp_rows.append(row)
+        else:  # a stamp set back by the control API: keep the log in order
+            at = bisect.bisect_right(log, stamp)
+            log.insert(at, stamp)
+            self._stamp_rows.insert(at, row)
+        if len(log) > 2 * len(self.ids) + 10_000:  # mostly stale entries: rebuild from the column
+            stamps = self.columns[MODSTAMP]
+            order = sorted(range(len(self.ids)), key=stamps.__getitem__)
+            self._stamp_log = [stamps[r] for r in order]
+            self._stamp_rows = array("q", order)
+
+    def rows_stamped_since(self, stamp: str, inclusive: bool) -> list[int] | None:
+        """Rows (in ID order) whose SystemModstamp is after `stamp` (or at it), from the log; None when every
+        row qualifies (no narrowing to gain)."""
+        log = self._stamp_log
+        at = (bisect.bisect_left if inclusive else bisect.bisect_right)(log, stamp)
+        if at == 0:
+            return None
+        stamps = self.columns[MODSTAMP]
+        rows = self._stamp_rows
+        return sorted({rows[i] for i in range(at, len(log)) if stamps[rows[i]] == log[i]})
 
     def set(self, row: int, name: str, value: Any) -> None:
         column = self.columns[name]
+        if name == MODSTAMP:
+            self._log_stamp(row, value)
         if name == "Email" and self._email_index is not None:
             self._unindex_email(row)
         column[row] = value
@@ -134,7 +222,13 @@ class Selection:
     sobject: str
     fields: tuple[str, ...]
     rows: list[int]
-    count_only: bool = False
+    count_only: bool = False  # COUNT(): only totalSize
+    aggregate: tuple[str, str] | None = None  # COUNT(field): (canonical field, result key)
+    count_value: int = 0  # COUNT(field): the rows whose field is not null
+
+
+TEMPORAL = ("datetime", "date")
+UNFOLDED = ("id", "boolean", "reference", *TEMPORAL)  # compared as stored; other fields case-insensitively
 
 
 def _filter_error(message: str) -> ApiError:
@@ -147,6 +241,29 @@ class _Compiler:
     def __init__(self, table: Table, query: Query) -> None:
         self.table = table
         self.query = query
+        self.today = dt.date.fromisoformat(table.clock()[:10])  # date range literals count days in UTC
+
+    def bounds(self, definition: FieldDef, span: DateRange) -> tuple[str, str]:
+        """[start, end) of a date range literal in the field's stored form."""
+        first, after = span.days(self.today)
+        if definition.type == "date":
+            return first.isoformat(), after.isoformat()
+        midnight = dt.time(tzinfo=dt.UTC)
+        return (
+            format_datetime(dt.datetime.combine(first, midnight)),
+            format_datetime(dt.datetime.combine(after, midnight)),
+        )
+
+    def modstamp_floor(self, test: Comparison) -> tuple[str, bool] | None:
+        """(stamp, inclusive) when the test bounds SystemModstamp from below (for the stamp log), else None."""
+        definition = self.table.schema.lookup(test.field)
+        if definition is None or definition.name != MODSTAMP:
+            return None
+        if isinstance(test.value, dt.datetime) and test.op in (">", ">="):
+            return format_datetime(test.value), test.op == ">="
+        if isinstance(test.value, DateRange) and test.op in ("=", ">="):
+            return self.bounds(definition, test.value)[0], True
+        return None
 
     def field(self, name: str, column: int = 0) -> FieldDef:
         definition = self.table.schema.lookup(name)
@@ -158,6 +275,15 @@ class _Compiler:
     def literal(self, definition: FieldDef, value: Any) -> Any:
         if value is None:
             return None
+        if definition.type in TEMPORAL:
+            wanted = dt.datetime if definition.type == "datetime" else dt.date
+            if not isinstance(value, wanted) or (definition.type == "date" and isinstance(value, dt.datetime)):
+                kind = "dateTime" if definition.type == "datetime" else "date"
+                raise _filter_error(
+                    f"value of filter criterion for field '{definition.name}' must be of type {kind} "
+                    "and should not be enclosed in quotes"
+                )
+            return format_datetime(value) if isinstance(value, dt.datetime) else value.isoformat()
         if definition.type == "boolean":
             if not isinstance(value, bool):
                 raise _filter_error(
@@ -168,17 +294,17 @@ class _Compiler:
         if not isinstance(value, str) or isinstance(value, bool):
             raise _filter_error(
                 f"value of filter criterion for field '{definition.name}' must be of type "
-                f"{'id' if definition.type == 'id' else 'string'} and should be enclosed in quotes"
+                f"{'id' if definition.type in ('id', 'reference') else 'string'} and should be enclosed in quotes"
             )
-        if definition.type == "id":
+        if definition.type in ("id", "reference"):
             id18 = normalize_id(value)
             if id18 is None:
                 raise _filter_error(f"invalid ID field: {value}")
             return id18
         return value.lower()
 
-    def column(self, definition: FieldDef) -> list[Any]:
-        return self.table.ids if definition.type == "id" else self.table.columns[definition.name]
+    def column(self, definition: FieldDef) -> Sequence[Any]:
+        return self.table.column(definition.name)
 
     def compile(self, condition: Condition) -> Predicate:
         if isinstance(condition, BoolOp):
@@ -194,7 +320,7 @@ class _Compiler:
     def comparison(self, test: Comparison) -> Predicate:
         definition = self.field(test.field, test.column)
         column = self.column(definition)
-        folds = definition.type not in ("id", "boolean")  # string comparisons are case-insensitive
+        folds = definition.type not in UNFOLDED  # string comparisons are case-insensitive
 
         def value_at(row: int) -> Any:
             value = column[row]
@@ -212,6 +338,8 @@ class _Compiler:
                 raise _filter_error(f"invalid operator on boolean field: {definition.name}")
             pattern = like_regex(str(test.value))
             return lambda row: (v := column[row]) is not None and pattern.fullmatch(str(v)) is not None
+        if isinstance(test.value, DateRange):
+            return self.in_range(definition, column, op, test.value)
         literal = self.literal(definition, test.value)
         if op == "=":
             return lambda row: value_at(row) == literal
@@ -229,6 +357,26 @@ class _Compiler:
         return lambda row: (v := value_at(row)) is not None and check(v)
 
 
+    def in_range(self, definition: FieldDef, column: Sequence[Any], op: str, span: DateRange) -> Predicate:
+        """A date range literal: `=` is within it, `<` before it starts, `>` after it ends (as Salesforce reads)."""
+        if definition.type not in TEMPORAL:
+            raise _filter_error(
+                f"value of filter criterion for field '{definition.name}' must be of type "
+                f"{'boolean' if definition.type == 'boolean' else 'string'} and should be enclosed in quotes"
+            )
+        start, end = self.bounds(definition, span)
+        checks: dict[str, Callable[[str], bool]] = {
+            "=": lambda v: start <= v < end,
+            "!=": lambda v: not start <= v < end,
+            "<": lambda v: v < start,
+            "<=": lambda v: v < end,
+            ">": lambda v: v >= end,
+            ">=": lambda v: v >= start,
+        }
+        check = checks[op]
+        return lambda row: (v := column[row]) is not None and check(v)
+
+
 def _conjuncts(condition: Condition | None) -> list[Condition]:
     if condition is None:
         return []
@@ -237,9 +385,10 @@ def _conjuncts(condition: Condition | None) -> list[Condition]:
     return [condition]
 
 
-def _candidates(table: Table, where: Condition | None) -> Sequence[int]:
+def _candidates(table: Table, where: Condition | None, compiler: _Compiler) -> Sequence[int]:
     """Rows that can match, in ID order, from the cheapest index the top-level AND offers: Id = / IN, Email = / IN,
-    BooleanField = true, and Id > / >= as a start position (literals were checked by the compiler already)."""
+    BooleanField = true, SystemModstamp > / >= (the stamp log), and Id > / >= as a start position (literals were
+    checked by the compiler already)."""
     schema = table.schema
     best: list[int] | None = None
     start = 0
@@ -267,6 +416,8 @@ def _candidates(table: Table, where: Condition | None) -> Sequence[int]:
             rows = sorted(found_rows)
         elif definition.type == "boolean" and item.op == "=" and item.value is True:
             rows = sorted(table.true_rows[definition.name])
+        elif (floor := compiler.modstamp_floor(item)) is not None:
+            rows = table.rows_stamped_since(*floor)
         if rows is not None and (best is None or len(rows) < len(best)):
             best = rows
     if best is None:
@@ -279,6 +430,10 @@ def _candidates(table: Table, where: Condition | None) -> Sequence[int]:
 def select(table: Table, query: Query, include_deleted: bool = False) -> Selection:
     """Run a parsed query: check fields, pick candidate rows from an index, filter, order, offset, limit."""
     compiler = _Compiler(table, query)
+    if query.aggregate is not None and query.stray_column:
+        stray = query.text[query.stray_column :].split(",")[0].split()[0]
+        reason = f"Field must be grouped or aggregated: {stray}"
+        raise ApiError(400, "MALFORMED_QUERY", pointed_message(query.text, query.stray_column, reason))
     fields: list[str] = []
     for name, position in zip(query.fields, query.field_columns, strict=True):
         canonical = compiler.field(name, position).name
@@ -296,7 +451,7 @@ def select(table: Table, query: Query, include_deleted: bool = False) -> Selecti
             if predicate is None or predicate(row):
                 yield row
 
-    candidates = _candidates(table, query.where)
+    candidates = _candidates(table, query.where, compiler)
     by_id_only = all(definition.type == "id" for definition, _ in order)
     wanted = None if query.limit is None else query.limit + (query.offset or 0)
     if by_id_only:
@@ -309,17 +464,24 @@ def select(table: Table, query: Query, include_deleted: bool = False) -> Selecti
     else:
         rows = list(matching(candidates))
         for definition, descending in reversed(order):
-            column = table.ids if definition.type == "id" else table.columns[definition.name]
+            column = table.column(definition.name)
+            fold = definition.type not in UNFOLDED  # text sorts case-insensitively; IDs and stamps as stored
 
-            def key(row: int, column: list[Any] = column) -> tuple[int, Any]:
+            def key(row: int, column: Sequence[Any] = column, fold: bool = fold) -> tuple[int, Any]:
                 value = column[row]
                 if value is None:
                     return (0, "")
-                return (1, value.lower() if isinstance(value, str) else value)
+                return (1, value.lower() if fold and isinstance(value, str) else value)
 
             rows.sort(key=key, reverse=descending)
         if wanted is not None:
             rows = rows[:wanted]
     if query.offset:
         rows = rows[query.offset :]
+    if query.aggregate is not None:
+        counted, result_key, position = query.aggregate
+        counted_field = compiler.field(counted, position)
+        values = table.column(counted_field.name)
+        total = sum(1 for row in rows if values[row] is not None)
+        return Selection(table.schema.name, (), rows, aggregate=(counted_field.name, result_key), count_value=total)
     return Selection(table.schema.name, tuple(fields), rows, count_only=query.count)

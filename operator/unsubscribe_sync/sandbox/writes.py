@@ -14,6 +14,10 @@ from .ids import normalize_id
 from .store import Table
 
 MAX_COLLECTION_RECORDS = 200
+MAX_COLLECTION_CHUNKS = 10  # runs of one object type in a request (docs: "A single request can process up to 10")
+CHUNKS_MESSAGE = (
+    "Cannot have more than 10 chunks in a single operation. Please rearrange the data to reduce chunking."
+)
 ALL_OR_NONE_MESSAGE = "Record rolled back because not all records were valid and the request was using AllOrNone header"
 
 
@@ -121,7 +125,14 @@ def parse_collection(body: Any, table_named: Callable[[str], Table | None]) -> t
             raise ApiError(400, "INVALID_TYPE", f"sObject type '{type_name}' is not supported.")
         raw_id = next((v for k, v in record.items() if k.lower() == "id"), None)
         parsed.append(CollectionRecord(table, raw_id, check_values(table, record)))
+    if type_chunks([r.table.schema.name for r in parsed]) > MAX_COLLECTION_CHUNKS:
+        raise ApiError(400, "INVALID_BATCH_REQUEST", CHUNKS_MESSAGE)
     return all_or_none, parsed
+
+
+def type_chunks(types: list[str]) -> int:
+    """How many chunks Salesforce cuts a request into: one per run of records of the same type."""
+    return sum(1 for i, name in enumerate(types) if i == 0 or types[i - 1] != name)
 
 
 def duplicate_ids(records: list[CollectionRecord]) -> set[str]:
