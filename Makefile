@@ -6,6 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
+# Extras installed into the venv; CI adds `actionlint` (EXTRAS=test,actionlint), whose install downloads
+# the actionlint binary from GitHub. REQUIRE_ACTIONLINT=1 makes `lint` fail when actionlint is missing.
+EXTRAS ?= test
+REQUIRE_ACTIONLINT ?=
 
 .PHONY: help venv lint typecheck test test-fast demo bench soak e2e services clean
 
@@ -19,7 +23,7 @@ help:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -29,6 +33,16 @@ services:
 
 lint: venv
 	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/hadolint Containerfile
+	@actionlint="$$(command -v $(VENV)/bin/actionlint || command -v actionlint || true)"; \
+	shellcheck="$$(command -v $(VENV)/bin/shellcheck || command -v shellcheck || true)"; \
+	if [ -n "$$actionlint" ]; then \
+	  echo "$$actionlint -shellcheck=$$shellcheck"; "$$actionlint" -shellcheck="$$shellcheck"; \
+	elif [ "$(REQUIRE_ACTIONLINT)" = 1 ]; then \
+	  echo "lint: actionlint is required (pip install -e '.[actionlint]')" >&2; exit 1; \
+	else \
+	  echo "lint: actionlint not installed, workflows not linted (pip install -e '.[actionlint]' needs github.com)"; \
+	fi
 
 typecheck: venv
 	$(VENV)/bin/mypy

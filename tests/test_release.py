@@ -327,6 +327,7 @@ def test_a_version_tag_publishes_a_signed_multi_arch_image_a_chart_and_runs_e2e_
     assert "E2E_BUILD" in json.dumps(rel["jobs"][e2e_job])  # the pushed image, not a rebuild
     (publish_job,) = [j for j in rel["jobs"] if "helm push" in run_text(rel, j)]
     assert e2e_job in rel["jobs"][publish_job]["needs"]  # nothing is tagged before e2e passes
-    assert re.search(r"helm push \S+ oci://ghcr\.io/", run_text(rel, publish_job))
+    assert rel["env"]["CHART_REPOSITORY"] == "oci://ghcr.io/optout-dev/charts"
+    assert re.search(r'helm push \S+ "\$CHART_REPOSITORY"', run_text(rel, publish_job))
     assert "imagetools create" in run_text(rel, publish_job)
     assert rel.get("permissions") == {"contents": "read"}
