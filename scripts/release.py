@@ -12,7 +12,8 @@ Usage:
   scripts/release.py check [--tag vX.Y.Z] exit 1 naming every place that disagrees (and the tag)
   scripts/release.py notes VERSION        print that version's CHANGELOG.md section (the release notes)
 
-Only PyYAML is needed: the package itself is read, not imported, so this runs before any install.
+The package is read, not imported, so this runs before any install; `check` needs PyYAML, the others
+only the standard library.
 """
 
 from __future__ import annotations
@@ -24,14 +25,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_INIT = Path("operator/unsubscribe_sync/__init__.py")
 CHART = Path("charts/unsubscribe-sync-operator")
 CHANGELOG = Path("CHANGELOG.md")
 IMAGE_REPOSITORY = "ghcr.io/optout-dev/unsubscribe-sync"
 STATIC_MANIFESTS = (Path("deploy/base/operator.yaml"), Path("deploy/install.yaml"))
+README = Path("README.md")  # "Install a released version" sets VERSION=X.Y.Z
 
 # X.Y.Z only: the same string is a PEP 440 version, a SemVer chart version and an image tag.
 # (A pre-release would need one spelling per format; add that mapping here when one is wanted.)
@@ -81,6 +81,8 @@ def _images_and_versions(doc: Any) -> tuple[list[str], list[str]]:
 
 def copies_that_disagree(version: str, root: Path = ROOT) -> list[str]:
     """Each copy of the version (chart, chart values, static manifests) that does not say ``version``."""
+    import yaml  # only here: `version` and `notes` run on a bare Python
+
     problems: list[str] = []
     chart = yaml.safe_load((root / CHART / "Chart.yaml").read_text())
     for key in ("version", "appVersion"):
@@ -100,6 +102,10 @@ def copies_that_disagree(version: str, root: Path = ROOT) -> list[str]:
             images, labels = _images_and_versions(doc)
             problems += [f"{manifest}: image {i}, expected {expected_image}" for i in images if i != expected_image]
             problems += [f"{manifest}: version label {v}, expected {version}" for v in labels if v != version]
+    readme = root / README
+    if readme.exists():
+        shown = re.findall(r"^VERSION=(\S+)$", readme.read_text(), re.MULTILINE)
+        problems += [f"{README}: install commands say VERSION={v}, expected {version}" for v in shown if v != version]
     return problems
 
 

@@ -69,6 +69,16 @@ def test_chart_values_and_static_manifests_agree_with_the_package_version() -> N
     assert (chart["version"], chart["appVersion"]) == (__version__, __version__)
 
 
+def test_readme_installs_the_released_chart_and_image_of_this_version() -> None:
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text.split("### Install a released version", 1)[1].split("\n### ", 1)[0]
+    assert f"VERSION={__version__}\n" in section
+    (rel,) = [w for w in workflows().values() if "tags" in (triggers(w).get("push") or {})]
+    assert f"{rel['env']['CHART_REPOSITORY']}/unsubscribe-sync-operator" in section
+    assert f"{release.IMAGE_REPOSITORY}:$VERSION" in section
+    assert ".github/workflows/release.yml@refs/tags/v$VERSION" in section  # the identity cosign checks
+
+
 def test_a_copy_that_disagrees_is_named(tmp_path: Path) -> None:
     for relative in ("Chart.yaml", "values.yaml"):
         target = tmp_path / release.CHART / relative
