@@ -8,8 +8,31 @@ from .auth import Session
 from .errors import ApiError, RecordError, not_found
 from .ids import normalize_id
 from .org import DEFAULT_QUERY_BATCH, MAX_OPEN_CURSORS, Cursor, Org
+from .schema import FieldDef
 from .store import Selection
 from .writes import PreparedWrite, check_values, collection_results, duplicate_ids, parse_collection, prepare_write
+
+MAX_RETRIEVE_IDS = 2000
+APEX_TYPES = {"id": "Id", "reference": "Id", "boolean": "Boolean", "datetime": "Datetime", "date": "Date"}
+
+
+def column_metadata(definition: FieldDef | None) -> dict[str, Any]:
+    """One entry of a columns=true answer, for a selected field."""
+    assert definition is not None  # the query was checked
+    return {
+        "aggregate": False,
+        "apexType": APEX_TYPES.get(definition.type, "String"),
+        "booleanType": definition.type == "boolean",
+        "columnName": definition.name,
+        "custom": definition.custom,
+        "displayName": definition.name,
+        "foreignKeyName": None,
+        "insertable": definition.updateable,
+        "joinColumns": [],
+        "numberType": False,
+        "textType": definition.type in ("string", "email", "picklist"),
+        "updatable": definition.updateable,
+    }
 
 
 class Api(Org):
@@ -48,6 +71,18 @@ class Api(Org):
         """The Sforce-Limit-Info header value."""
         with self.lock:
             return f"api-usage={self.api_usage}/{self.daily_api_limit}"
+
+    def identity(self, token: str | None, base_url: str, version: str | None) -> dict[str, Any] | None:
+        """The identity URL's answer for a live token, else None."""
+        with self.lock:
+            session = self.auth.session_of(token)
+            return None if session is None else self.auth.identity(session, base_url, version)
+
+    def userinfo(self, token: str | None, base_url: str) -> dict[str, Any] | None:
+        """The OpenID Connect UserInfo answer for a live token, else None."""
+        with self.lock:
+            session = self.auth.session_of(token)
+            return None if session is None else self.auth.userinfo(session, base_url)
 
     def limits(self) -> dict[str, Any]:
         with self.lock:
@@ -165,6 +200,66 @@ class Api(Org):
             record.update(table.get(row, names))
             return record
 
+
+    def retrieve_many(self, sobject: str, body: Any, version: str) -> list[dict[str, Any] | None]:
+        """POST composite/sobjects/{Obj} {"ids", "fields"}: the records in request order, null for an ID that
+        matches no live record of that object."""
+        with self.lock:
+            table = self._table_named(sobject)
+            if table is None:
+                raise not_found()
+            ids = body.get("ids") if isinstance(body, dict) else None
+            fields = body.get("fields") if isinstance(body, dict) else None
+            if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+                raise ApiError(400, "JSON_PARSER_ERROR", "ids must be a non-empty list of record IDs")
+            if not isinstance(fields, list) or not fields or not all(isinstance(f, str) for f in fields):
+                raise ApiError(400, "JSON_PARSER_ERROR", "fields must be a non-empty list of field names")
+            if len(ids) > MAX_RETRIEVE_IDS:
+                raise ApiError(400, "EXCEEDED_ID_LIMIT", f"Exceeded the maximum of {MAX_RETRIEVE_IDS} IDs")
+            names = []
+            for name in fields:
+                definition = table.schema.lookup(name)
+                if definition is None:
+                    message = f"No such column '{name}' on sobject of type {table.schema.name}"
+                    raise ApiError(400, "INVALID_FIELD", message)
+                names.append(definition.name)
+            base = f"/services/data/v{version}/sobjects/{table.schema.name}/"
+            records: list[dict[str, Any] | None] = []
+            for raw in ids:
+                id18 = normalize_id(raw)
+                if id18 is None:
+                    raise ApiError(400, "MALFORMED_ID", f"malformed id {raw}")
+                row = table.row_of(id18) if id18[:3] == table.schema.key_prefix else None
+                if row is None or table.is_deleted(row):
+                    records.append(None)
+                    continue
+                records.append({"attributes": {"type": table.schema.name, "url": base + id18}, **table.get(row, names)})
+            return records
+
+    def query_columns(self, soql: str) -> dict[str, Any]:
+        """GET query?q=...&columns=true: what the sf CLI asks to label its result columns (the query is checked,
+        not run for records)."""
+        with self.lock:
+            selection = self._select(soql, include_deleted=False)
+            schema = self.tables[selection.sobject].schema
+            columns = [column_metadata(schema.lookup(name)) for name in selection.fields]
+            if selection.aggregate is not None:
+                columns.append(
+                    {
+                        "aggregate": True, "apexType": "Integer", "booleanType": False,
+                        "columnName": selection.aggregate[1], "custom": False,
+                        "displayName": f"COUNT({selection.aggregate[0]})", "foreignKeyName": None,
+                        "insertable": False, "joinColumns": [], "numberType": True, "textType": False,
+                        "updatable": False,
+                    }
+                )  # fmt: skip
+            return {
+                "columnMetadata": columns,
+                "entityName": schema.name,
+                "groupBy": False,
+                "idSelected": "Id" in selection.fields,
+                "keyPrefix": schema.key_prefix,
+            }
 
     def update_one(self, sobject: str, record_id: str, body: Any) -> None:
         """PATCH sobjects/{Obj}/{id}: 204 on success, else the record's error as a top-level error."""

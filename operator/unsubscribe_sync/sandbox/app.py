@@ -15,9 +15,12 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from . import composite
 from .admin import add_admin_routes
+from .auth import ORG_ID
 from .bulk import TERMINAL_STATES, IngestJob, QueryJob
 from .errors import ApiError, not_found
+from .schema import USER_ID
 from .state import SandboxState, Session, TokenError
 
 log = logging.getLogger(__name__)
@@ -163,9 +166,36 @@ async def versions(request: web.Request) -> web.Response:
     )
 
 
+RESOURCES = ("sobjects", "query", "queryAll", "limits", "jobs", "composite", "search", "recent", "tooling", "tabs")
+
+
 async def resources(request: web.Request) -> web.Response:
+    """The version's resources; `identity` is the full identity URL (jsforce's identity() reads it)."""
     base = f"/services/data/v{_version(request)}"
-    return _json({name: f"{base}/{name}" for name in ("sobjects", "query", "queryAll", "limits", "jobs", "composite")})
+    listing = {name: f"{base}/{name}" for name in RESOURCES}
+    listing["identity"] = f"https://{request.host}/id/{ORG_ID}/{USER_ID}"
+    return _json(listing)
+
+
+def _any_token(request: web.Request) -> str | None:
+    """The access token of an identity or userinfo call: bearer header, or oauth_token / access_token parameter."""
+    return _bearer(request) or request.query.get("oauth_token") or request.query.get("access_token")
+
+
+async def identity(request: web.Request) -> web.Response:
+    if (request.match_info["org"], request.match_info["user"]) not in ((ORG_ID, USER_ID), (ORG_ID[:15], USER_ID[:15])):
+        return web.Response(status=404, text="Bad_Id", content_type="text/plain")
+    answer = _state(request).identity(_any_token(request), f"https://{request.host}", request.query.get("version"))
+    if answer is None:
+        return web.Response(status=403, text="Bad_OAuth_Token", content_type="text/plain")
+    return _json(answer)
+
+
+async def userinfo(request: web.Request) -> web.Response:
+    answer = _state(request).userinfo(_any_token(request), f"https://{request.host}")
+    if answer is None:
+        return web.Response(status=403, text="Bad_OAuth_Token", content_type="text/plain")
+    return _json(answer)
 
 
 async def limits(request: web.Request) -> web.Response:
@@ -215,6 +245,8 @@ async def query(request: web.Request) -> web.Response:
     if not soql:
         raise ApiError(400, "MALFORMED_QUERY", "A query string has to be specified")
     include_deleted = _operation(request) == "queryAll"
+    if request.query.get("columns", "").lower() == "true":
+        return _json(_state(request).query_columns(soql))
     return _json(_state(request).query(soql, _version(request), _batch_size(request), include_deleted))
 
 
@@ -225,6 +257,29 @@ async def query_more(request: web.Request) -> web.Response:
 
 async def collections_update(request: web.Request) -> web.Response:
     return _json(_state(request).update_collection(await _json_body(request)))
+
+
+async def retrieve_many(request: web.Request) -> web.Response:
+    if request.method == "GET":
+        body: Any = {
+            "ids": [i for i in request.query.get("ids", "").split(",") if i],
+            "fields": [f for f in request.query.get("fields", "").split(",") if f],
+        }
+    else:
+        body = await _json_body(request)
+    return _json(_state(request).retrieve_many(request.match_info["sobject"], body, _version(request)))
+
+
+async def composite_request(request: web.Request) -> web.Response:
+    return _json(composite.composite(_state(request), await _json_body(request)))
+
+
+async def composite_batch(request: web.Request) -> web.Response:
+    return _json(composite.batch(_state(request), await _json_body(request)))
+
+
+async def bulk_job_list(request: web.Request) -> web.Response:
+    return _json(_state(request).list_jobs(QueryJob if request.path.rstrip("/").endswith("query") else IngestJob))
 
 
 # ---------------------------------------------------------------------- Bulk API 2.0
@@ -326,6 +381,9 @@ def build_app(state: SandboxState, admin_token: str | None = None) -> web.Applic
     app[STATE_KEY] = state
     app.cleanup_ctx.append(_job_ticker)
     app.router.add_post("/services/oauth2/token", token, name="token")
+    app.router.add_route("GET", "/services/oauth2/userinfo", userinfo, name="userinfo")
+    app.router.add_route("POST", "/services/oauth2/userinfo", userinfo, name="userinfoPost")
+    app.router.add_get("/id/{org}/{user}", identity, name="identity")
     app.router.add_get("/services/data", versions, name="versions")
     app.router.add_get("/services/data/", versions, name="versions" + SLASH)
     v = "/services/data/{version}"
@@ -341,6 +399,12 @@ def build_app(state: SandboxState, admin_token: str | None = None) -> web.Applic
     _add(app, "GET", f"{v}/query/{{locator}}", query_more, "queryMore")
     _add(app, "GET", f"{v}/queryAll/{{locator}}", query_more, "queryAllMore")
     _add(app, "PATCH", f"{v}/composite/sobjects", collections_update, "collections")
+    _add(app, "POST", f"{v}/composite/sobjects/{{sobject}}", retrieve_many, "retrieveMany")
+    _add(app, "GET", f"{v}/composite/sobjects/{{sobject}}", retrieve_many, "retrieveManyGet")
+    _add(app, "POST", f"{v}/composite", composite_request, "composite")
+    _add(app, "POST", f"{v}/composite/batch", composite_batch, "compositeBatch")
+    _add(app, "GET", f"{v}/jobs/query", bulk_job_list, "bulkQueryList")
+    _add(app, "GET", f"{v}/jobs/ingest", bulk_job_list, "bulkIngestList")
     _add(app, "POST", f"{v}/jobs/query", bulk_query_create, "bulkQueryCreate")
     _add(app, "GET", f"{v}/jobs/query/{{job_id}}", bulk_query_info, "bulkQueryInfo")
     _add(app, "PATCH", f"{v}/jobs/query/{{job_id}}", bulk_query_abort, "bulkQueryAbort")

@@ -134,6 +134,97 @@ class Authority:
             raise TokenError("invalid_grant", "user hasn't approved this consumer")
         return self._token_response(self._open_session(app, username), instance_url, app.client_secret)
 
+    def identity(self, session: Session, base_url: str, version: str | None) -> dict[str, Any]:
+        """The identity URL's answer (`GET /id/{org}/{user}`): who the token belongs to and the API URLs, with
+        `{version}` left in them unless a version was asked for."""
+        v = version or "{version}"
+        data = f"{base_url}/services/data/v{v}"
+        user = session.username
+        return {
+            "id": f"{base_url}/id/{ORG_ID}/{USER_ID}",
+            "asserted_user": True,
+            "user_id": USER_ID,
+            "organization_id": ORG_ID,
+            "username": user,
+            "nick_name": user.split("@")[0],
+            "display_name": "Sandbox Integration",
+            "email": user,
+            "email_verified": True,
+            "first_name": "Sandbox",
+            "last_name": "Integration",
+            "timezone": "GMT",
+            "photos": {
+                "picture": f"{base_url}/img/userprofile/default_profile_200_v2.png",
+                "thumbnail": f"{base_url}/img/userprofile/default_profile_45_v2.png",
+            },
+            "addr_street": None, "addr_city": None, "addr_state": None, "addr_country": None, "addr_zip": None,
+            "mobile_phone": None,
+            "mobile_phone_verified": False,
+            "is_lightning_login_user": False,
+            "status": {"created_date": None, "body": None},
+            "urls": {
+                "enterprise": f"{base_url}/services/Soap/c/{v}/{ORG_ID[:15]}",
+                "metadata": f"{base_url}/services/Soap/m/{v}/{ORG_ID[:15]}",
+                "partner": f"{base_url}/services/Soap/u/{v}/{ORG_ID[:15]}",
+                "rest": f"{data}/",
+                "sobjects": f"{data}/sobjects/",
+                "search": f"{data}/search/",
+                "query": f"{data}/query/",
+                "recent": f"{data}/recent/",
+                "tooling_soap": f"{base_url}/services/Soap/T/{v}/{ORG_ID[:15]}",
+                "tooling_rest": f"{data}/tooling/",
+                "profile": f"{base_url}/{USER_ID}",
+                "feeds": f"{data}/chatter/feeds",
+                "groups": f"{data}/chatter/groups",
+                "users": f"{data}/chatter/users",
+                "feed_items": f"{data}/chatter/feed-items",
+                "feed_elements": f"{data}/chatter/feed-elements",
+                "custom_domain": base_url,
+            },
+            "active": True,
+            "user_type": "STANDARD",
+            "language": "en_US",
+            "locale": "en_US",
+            "utcOffset": 0,
+            "last_modified_date": "2026-01-01T00:00:00Z",
+            "is_app_installed": True,
+        }  # fmt: skip
+
+    def userinfo(self, session: Session, base_url: str) -> dict[str, Any]:
+        """OpenID Connect UserInfo (`/services/oauth2/userinfo`), built from the same identity."""
+        identity = self.identity(session, base_url, None)
+        return {
+            "sub": identity["id"],
+            "user_id": USER_ID,
+            "organization_id": ORG_ID,
+            "preferred_username": session.username,
+            "nickname": identity["nick_name"],
+            "name": identity["display_name"],
+            "email": identity["email"],
+            "email_verified": True,
+            "given_name": identity["first_name"],
+            "family_name": identity["last_name"],
+            "zoneinfo": "GMT",
+            "photos": identity["photos"],
+            "profile": identity["urls"]["profile"],
+            "picture": identity["photos"]["picture"],
+            "address": {},
+            "is_salesforce_integration_user": False,
+            "urls": identity["urls"],
+            "active": True,
+            "user_type": "STANDARD",
+            "language": "en_US",
+            "locale": "en_US",
+            "utcOffset": 0,
+            "updated_at": "2026-01-01T00:00:00Z",
+            "is_app_installed": True,
+        }
+
+    def session_of(self, token: str | None) -> Session | None:
+        """The live session of a token, or None (identity and userinfo answer 403 Bad_OAuth_Token then)."""
+        session = self.sessions.get(token or "")
+        return session if session is not None and session.expires_at > time.time() else None
+
     def authenticate(self, token: str | None) -> Session:
         session = self.sessions.get(token or "")
         if session is None or session.expires_at <= time.time():

@@ -177,6 +177,16 @@ class BulkJobs(Org):
                 raise ApiError(400, "INVALIDJOBSTATE", f"The job is not complete: its state is {job.state}")
             return job.results_csv(kind)
 
+    def list_jobs(self, kind: type[JobBase]) -> dict[str, Any]:
+        """GET jobs/ingest or jobs/query: every job of that kind, oldest first, in one page."""
+        with self.lock:
+            records = []
+            for job in self.jobs.values():
+                if isinstance(job, kind):
+                    self._advance(job)
+                    records.append({**job.common_info(), "jobType": "V2Query" if kind is QueryJob else "V2Ingest"})
+            return {"done": True, "records": records, "nextRecordsUrl": None}
+
     def delete_job(self, job_id: str, kind: type[JobBase]) -> None:
         with self.lock:
             job = self._job(job_id, kind)
