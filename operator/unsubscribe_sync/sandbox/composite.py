@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .errors import ApiError, not_found
+from .ids import normalize_id
 
 if TYPE_CHECKING:
     from .api import Api
@@ -44,7 +45,8 @@ Route = Callable[["Api", Sub, re.Match[str]], tuple[int, Any]]
 def _record(api: Api, sub: Sub, m: re.Match[str]) -> tuple[int, Any]:
     fields = [f.strip() for f in sub.query.get("fields", "").split(",") if f.strip()] or None
     record = api.get_record_api(m["sobject"], m["id"], fields)
-    record["attributes"]["url"] = f"/services/data/v{sub.version}/sobjects/{m['sobject']}/{record['Id']}"
+    record_id = normalize_id(m["id"]) or m["id"]
+    record["attributes"]["url"] = f"/services/data/v{sub.version}/sobjects/{m['sobject']}/{record_id}"
     return 200, record
 
 
