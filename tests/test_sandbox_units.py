@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ssl
 from dataclasses import replace
 from pathlib import Path
@@ -9,12 +10,15 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from unsubscribe_sync.sandbox.bulk import line_ending_problem
+from unsubscribe_sync.sandbox.composite import resolve
 from unsubscribe_sync.sandbox.errors import ApiError
 from unsubscribe_sync.sandbox.ids import IdMinter, case_safe_suffix, normalize_id
 from unsubscribe_sync.sandbox.schema import default_schemas
-from unsubscribe_sync.sandbox.soql import BoolOp, Comparison, Not, SoqlError, malformed_message, parse
+from unsubscribe_sync.sandbox.soql import BoolOp, Comparison, DateRange, Not, SoqlError, malformed_message, parse
 from unsubscribe_sync.sandbox.store import Table, select
 from unsubscribe_sync.sandbox.tls import ensure_tls_files
+from unsubscribe_sync.sandbox.writes import type_chunks
 
 # --------------------------------------------------------------------------- IDs
 
@@ -226,3 +230,73 @@ def test_tls_files_are_regenerated_when_broken(tmp_path: Path) -> None:
     files.cert_file.write_text("garbage")
     ensure_tls_files(tmp_path)
     x509.load_pem_x509_certificate(files.cert_file.read_bytes())
+
+
+# --------------------------------------------------------------------------- fidelity decisions (issue 14)
+
+
+@pytest.mark.parametrize(
+    ("text", "declared", "problem"),
+    [
+        ("Id,A\n1,x\n", "LF", False),
+        ("Id,A\r\n1,x\r\n", "LF", True),
+        ('Id,A\n1,"two\r\nlines"\n', "LF", False),
+        ("Id,A\r\n1,x\r\n", "CRLF", False),
+        ("Id,A\n1,x\n", "CRLF", True),
+        ('Id,A\r\n1,"two\nlines"\r\n', "CRLF", False),
+    ],
+)
+def test_line_ending_problem(text: str, declared: str, problem: bool) -> None:
+    message = line_ending_problem(text, declared)
+    assert (message is not None) == problem
+    if message is not None:
+        assert message.endswith(f"LineEnding is invalid on user data. Current LineEnding setting is {declared}")
+
+
+@pytest.mark.parametrize(
+    ("types", "chunks"),
+    [
+        ([], 0),
+        (["Contact"] * 200, 1),
+        (["Contact", "Contact", "Lead", "Contact"], 3),
+        (["Contact", "Lead"] * 5, 10),
+    ],
+)
+def test_type_chunks_count_runs_of_one_type(types: list[str], chunks: int) -> None:
+    assert type_chunks(types) == chunks
+
+
+@pytest.mark.parametrize(
+    ("literal", "first", "after"),
+    [
+        (DateRange("TODAY"), "2026-12-03", "2026-12-04"),
+        (DateRange("YESTERDAY"), "2026-12-02", "2026-12-03"),
+        (DateRange("TOMORROW"), "2026-12-04", "2026-12-05"),
+        (DateRange("LAST_N_DAYS", 7), "2026-11-26", "2026-12-04"),
+        (DateRange("NEXT_N_DAYS", 2), "2026-12-04", "2026-12-06"),
+        (DateRange("N_DAYS_AGO", 3), "2026-11-30", "2026-12-01"),
+    ],
+)
+def test_date_range_days(literal: DateRange, first: str, after: str) -> None:
+    start, end = literal.days(dt.date(2026, 12, 3))
+    assert (start.isoformat(), end.isoformat()) == (first, after)
+
+
+def test_stamp_log_finds_rows_stamped_since_even_when_set_back() -> None:
+    clock = iter(["2026-01-01T00:00:00.000+0000"] * 3)
+    table = Table(default_schemas()["Contact"], IdMinter("003"), lambda: next(clock))
+    table.append_many(3, {"Email": ["a@x", "b@x", "c@x"]})
+    table.set(2, "SystemModstamp", "2026-01-02T00:00:00.000+0000")
+    table.set(0, "SystemModstamp", "2026-01-03T00:00:00.000+0000")
+    table.set(2, "SystemModstamp", "2026-01-01T12:00:00.000+0000")  # set back: the old entry is stale
+    assert table.rows_stamped_since("2026-01-01T06:00:00.000+0000", inclusive=True) == [0, 2]
+    assert table.rows_stamped_since("2026-01-03T00:00:00.000+0000", inclusive=False) == []
+    assert table.rows_stamped_since("2025-01-01T00:00:00.000+0000", inclusive=True) is None  # everything
+
+
+def test_composite_references_resolve_paths_and_keep_json_types() -> None:
+    results = {"q": {"records": [{"Id": "003A", "n": 2}]}}
+    assert resolve("/x/@{q.records[0].Id}/y", results) == "/x/003A/y"
+    assert resolve({"count": "@{q.records[0].n}"}, results) == {"count": 2}
+    with pytest.raises(ApiError):
+        resolve("@{q.records[1].Id}", results)
