@@ -228,6 +228,31 @@ def test_namespaced_peering_uses_kopfpeering_in_each_namespace() -> None:
         assert any(r["resources"] == ["kopfpeerings"] for r in role["rules"])
 
 
+def test_allowed_login_hosts_reach_the_operator_flag() -> None:
+    docs = helm_template({"operator.allowedLoginHosts": ["sso.corp.example", "*.proxy.example", "[::1]"]})
+    assert "--allowed-login-hosts=sso.corp.example,*.proxy.example,[::1]" in operator_args(docs)
+    assert not [a for a in operator_args(helm_template()) if a.startswith("--allowed-login-hosts")]
+
+
+@pytest.mark.parametrize("variant", ["watch-namespaces", "replicas-2-namespaced"])
+def test_watched_namespaces_get_secret_access_only_there(variant: str) -> None:
+    docs = helm_template(VARIANTS[variant])
+    watched = set(VARIANTS[variant]["watchNamespaces"])
+    for cluster_role in by_kind(docs, "ClusterRole"):
+        assert not [r for r in cluster_role["rules"] if "secrets" in r["resources"]], "secrets cluster-wide"
+    with_secrets = {r["metadata"]["namespace"] for r in by_kind(docs, "Role")
+                    if any("secrets" in rule["resources"] for rule in r["rules"])}
+    assert with_secrets == watched
+    bound = {b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")}
+    assert bound == watched
+
+
+def test_all_namespaces_is_the_only_case_with_cluster_wide_secret_access() -> None:
+    (role,) = by_kind(helm_template(), "ClusterRole")
+    assert any("secrets" in r["resources"] and r["verbs"] == ["get"] for r in role["rules"])
+    assert not by_kind(helm_template(), "Role")
+
+
 def test_rbac_grants_no_wildcards_and_no_secret_writes() -> None:
     for variant in ("defaults", "watch-namespaces", "replicas-2"):
         docs = helm_template(VARIANTS[variant])
@@ -311,6 +336,8 @@ def test_service_monitor_without_metrics_service_is_refused() -> None:
         ("--set=grafanaDashboard.labels.grafana_dashboard=1", "grafana_dashboard"),
         ("--set=serviceAccount.annotations.x=1", "annotations"),
         ("--set=peering.name=Bad_Name", "name"),
+        ("--set=operator.allowedLoginHosts[0]=evil.example/path", "allowedLoginHosts"),
+        ("--set=operator.allowedLoginHosts[0]=user@evil.example", "allowedLoginHosts"),
     ],
 )
 @pytest.mark.parametrize("command", ["template", "lint"])

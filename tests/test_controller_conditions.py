@@ -74,6 +74,7 @@ def test_healthy_object_is_ready() -> None:
         ({"child_errors": ("Deployment acme: 500",)}, "RetryingWrites"),
         ({"last_nightly": LastNightlySync(outcome="Failed", jobName="j2")}, "NightlySyncFailed"),
         ({"deployment": DeploymentState(2, 1, 1, True)}, "RolloutInProgress"),
+        ({"login_refused": "login host evil.example is not allowed"}, "LoginHostNotAllowed"),
     ],
 )
 def test_ready_is_false_with_the_first_reason(change: dict[str, object], ready_reason: str) -> None:
@@ -236,3 +237,17 @@ def test_status_fits_the_crd_schema_so_nothing_is_pruned(inputs: StatusInputs) -
     status = build_status(inputs, None, T0)
     assert _undeclared(status, schema) == []
     jsonschema.validate(status, schema, format_checker=jsonschema.FormatChecker())
+
+
+def test_a_refused_login_host_stalls_and_says_why_on_credentials() -> None:
+    message = "login host evil.example is not in the operator's allowed login hosts"
+    conditions = compute_conditions(replace(HEALTHY, login_refused=message, preflight_enabled=False))
+    assert (conditions["CredentialsValid"].status, conditions["CredentialsValid"].reason) == (
+        "False",
+        "LoginHostNotAllowed",
+    )
+    assert conditions["CredentialsValid"].message == message
+    assert (conditions["Stalled"].status, conditions["Stalled"].reason) == ("True", "LoginHostNotAllowed")
+    assert conditions["Reconciling"].status == "False"
+    assert (conditions["Ready"].status, conditions["Ready"].reason) == ("False", "LoginHostNotAllowed")
+    assert "children are left as they were" in conditions["Ready"].message

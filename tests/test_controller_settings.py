@@ -133,3 +133,28 @@ def test_rbac_covers_what_the_operator_does_and_no_more() -> None:
     assert not any("kopf.dev" in rule["apiGroups"] for rule in _rules())  # standalone by default
     for rule in _rules():
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
+
+
+def test_allowed_login_hosts_come_from_the_flag_and_the_environment() -> None:
+    from unsubscribe_sync.commands.operator import allowed_login_hosts
+
+    args = parse("--allowed-login-hosts", "127.0.0.1,*.corp.example", "--allowed-login-hosts", "sso.example")
+    env = {"UNSUBSCRIBE_SYNC_ALLOWED_LOGIN_HOSTS": "Login.Proxy.Example"}
+    assert allowed_login_hosts(args, env) == ("login.proxy.example", "127.0.0.1", "*.corp.example", "sso.example")
+    assert allowed_login_hosts(parse(), {}) == ()
+
+
+@pytest.mark.parametrize("where", ["flag", "env"])
+def test_a_bad_allowed_login_host_stops_the_command_naming_it(
+    where: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from unsubscribe_sync.cli import main
+
+    argv = ["operator"]
+    if where == "flag":
+        argv += ["--allowed-login-hosts", "ok.example,*.com"]
+    else:
+        monkeypatch.setenv("UNSUBSCRIBE_SYNC_ALLOWED_LOGIN_HOSTS", "*.com")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--allowed-login-hosts" in err and "'*.com'" in err

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from unsubscribe_sync.api.constants import DEFAULT_IMAGE, OPERATOR_HEALTH_PORT, OPERATOR_METRICS_PORT
@@ -82,6 +84,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PEM",
         help="extra CA bundle to trust for Salesforce (e.g. a TLS-inspecting proxy)",
     )
+    parser.add_argument(
+        "--allowed-login-hosts",
+        action="append",
+        metavar="HOSTS",
+        help="comma-separated login hosts to allow besides the Salesforce ones (exact names, '*.suffix' "
+        "wildcards or IP literals; repeatable; also $UNSUBSCRIBE_SYNC_ALLOWED_LOGIN_HOSTS). The operator "
+        "reads no Secret and sends no credentials for an UnsubscribeSync whose loginUrl host is not allowed",
+    )
     parser.add_argument("--log-format", choices=["auto", "json", "console"], default="json")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
@@ -89,6 +99,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def peering_priority(args: argparse.Namespace) -> int:
     """This replica's peering priority: as given, else random so that exactly one replica is active."""
     return int(args.priority) if args.priority is not None else random.randint(1, 1_000_000)
+
+
+def allowed_login_hosts(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The extra login host patterns from the flag and the environment variable (ValueError names a bad one)."""
+    from unsubscribe_sync.controller.login_hosts import ENV_VAR, parse_patterns
+
+    return parse_patterns([environ.get(ENV_VAR, ""), *(args.allowed_login_hosts or ())])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,6 +125,11 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        extra_hosts = allowed_login_hosts(args, os.environ)
+    except ValueError as exc:
+        print(f"unsubscribe-sync operator: --allowed-login-hosts: {exc}", file=sys.stderr)
+        return 2
     configure_logging(args.log_format, args.log_level)
     options = OperatorOptions(
         namespaces=namespaces,
@@ -120,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         resync_interval=args.resync_interval,
         preflight_interval=args.preflight_interval,
         salesforce_ca_file=args.salesforce_ca_file,
+        allowed_login_hosts=extra_hosts,
     )
     asyncio.run(OperatorRuntime(options).run())
     return 0

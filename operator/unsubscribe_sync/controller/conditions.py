@@ -18,6 +18,7 @@ from unsubscribe_sync.api.spec import CONDITION_TYPES, LastNightlySync
 
 Status = Literal["True", "False", "Unknown"]
 MAX_MESSAGE: Final = 1024
+LOGIN_HOST_NOT_ALLOWED: Final = "LoginHostNotAllowed"
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class StatusInputs:
 
     generation: int
     spec_error: str | None = None
+    login_refused: str | None = None  # the loginUrl's host is outside the operator's allowlist: why, and how to allow
     suspended: bool = False
     nightly_enabled: bool = True
     push_field: str | None = None
@@ -101,6 +103,8 @@ def format_validation_error(exc: ValidationError, prefix: str = "spec") -> str:
 
 
 def _credentials(inputs: StatusInputs) -> Verdict:
+    if inputs.login_refused:
+        return Verdict("False", LOGIN_HOST_NOT_ALLOWED, inputs.login_refused)
     if inputs.credentials_secret and inputs.credentials_secret in inputs.missing_secrets:
         return Verdict("False", "SecretNotFound", f"Secret {inputs.credentials_secret} not found")
     if not inputs.preflight_enabled:
@@ -113,6 +117,8 @@ def _credentials(inputs: StatusInputs) -> Verdict:
 def _field(inputs: StatusInputs, credentials: Verdict) -> Verdict:
     if not inputs.preflight_enabled:
         return Verdict("Unknown", "PreflightDisabled", "the Salesforce preflight is turned off in the operator")
+    if credentials.reason == LOGIN_HOST_NOT_ALLOWED:
+        return Verdict("Unknown", LOGIN_HOST_NOT_ALLOWED, "no Salesforce describe for a login host not allowed")
     if credentials.reason == "SecretNotFound":
         return Verdict("Unknown", "CredentialsUnavailable", "cannot describe Salesforce objects without credentials")
     if inputs.preflight is None:
@@ -157,13 +163,15 @@ def _nightly(inputs: StatusInputs) -> Verdict:
 def _stalled(inputs: StatusInputs) -> Verdict:
     if inputs.spec_error:
         return Verdict("True", "InvalidSpec", inputs.spec_error)
+    if inputs.login_refused:
+        return Verdict("True", LOGIN_HOST_NOT_ALLOWED, f"{inputs.login_refused}; the children are left as they were")
     if inputs.child_rejected:
         return Verdict("True", "ChildRejected", "; ".join(inputs.child_rejected))
     return Verdict("False", "Reconciled", "")
 
 
 def _reconciling(inputs: StatusInputs, credentials: Verdict) -> Verdict:
-    if inputs.spec_error or inputs.child_rejected:
+    if inputs.spec_error or inputs.login_refused or inputs.child_rejected:
         return Verdict("False", "Stalled", "")
     if inputs.child_errors:
         return Verdict("True", "RetryingWrites", "; ".join(inputs.child_errors))

@@ -33,6 +33,7 @@ from unsubscribe_sync.controller.conditions import (
     utc_now,
 )
 from unsubscribe_sync.controller.kubeapi import KubeApi, KubeApiError
+from unsubscribe_sync.controller.login_hosts import DEFAULT_LOGIN_HOSTS, check_login_url
 from unsubscribe_sync.controller.metrics import OperatorMetrics
 from unsubscribe_sync.controller.nightly import (
     JobRun,
@@ -115,6 +116,7 @@ class ReconcilerOptions:
     salesforce_ca_file: Path | None = None
     salesforce_timeout: float = 20.0
     secret_retry_delays: tuple[float, ...] = (5, 10, 20, 40, 80, 160, 300)
+    allowed_login_hosts: tuple[str, ...] = DEFAULT_LOGIN_HOSTS  # normalised patterns (login_hosts.parse_patterns)
 
 
 class Reconciler:
@@ -247,13 +249,24 @@ class Reconciler:
             await self._write_status(owner, current, inputs)
             return Outcome("invalid_spec", inputs.spec_error or "")
 
-        writes, errors, rejected = await self._reconcile_children(owner, spec, indexes, fresh=fresh)
+        # 1: the login host. Outside the allowlist nothing acts for this resource: no Secret is read, no
+        # preflight logs in, and no child is created or changed (the ConfigMap would send the worker and the
+        # nightly pods to that host); existing children stay as they were and the status says why.
+        login = check_login_url(spec.salesforce.loginUrl, self.options.allowed_login_hosts)
+        refused = None if login.allowed else login.message
+        if refused is None:
+            writes, errors, rejected = await self._reconcile_children(owner, spec, indexes, fresh=fresh)
+        else:
+            writes, errors, rejected = 0, [], []
+            log.warning("login host not allowed", namespace=namespace, name=name, host=login.host)
         if not full and not state.full_done:
             # The create/resume handler has not run yet: it will compute the status with the preflight.
             return Outcome("success", writes=writes)
         state.full_done = state.full_done or full
 
-        if full or state.missing_secrets is None:
+        if refused is not None:
+            state.missing_secrets = None  # checked again once the host is allowed
+        elif full or state.missing_secrets is None:
             state.missing_secrets, credentials_secret = await self._check_secrets(namespace, spec, state)
             if full and credentials_secret is not None:
                 await self._maybe_preflight(spec, generation, credentials_secret, f"{namespace}/{name}", state)
@@ -262,9 +275,10 @@ class Reconciler:
         deployment = self._lookup(indexes, kinds.DEPLOYMENT, namespace, ChildNames(name).push_worker)
         run = latest_job(self._jobs(indexes, namespace, ChildNames(name).nightly_sync), ChildNames(name).nightly_sync)
         message = await self._job_message(namespace, run, state) if run is not None else None
-        preflight = state.preflight.result if state.preflight is not None else None
+        preflight = state.preflight.result if state.preflight is not None and refused is None else None
         inputs = StatusInputs(
             generation=generation,
+            login_refused=refused,
             suspended=spec.suspend,
             nightly_enabled=spec.nightlySync.enabled,
             push_field=effective_push_field(spec, preflight.discovered_field if preflight else None),
@@ -280,6 +294,8 @@ class Reconciler:
             child_rejected=tuple(rejected),
         )
         await self._write_status(owner, current, inputs)
+        if refused is not None:
+            return Outcome("stalled", refused, writes=writes)
         if missing or errors:
             parts = [f"Secret {s} not found" for s in missing] + errors
             return Outcome("temporary_error", "; ".join(parts), writes=writes, retry=True)

@@ -20,6 +20,7 @@ from unsubscribe_sync.api.constants import (
 )
 from unsubscribe_sync.controller import handlers, kinds
 from unsubscribe_sync.controller.kubeapi import KubeApi
+from unsubscribe_sync.controller.login_hosts import effective_patterns
 from unsubscribe_sync.controller.metrics import OperatorMetrics
 from unsubscribe_sync.controller.preflight import run_preflight
 from unsubscribe_sync.controller.reconciler import Preflight, Reconciler, ReconcilerOptions
@@ -48,6 +49,7 @@ class OperatorOptions:
     preflight_interval: float = 300.0
     salesforce_ca_file: Path | None = None
     secret_retry_delays: tuple[float, ...] = (5, 10, 20, 40, 80, 160, 300)
+    allowed_login_hosts: tuple[str, ...] = ()  # patterns added to the default Salesforce login hosts
     watch_server_timeout: int = 300
     connection: kopf.ConnectionInfo | None = None  # explicit credentials (tests); default: in-cluster/kubeconfig
     posting_level: int = logging.INFO
@@ -117,6 +119,7 @@ class OperatorRuntime:
                 preflight_interval=options.preflight_interval,
                 salesforce_ca_file=options.salesforce_ca_file,
                 secret_retry_delays=options.secret_retry_delays,
+                allowed_login_hosts=effective_patterns(options.allowed_login_hosts),
             ),
             preflight=preflight,
         )
@@ -149,6 +152,7 @@ class OperatorRuntime:
             standalone=options.standalone,
             peering=options.peering_name,
             metrics_port=options.metrics_port,
+            allowed_login_hosts=list(self.reconciler.options.allowed_login_hosts),
         )
         try:
             await kopf.operator(
