@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 import time
 from typing import Any
 
@@ -556,3 +557,12 @@ def test_invalid_type_caret_points_at_the_object(sandbox_api: SandboxApi) -> Non
 def test_malformed_query_quotes_the_token(sandbox_api: SandboxApi) -> None:
     error = _error(_query(sandbox_api, "SELECT Id FROM Contact WHERE"))
     assert error["message"].endswith("unexpected token: '<EOF>'")
+
+
+def test_bulk_query_csv_writes_datetimes_in_zulu_form(sandbox_api: SandboxApi, sandbox: SandboxHandle) -> None:
+    sandbox.state.add_record("Contact", "z@example.com")
+    job = sandbox_api.post("jobs/query", json={"operation": "query", "query": "SELECT Id, CreatedDate FROM Contact"})
+    _wait(sandbox_api, f"jobs/query/{job.json()['id']}")
+    rows = list(csv.reader(io.StringIO(sandbox_api.get(f"jobs/query/{job.json()['id']}/results").text)))
+    assert rows[0] == ["Id", "CreatedDate"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", rows[1][1]), rows[1]

@@ -123,10 +123,13 @@ class Api(Org):
     def _render(self, selection: Selection, rows: list[int], version: str) -> list[dict[str, Any]]:
         table = self.tables[selection.sobject]
         base = f"/services/data/v{version}/sobjects/{selection.sobject}/"
+        fields = selection.fields
+        columns = [table.column(name) for name in fields]
+        ids = table.ids
         records = []
         for row in rows:
-            record: dict[str, Any] = {"attributes": {"type": selection.sobject, "url": base + table.ids[row]}}
-            record.update(table.get(row, selection.fields))
+            record: dict[str, Any] = {"attributes": {"type": selection.sobject, "url": base + ids[row]}}
+            record.update(zip(fields, [column[row] for column in columns], strict=True))
             records.append(record)
         return records
 

@@ -20,6 +20,7 @@ DELIMITERS = {"COMMA": ",", "TAB": "\t", "PIPE": "|", "SEMICOLON": ";", "CARET":
 LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
 TERMINAL_STATES = ("JobComplete", "Failed", "Aborted")
 DEFAULT_MAX_RECORDS = 50_000
+_BULK_DATETIME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3})\+0000")
 
 
 def timestamp(epoch: float) -> str:
@@ -198,9 +199,13 @@ def query_results_page(
     writer = job.csv_writer(buffer)
     fields = job.selection.fields
     writer.writerow(fields)
-    writer.writerows([_csv_value(v) for v in table.get(row, fields).values()] for row in page)
+    columns = [table.column(name) for name in fields]
+    writer.writerows([_csv_value(column[row]) for column in columns] for row in page)
+    text = buffer.getvalue()
+    if any((d := table.schema.lookup(name)) is not None and d.type == "datetime" for name in fields):
+        text = _BULK_DATETIME.sub(r"\1Z", text)  # Bulk CSV writes datetimes as 2026-12-03T10:00:00.000Z
     end = offset + len(page)
-    return buffer.getvalue(), encode_locator(end) if end < len(rows) else "null", len(page)
+    return text, encode_locator(end) if end < len(rows) else "null", len(page)
 
 
 def _row_values(row: list[str], columns: list[tuple[int, FieldDef]]) -> dict[str, Any] | RecordError:
