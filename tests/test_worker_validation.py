@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from unsubscribe_sync.worker.validation import InvalidRequest, parse_rfc3339, parse_unsubscribes
+from unsubscribe_sync.worker.validation import InvalidRequest, parse_resubscribes, parse_rfc3339, parse_unsubscribes
 
 OBJECTS = ["Contact", "Lead"]
 
@@ -93,3 +93,71 @@ def test_at_most_1000_items() -> None:
     parse_unsubscribes({"unsubscribes": [{"email": f"u{i}@example.com"} for i in range(1000)]}, OBJECTS)
     with pytest.raises(InvalidRequest, match="at most 1000"):
         parse_unsubscribes({"unsubscribes": [{"email": f"u{i}@example.com"} for i in range(1001)]}, OBJECTS)
+
+
+def test_every_rfc_5321_address_is_accepted_in_its_one_form() -> None:
+    """No special-use-domain rules: Salesforce holds such addresses, and a suppression list must take them."""
+    items = parse_unsubscribes(
+        {
+            "unsubscribes": [
+                {"email": "a@corp.local"},
+                {"email": "a@localhost"},
+                {"email": "Jane@Bücher.de"},
+                {"email": "jane@xn--bcher-kva.de"},
+                {"email": '"john doe"@[192.0.2.1]'},
+            ]
+        },
+        OBJECTS,
+    )
+    assert [i.email for i in items] == [
+        "a@corp.local",
+        "a@localhost",
+        "jane@xn--bcher-kva.de",
+        "jane@xn--bcher-kva.de",
+        '"john doe"@[192.0.2.1]',
+    ]
+
+
+HOSTILE = {
+    "a lone surrogate": "\ud800",
+    "a lone low surrogate": "\udfff",
+    "NUL": "\x00",
+    "an escape character": "\x1b",
+    "a C1 control": "\x85",
+    "a line separator": "\u2028",
+}
+UNSUBSCRIBE_TEXT_FIELDS = ("email", "source", "eventId")
+RESUBSCRIBE_TEXT_FIELDS = ("email", "requestedBy", "reason", "eventId")
+RESUB = {"email": "a@example.com", "requestedBy": "jane.admin", "reason": "asked again", "eventId": "r-1"}
+
+
+@pytest.mark.parametrize("char", HOSTILE.values(), ids=HOSTILE.keys())
+@pytest.mark.parametrize("field", UNSUBSCRIBE_TEXT_FIELDS)
+def test_hostile_characters_in_any_unsubscribe_field_are_refused_naming_it(char: str, field: str) -> None:
+    good = {"email": "a@example.com", "source": "sequence", "eventId": "e-1"}
+    bad = {**good, field: "ab" + char + "cd@example.com" if field == "email" else "ab" + char + "cd"}
+    with pytest.raises(InvalidRequest) as caught:
+        parse_unsubscribes({"unsubscribes": [good, good, good, bad]}, OBJECTS)
+    assert [(p.index, p.field) for p in caught.value.details] == [(3, field)]
+    assert f"U+{ord(char):04X}" in caught.value.details[0].message
+
+
+@pytest.mark.parametrize("char", HOSTILE.values(), ids=HOSTILE.keys())
+@pytest.mark.parametrize("field", RESUBSCRIBE_TEXT_FIELDS)
+def test_hostile_characters_in_any_resubscribe_field_are_refused_naming_it(char: str, field: str) -> None:
+    if field == "reason" and char == "\u2028":
+        pytest.skip("a reason may span lines (test_a_reason_may_span_lines)")
+    bad = {**RESUB, field: "ab" + char + "cd@example.com" if field == "email" else "ab" + char + "cd"}
+    with pytest.raises(InvalidRequest) as caught:
+        parse_resubscribes({"resubscribes": [RESUB, bad]}, OBJECTS)
+    assert [(p.index, p.field) for p in caught.value.details] == [(1, field)]
+
+
+def test_a_reason_may_span_lines() -> None:
+    [item] = parse_resubscribes({**RESUB, "reason": "re-consented by phone\n\tticket 42\r\nsee\u2028log "}, OBJECTS)
+    assert item.reason == "re-consented by phone\n\tticket 42\r\nsee\u2028log"
+
+
+@pytest.mark.parametrize("char", HOSTILE.values(), ids=HOSTILE.keys())
+def test_an_unknown_field_whose_name_is_hostile_is_refused(char: str) -> None:
+    assert problems({"email": "a@example.com", "x" + char: 1}) == [(0, "x" + char)]
