@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -94,7 +95,7 @@ class LedgerConfig(_Section):
 
 
 class WorkerConfig(_Section):
-    listen: str = Field(default="0.0.0.0:8080", pattern=r"^[^\s:]*:[0-9]{1,5}$")
+    listen: str = Field(default="0.0.0.0:8080", pattern=LISTEN_PATTERN)
     tokenFile: Path = Path("/etc/unsubscribe-sync/webhook/token")
     url: str = Field(default="http://127.0.0.1:8080", pattern=r"^https?://")
     # Extras:
@@ -105,6 +106,9 @@ class WorkerConfig(_Section):
 
     @property
     def host(self) -> str:
+LISTEN_PATTERN = r"^[^\s:]*:[0-9]{1,5}$"
+
+
         return self.listen.rsplit(":", 1)[0] or "0.0.0.0"
 
     @property
@@ -118,6 +122,8 @@ class WorkerConfig(_Section):
             raise ConfigError(f"worker.tokenFile: cannot read {self.tokenFile}: {exc.strerror}") from None
         if not token:
             raise ConfigError(f"worker.tokenFile: {self.tokenFile} is empty")
+    # The public listener (one-click links, sender webhooks); null = off.
+    publicListen: str | None = Field(default="0.0.0.0:8081", pattern=LISTEN_PATTERN)
         return token
 
 
@@ -127,6 +133,14 @@ class LoggingConfig(_Section):
 
 
 class Config(_Section):
+    @property
+    def public_host(self) -> str | None:
+        return None if self.publicListen is None else self.publicListen.rsplit(":", 1)[0] or "0.0.0.0"
+
+    @property
+    def public_port(self) -> int | None:
+        return None if self.publicListen is None else int(self.publicListen.rsplit(":", 1)[1])
+
     salesforce: SalesforceConfig = Field(default_factory=SalesforceConfig)
     optOut: OptOutConfig = Field(default_factory=OptOutConfig)
     nightly: NightlyConfig = Field(default_factory=NightlyConfig)
@@ -137,6 +151,94 @@ class Config(_Section):
 
 def _problems(exc: ValidationError) -> list[tuple[str, str]]:
     problems = []
+def read_secret_file(key: str, path: Path) -> str:
+    """The stripped text of a secret file; ConfigError naming ``key`` (never the content) when unusable."""
+    try:
+        value = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{key}: {path} is not UTF-8 text") from None
+    if not value:
+        raise ConfigError(f"{key}: {path} is empty")
+    return value
+
+
+class SendGridConfig(_Section):
+    # The Signed Event Webhook verification key (ECDSA P-256): base64 DER as SendGrid shows it, or PEM.
+    publicKeyFile: Path
+
+
+class MailgunConfig(_Section):
+    # The HTTP webhook signing key (Mailgun: Sending > Webhooks).
+    signingKeyFile: Path
+
+
+class PostmarkConfig(_Section):
+    # "user:password" of the HTTP basic auth put in the webhook URL registered in Postmark.
+    basicAuthFile: Path
+
+
+class MandrillConfig(_Section):
+    webhookKeyFile: Path
+    # The webhook URL exactly as registered in Mandrill (it is part of what Mandrill signs).
+    url: str = Field(pattern=r"^https?://\S+$")
+
+
+SNS_CERT_HOST_PATTERN = r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
+
+
+class SesConfig(_Section):
+    # The SNS topics whose notifications are accepted (others are refused).
+    topicArns: list[str] = Field(min_length=1)
+    # Hosts SigningCertURL and SubscribeURL may point at.
+    certHostPattern: str = SNS_CERT_HOST_PATTERN
+    # CA bundle trusted for the certificate host (default: the system's).
+    caFile: Path | None = None
+
+    @field_validator("topicArns")
+    @classmethod
+    def _arns(cls, value: list[str]) -> list[str]:
+        for arn in value:
+            if not arn.startswith("arn:"):
+                raise ValueError(f"{arn!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+        return value
+
+    @field_validator("certHostPattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+
+class SendersConfig(_Section):
+    """Native email-service webhooks on the public listener; each is off until its section is given."""
+
+    sendgrid: SendGridConfig | None = None
+    mailgun: MailgunConfig | None = None
+    postmark: PostmarkConfig | None = None
+    mandrill: MandrillConfig | None = None
+    ses: SesConfig | None = None
+
+
+class OneClickConfig(_Section):
+    """RFC 8058 one-click unsubscribe links; off until ``keyFile`` is given."""
+
+    # One HMAC key per line: the first signs new links, every line verifies (rotation).
+    keyFile: Path | None = None
+    # Where the public listener is reachable from the internet (links are <baseUrl>/u/<token>).
+    baseUrl: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    # Links older than this are refused; unset: links never expire (CAN-SPAM wants at least 30 days).
+    maxAgeDays: int | None = Field(default=None, ge=30)
+
+    @property
+    def enabled(self) -> bool:
+        return self.keyFile is not None
+
+
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
@@ -149,6 +251,8 @@ def parse_config(data: Any, source: str = "config") -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections")
+    senders: SendersConfig = Field(default_factory=SendersConfig)
+    oneClick: OneClickConfig = Field(default_factory=OneClickConfig)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

@@ -47,5 +47,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         return run_worker(config, nightly_runner_for(config, ledger), ledger=ledger)
+    except ConfigError as exc:  # a sender or one-click secret file that cannot be used
+        print(f"unsubscribe-sync worker: {exc}", file=sys.stderr)
+        return 2
     finally:
         ledger.close()

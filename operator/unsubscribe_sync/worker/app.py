@@ -295,6 +295,26 @@ async def post_nightly_run(request: web.Request) -> web.Response:
     return web.json_response(summary)
 
 
+async def post_unsubscribe_links(request: web.Request) -> web.Response:
+    """One-click links for recipients (see worker/links.py); 501 while ``oneClick.keyFile`` is not set."""
+    from unsubscribe_sync.worker.links import make_links, parse_recipients
+    from unsubscribe_sync.worker.oneclick import ONE_CLICK
+
+    links = request.app.get(ONE_CLICK)
+    if links is None:
+        return _error(501, "one-click links are off: set oneClick.keyFile and oneClick.baseUrl")
+    data = await _json_body(request)
+    if isinstance(data, _Refused):
+        return data.response
+    try:
+        recipients = parse_recipients(data, request.app[CONFIG].salesforce.objects)
+        return web.json_response(make_links(links, recipients))
+    except InvalidRequest as exc:
+        return _error(400, exc.message, [p.as_json() for p in exc.details])
+    except ConfigError as exc:
+        return _error(501, str(exc))
+
+
 async def livez(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -340,12 +360,14 @@ def create_app(
     push_policy: PushPolicy | None = None,
     token: str | None = None,
     push: bool = True,
+    one_click: Any = None,
 ) -> web.Application:
     """The worker app: webhook API, health, metrics, and (unless ``push`` is False) the pusher.
 
     ``salesforce_client_factory(on_request)`` builds the Salesforce client (default: from
     ``config.salesforce``); ``nightly_runner(dry_run)`` serves ``POST /v1/nightly-runs``;
-    ``token`` replaces ``worker.tokenFile``. The caller owns ``ledger`` (and closes it).
+    ``token`` replaces ``worker.tokenFile``; ``one_click`` (a ``OneClickLinks``) replaces ``oneClick.keyFile``.
+    The caller owns ``ledger`` (and closes it). The public listener's app is ``worker.public.create_public_app``.
     """
     app = web.Application(middlewares=[metrics_and_auth], client_max_size=MAX_BODY_BYTES + 1)
     metrics = WorkerMetrics(ledger)
@@ -395,10 +417,24 @@ def create_app(
     app.router.add_post("/v1/resubscribes", post_resubscribes)
     app.router.add_get("/v1/unsubscribes/{email:[^/]+}", get_unsubscribe)  # any character but "/" (braces too)
     app.router.add_post("/v1/nightly-runs", post_nightly_run)
+    _add_public_parts(app, config, metrics, one_click)
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
     return app
+
+
+def _add_public_parts(app: web.Application, config: Config, metrics: WorkerMetrics, one_click: Any) -> None:
+    """What the internal app holds for the public listener: the sender counter, the one-click links and the
+    ``POST /v1/unsubscribe-links`` route that makes them."""
+    from unsubscribe_sync.worker.oneclick import ONE_CLICK, OneClickLinks
+    from unsubscribe_sync.worker.public import SENDER_EVENTS, sender_events_counter
+
+    app[SENDER_EVENTS] = sender_events_counter(metrics.registry)
+    links = one_click if one_click is not None else OneClickLinks.from_config(config.oneClick)
+    if links is not None:
+        app[ONE_CLICK] = links
+    app.router.add_post("/v1/unsubscribe-links", post_unsubscribe_links)
 
 
 def pusher_of(app: web.Application) -> Pusher | None:

@@ -1,0 +1,98 @@
+"""The public listener: its config keys, and the split from the internal listener (each serves only its routes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from unsubscribe_sync.api.config import ConfigError, parse_config
+from tests.public_apps import AUTH, public_config, running
+
+
+def test_public_listen_defaults_to_8081_and_null_turns_it_off() -> None:
+    assert parse_config({}).worker.publicListen == "0.0.0.0:8081"
+    assert (parse_config({}).worker.public_host, parse_config({}).worker.public_port) == ("0.0.0.0", 8081)
+    off = parse_config({"worker": {"publicListen": None}}).worker
+    assert off.publicListen is None and off.public_port is None
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"worker": {"publicListen": "nonsense"}}, "worker.publicListen"),
+        ({"oneClick": {"maxAgeDays": 7}}, "oneClick.maxAgeDays"),
+        ({"oneClick": {"baseUrl": "ftp://x"}}, "oneClick.baseUrl"),
+        ({"senders": {"ses": {"topicArns": []}}}, "senders.ses.topicArns"),
+        ({"senders": {"ses": {"topicArns": ["nope"]}}}, "senders.ses.topicArns"),
+        ({"senders": {"ses": {"topicArns": ["arn:aws:sns:x:1:t"], "certHostPattern": "("}}}, "certHostPattern"),
+        ({"senders": {"mandrill": {"webhookKeyFile": "/k"}}}, "senders.mandrill.url"),
+        ({"senders": {"sparkpost": {}}}, "senders.sparkpost"),
+        ({"senders": {"mailgun": {"signingKey": "inline"}}}, "senders.mailgun.signingKey"),
+    ],
+)
+def test_bad_public_config_names_the_key(data: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert key in str(info.value)
+
+
+async def test_public_listener_serves_none_of_the_internal_routes(tmp_path: Path) -> None:
+    key_file = tmp_path / "oneclick"
+    key_file.write_text("k" * 40 + "\n")
+    mailgun_key = tmp_path / "mailgun"
+    mailgun_key.write_text("key-0123456789abcdef")
+    config = public_config(
+        tmp_path,
+        oneClick={"keyFile": str(key_file), "baseUrl": "https://unsub.example.com"},
+        senders={"mailgun": {"signingKeyFile": str(mailgun_key)}},
+    )
+    async with running(config) as apps:
+        for method, path in [
+            ("POST", "/v1/unsubscribes"),
+            ("GET", "/v1/unsubscribes"),
+            ("POST", "/v1/resubscribes"),
+            ("POST", "/v1/unsubscribe-links"),
+            ("POST", "/v1/nightly-runs"),
+            ("GET", "/metrics"),
+            ("GET", "/readyz"),
+            ("GET", "/livez"),
+            ("POST", "/v1/webhooks/sendgrid"),  # not configured: off
+        ]:
+            answer = await apps.public.request(method, path, json={"email": "a@example.com"}, headers=AUTH)
+            assert answer.status in (404, 405), (method, path, answer.status)
+            assert answer.status == 404 or method == "GET"
+        # The internal listener has no public route, with or without its token.
+        for path in ["/u/anything", "/v1/webhooks/mailgun"]:
+            answer = await apps.internal.post(path, data=b"List-Unsubscribe=One-Click", headers=AUTH)
+            assert answer.status == 404, path
+        assert (await apps.internal.post("/v1/webhooks/mailgun", json={})).status == 401  # /v1 without the token
+        # The internal API still works, and nothing above was stored.
+        assert (await apps.internal.get("/readyz")).status == 200
+        assert await apps.history("a@example.com") == []
+
+
+async def test_public_requests_are_counted_by_route_pattern_never_by_token(tmp_path: Path) -> None:
+    key_file = tmp_path / "oneclick"
+    key_file.write_text("k" * 40)
+    config = public_config(tmp_path, oneClick={"keyFile": str(key_file), "baseUrl": "https://unsub.example.com"})
+    async with running(config) as apps:
+        await apps.public.get("/u/secret-looking-token")
+        text = await (await apps.internal.get("/metrics")).text()
+        assert "secret-looking-token" not in text
+        assert 'route="/u/{token}"' in text
+
+
+async def test_an_unusable_secret_file_stops_the_start_naming_the_key(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    config = public_config(tmp_path, senders={"mailgun": {"signingKeyFile": str(empty)}})
+    with pytest.raises(ConfigError, match=r"senders\.mailgun\.signingKeyFile: .* is empty"):
+        async with running(config):
+            pass
+    short = tmp_path / "short"
+    short.write_text("tooshort\n")
+    config = public_config(tmp_path, oneClick={"keyFile": str(short), "baseUrl": "https://u.example.com"})
+    with pytest.raises(ConfigError, match=r"oneClick\.keyFile: line 1 is shorter than 32"):
+        async with running(config):
+            pass
