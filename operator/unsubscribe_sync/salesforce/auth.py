@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from unsubscribe_sync.logs import get_logger
+from unsubscribe_sync.salesforce.transport import DeadlineExceeded
 from unsubscribe_sync.salesforce.types import AuthenticationError, ErrorClass, SalesforceCallError
 
 log = get_logger(__name__)
@@ -224,7 +225,16 @@ class TokenProvider:
         form = token_request_form(self.credentials, self.login_url, audience=self.jwt_audience)
         self.exchanges += 1
         try:
-            response = self._session.post(url, data=form, headers={"Accept": "application/json"})
+            # Never follow a redirect: a 307/308 would post the secret or the assertion to whatever host the
+            # Location names. Only the configured login URL ever sees them.
+            response = self._session.post(
+                url, data=form, headers={"Accept": "application/json"}, allow_redirects=False
+            )
+        except DeadlineExceeded as exc:
+            self._report("error")
+            raise SalesforceCallError(
+                f"token request to {url} failed: {exc}", error_class=ErrorClass.TRANSIENT
+            ) from None
         except requests.RequestException as exc:
             self._report("error")
             hint = (
@@ -236,6 +246,13 @@ class TokenProvider:
                 f"token request to {url} failed: {type(exc).__name__}{hint}", error_class=ErrorClass.TRANSIENT
             ) from None
         self._report(str(response.status_code))
+        if response.is_redirect:
+            target = urlsplit(response.headers.get("Location", "")).hostname or "an unnamed host"
+            raise AuthenticationError(
+                f"token request to {url} answered HTTP {response.status_code}, a redirect to {target}; credentials "
+                "are sent only to salesforce.loginUrl: set it to the URL that answers the token request",
+                status=response.status_code,
+            )
         body: Any
         try:
             body = response.json()

@@ -32,10 +32,10 @@ from unsubscribe_sync.api.constants import EMAIL_OPT_OUT_FIELD
 from unsubscribe_sync.api.spec import OptOutTarget
 from unsubscribe_sync.logs import get_logger
 from unsubscribe_sync.salesforce.auth import OnRequest, Token, TokenProvider, read_credentials
-from unsubscribe_sync.salesforce.errors import classify
+from unsubscribe_sync.salesforce.errors import classify, classify_job_failure
 from unsubscribe_sync.salesforce.fields import FLS_NOTE, FieldReport, evaluate_fields
 from unsubscribe_sync.salesforce.ids import normalize_id
-from unsubscribe_sync.salesforce.transport import build_session
+from unsubscribe_sync.salesforce.transport import DeadlineExceeded, build_session
 from unsubscribe_sync.salesforce.types import (
     ApiUsage,
     ErrorClass,
@@ -51,6 +51,8 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 MAX_REAUTH = 2  # new tokens per HTTP call before giving up
+# HTTP calls one connector call can make: a first token, the call, and per refused session a token + a repeat.
+MAX_HTTP_CALLS_PER_CALL = 2 * MAX_REAUTH + 2
 COLLECTIONS_LIMIT = 200  # records per sObject Collections call
 BULK_INGEST_CHUNK = 100_000  # records per Bulk 2.0 ingest job (far below the 150 MB upload limit)
 BULK_QUERY_PAGE = 50_000  # records per Bulk 2.0 query results page
@@ -110,7 +112,27 @@ def _bulk_error(text: str) -> tuple[str | None, str]:
 
 
 class SalesforceClient:
-    """One org's connector. Thread-safe: the worker calls it from several threads."""
+    """One org's connector. Thread-safe: the worker calls it from several threads.
+
+    Every HTTP call it makes (token exchange, REST, Collections, Bulk 2.0) has a hard deadline of
+    ``request_deadline_seconds`` (config ``salesforce.requestTimeoutSeconds``) for connect plus the whole
+    answer; a call that runs out of time raises a TRANSIENT ``SalesforceCallError`` saying so (see
+    ``transport``). How long a write can take at most, for a lease that must outlive it:
+
+    - one connector call (``_call``) makes at most ``MAX_HTTP_CALLS_PER_CALL`` = 2 x MAX_REAUTH + 2 = 6 HTTP
+      calls: a token exchange when no token is cached, the call itself, and per INVALID_SESSION_ID one new
+      token and one repeat, at most MAX_REAUTH times;
+    - ``update_opt_out`` makes one connector call per 200 ids, so at most ``max_http_calls(len(ids))`` =
+      1 + ceil(n / 200) x (2 x MAX_REAUTH + 1) HTTP calls: 6 for the pusher's batches of <= 200 records.
+      A lease must be >= ``update_deadline_seconds(n)`` = that x the deadline (6 x 30 s = 180 s at the
+      defaults). When several threads share the client, a thread that needs a token may also wait for
+      the exchange another thread is making (one more deadline per exchange it waits for).
+
+    Redirects: token requests never follow one (the form holds the secret or the assertion); data calls
+    follow requests' rule, which drops the Authorization header when the host changes, so a bearer token
+    only ever goes to the login URL's and the token's instance host. Bulk 2.0 job polling
+    (``bulk_timeout_seconds``) is a sequence of such calls and is not bounded by one deadline.
+    """
 
     def __init__(
         self,
@@ -164,6 +186,21 @@ class SalesforceClient:
     def close(self) -> None:
         self._session.close()
 
+    @property
+    def request_deadline_seconds(self) -> float:
+        """The hard deadline of one HTTP call (connect + whole answer), ``salesforce.requestTimeoutSeconds``."""
+        return float(self.cfg.requestTimeoutSeconds)
+
+    @staticmethod
+    def max_http_calls(records: int) -> int:
+        """The most HTTP calls one ``update_opt_out`` of ``records`` ids can make (re-authentication included)."""
+        chunks = -(-max(records, 0) // COLLECTIONS_LIMIT)
+        return 1 + chunks * (MAX_HTTP_CALLS_PER_CALL - 1) if chunks else 0
+
+    def update_deadline_seconds(self, records: int) -> float:
+        """The longest one ``update_opt_out`` of ``records`` ids can take: a lease must be at least this long."""
+        return self.max_http_calls(records) * self.request_deadline_seconds
+
     # ------------------------------------------------------------------ plumbing
 
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
@@ -215,6 +252,11 @@ class SalesforceClient:
                 raise SalesforceCallError(
                     f"Salesforce {operation} call: unexpected answer ({type(exc).__name__})",
                     error_class=ErrorClass.TRANSIENT,
+                ) from None
+            except DeadlineExceeded as exc:
+                self._report_error(operation)
+                raise SalesforceCallError(
+                    f"Salesforce {operation} call failed: {exc}", error_class=ErrorClass.TRANSIENT
                 ) from None
             except requests.exceptions.SSLError as exc:
                 self._report_error(operation)
@@ -408,11 +450,7 @@ class SalesforceClient:
     @staticmethod
     def _job_failure(operation: str, job: dict[str, Any]) -> SalesforceCallError:
         message = str(job.get("errorMessage") or "no error message")
-        code = _parse_job_error(message)
-        lowered = message.lower()
-        if code is None and ("field name not found" in lowered or "invalid field" in lowered):
-            code = "INVALID_FIELD"
-        error_class = classify(code, None) if code else ErrorClass.TRANSIENT
+        code, error_class = classify_job_failure(message)
         return SalesforceCallError(
             f"Salesforce {operation} job {job.get('id')} {job.get('state')}: {message[:300]}",
             error_class=error_class,

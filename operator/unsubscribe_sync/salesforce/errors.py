@@ -7,6 +7,7 @@ anything else -> PERMANENT for the record (never retried forever).
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 
 from unsubscribe_sync.salesforce.types import ErrorClass
@@ -69,6 +70,66 @@ def classify(error_code: str | None, http_status: int | None = None) -> ErrorCla
         if http_status == 401 and not code:
             return ErrorClass.REAUTH
     return ErrorClass.PERMANENT
+
+
+# Bulk API 2.0 fails a whole job with an ``errorMessage`` of the form ``ExceptionCode : message``, where the
+# code is one of the Bulk API's own CamelCase exception codes (the "Errors" page of the Bulk API 2.0 guide),
+# e.g. ``ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is LF`` or
+# ``InvalidBatch : Field name not found : Foo__c``. Codes that say the request itself was wrong (the CSV, a
+# field, the org's features, the user's permissions) are CONFIGURATION: sending the same job again fails the
+# same way until someone fixes the connector or the org, but the records are still valid, so they must not
+# be ended for good as PERMANENT would (an unsubscribe is never dropped); CONFIGURATION is retried slowly and
+# reported on the resource. Lock contention, time-outs and unknown server faults are TRANSIENT.
+JOB_ERROR_CLASSES: dict[str, ErrorClass] = {
+    "ClientInputError": ErrorClass.CONFIGURATION,
+    "FeatureNotEnabled": ErrorClass.CONFIGURATION,
+    "InvalidBatch": ErrorClass.CONFIGURATION,
+    "InvalidOperation": ErrorClass.CONFIGURATION,
+    "InvalidUrl": ErrorClass.CONFIGURATION,
+    "InvalidUser": ErrorClass.CONFIGURATION,
+    "InvalidXML": ErrorClass.CONFIGURATION,
+    "MethodNotAllowed": ErrorClass.CONFIGURATION,
+    "ExceededQuota": ErrorClass.RATE_LIMITED,
+    "InvalidJob": ErrorClass.TRANSIENT,  # the job is gone: a new job is the retry
+    "InvalidJobState": ErrorClass.TRANSIENT,
+    "InvalidSessionId": ErrorClass.TRANSIENT,  # the next attempt gets a new token
+    "NotFound": ErrorClass.TRANSIENT,
+    "Timeout": ErrorClass.TRANSIENT,
+    "TooManyLockFailure": ErrorClass.TRANSIENT,
+    "Unknown": ErrorClass.TRANSIENT,
+}
+_JOB_CODE_RE = re.compile(r"\s*(?:null\s*:\s*)?([A-Za-z][A-Za-z0-9_]*)\s*:")
+_FIELD_NOT_FOUND = ("field name not found", "invalid field")
+
+
+def classify_job_failure(message: str) -> tuple[str | None, ErrorClass]:
+    """(error code, class) of a failed Bulk API 2.0 job from its ``errorMessage``.
+
+    The code is the message's leading ``Code :`` (a ``null:`` prefix, seen in job and batch messages, is
+    skipped). A field that does not exist is reported as INVALID_FIELD, like the REST API does. An upper-case
+    REST code (``INVALID_FIELD: ...``) is classified by ``classify``, except that a job is never PERMANENT
+    (that would end every record of the job for good). An unknown code, or none, is TRANSIENT: a job that
+    failed for no stated reason is worth another try.
+    """
+    lowered = message.lower()
+    if any(hint in lowered for hint in _FIELD_NOT_FOUND):
+        return "INVALID_FIELD", ErrorClass.CONFIGURATION
+    match = _JOB_CODE_RE.match(message)
+    if match is None:
+        return None, ErrorClass.TRANSIENT
+    code = match[1]
+    if code in JOB_ERROR_CLASSES:
+        return code, JOB_ERROR_CLASSES[code]
+    if re.fullmatch(r"[A-Z][A-Z0-9_]*", code):
+        error_class = classify(code, None)
+        if error_class is ErrorClass.REAUTH:
+            error_class = ErrorClass.TRANSIENT  # the next job gets a new token
+        elif error_class is ErrorClass.PERMANENT:
+            # A whole job never fails because of one record: a known record-level code means the request is
+            # wrong (permissions, data shape); an unknown one is worth another try.
+            error_class = ErrorClass.CONFIGURATION if code in PERMANENT_CODES else ErrorClass.TRANSIENT
+        return code, error_class
+    return code, ErrorClass.TRANSIENT
 
 
 # (first pause, cap) in seconds per retryable class.
