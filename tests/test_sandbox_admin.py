@@ -202,3 +202,13 @@ def test_cli_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert "--opted-out-ratio" in err and "between 0 and 1" in err
+
+
+def test_admin_clock_moves_system_modstamp_of_later_writes(sandbox: SandboxHandle, sandbox_api: SandboxApi) -> None:
+    contact = sandbox.admin.add_record("Contact", "clock@example.com")
+    before = (sandbox.admin.get_record(contact) or {})["SystemModstamp"]
+    answer = sandbox.admin.advance_clock(7200)
+    assert answer["offsetSeconds"] == 7200 and answer["now"] > before
+    sandbox_api.patch(f"sobjects/Contact/{contact}", json={"HasOptedOutOfEmail": True})
+    after = (sandbox.admin.get_record(contact) or {})["SystemModstamp"]
+    assert after[:13] > before[:13]  # at least an hour later

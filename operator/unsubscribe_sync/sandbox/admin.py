@@ -18,6 +18,7 @@ Every admin call needs the header `X-Sandbox-Admin-Token: <token>` when the serv
                                   "bulkFailNext"}
     GET   /__sandbox/writes[?ids=ID,ID]          {"total", "records", "byId": {id: successful updates}}
     GET   /__sandbox/calls                       {operation: count}
+    POST  /__sandbox/clock       {"advanceSeconds"}   move the org's clock ahead -> {"now": datetime, "offsetSeconds"}
 """
 
 from __future__ import annotations
@@ -91,6 +92,10 @@ class FaultsRequest(_Body):
     expire_sessions: bool = Field(False, alias="expireSessions")
     bulk_processing_seconds: float | None = Field(None, ge=0, alias="bulkProcessingSeconds")
     bulk_fail_next: int | None = Field(None, ge=0, alias="bulkFailNext")
+
+
+class ClockRequest(_Body):
+    advance_seconds: float = Field(0, ge=0, alias="advanceSeconds")
 
 
 def _error(status: int, message: str, details: list[Any] | None = None) -> web.Response:
@@ -236,6 +241,12 @@ def add_admin_routes(app: web.Application, state: SandboxState, admin_token: str
     async def calls(request: web.Request) -> web.Response:
         return web.json_response(state.call_counts())
 
+    async def clock(request: web.Request) -> web.Response:
+        body: ClockRequest = await _parse(request, ClockRequest)
+        state.advance_clock(body.advance_seconds)
+        with state.lock:
+            return web.json_response({"now": state.stamp(), "offsetSeconds": state.clock_offset_s})
+
     routes = [
         ("GET", "/__sandbox/state", get_state),
         ("POST", "/__sandbox/reset", reset),
@@ -249,6 +260,7 @@ def add_admin_routes(app: web.Application, state: SandboxState, admin_token: str
         ("POST", "/__sandbox/faults", set_faults),
         ("GET", "/__sandbox/writes", writes),
         ("GET", "/__sandbox/calls", calls),
+        ("POST", "/__sandbox/clock", clock),
     ]
     for method, path, handler in routes:
         app.router.add_route(method, path, guarded(handler))

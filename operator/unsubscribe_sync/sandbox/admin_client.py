@@ -95,3 +95,7 @@ class SandboxAdmin:
 
     def calls(self) -> dict[str, int]:
         return dict(self._call("GET", "/calls"))
+
+    def advance_clock(self, seconds: float) -> dict[str, Any]:
+        """Move the org's clock ahead (later writes' SystemModstamp, TODAY, LAST_N_DAYS)."""
+        return dict(self._call("POST", "/clock", {"advanceSeconds": seconds}))
