@@ -282,6 +282,42 @@ def test_an_address_in_another_unicode_normal_form_is_the_same_address(worker: W
     assert found == 200 and answer["unsubscribed"] is True, answer
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        pytest.param(b'{"email": "a\\ud800@example.com"}', "email", id="surrogate-in-email"),
+        pytest.param(b'{"email": "a\\u0000@example.com"}', "email", id="nul-in-email"),
+        pytest.param(b'{"email": "a@example.com", "source": "s\\udfff"}', "source", id="surrogate-in-source"),
+        pytest.param(b'{"email": "a@example.com", "source": "s\\u0000s"}', "source", id="nul-in-source"),
+        pytest.param(b'{"email": "a@example.com", "eventId": "e\\u001b[2Je"}', "eventId", id="escape-in-event-id"),
+        pytest.param(b'{"unsubscribes": [{"email": "ok@example.com"}, {"email": "b@x.io", "eventId": "\\ud83d"}]}',
+                     "eventId", id="surrogate-in-second-item"),
+    ],
+)
+def test_text_no_ledger_can_store_is_a_400_naming_the_field(
+    worker: Worker, unchanged: None, body: bytes, field: str
+) -> None:
+    status, raw, _ = worker.request("POST", "/v1/unsubscribes", body, {"Content-Type": "application/json"})
+    assert status == 400, raw[:300]
+    assert [d["field"] for d in _json(raw)["details"]] == [field]
+
+
+def test_a_unicode_domain_and_its_a_label_are_one_address(worker: Worker) -> None:
+    status, answer = worker.post_json({"email": "jane.idn@bücher.de"})
+    assert status == 202, answer
+    for spelling in ("jane.idn@xn--bcher-kva.de", "Jane.IDN@BÜCHER.de"):
+        found, answer = _get_email(worker, spelling)
+        assert found == 200 and answer["unsubscribed"] is True, (spelling, answer)
+
+
+@pytest.mark.parametrize("email", ["a.local@corp.local", "a@localhost", "a@b.test", "a@[192.0.2.1]"])
+def test_special_use_and_single_label_domains_are_addresses(worker: Worker, email: str) -> None:
+    status, answer = worker.post_json({"email": email})
+    assert status == 202, answer
+    found, answer = _get_email(worker, email)
+    assert found == 200 and answer["unsubscribed"] is True, answer
+
+
 # ---- paths ---------------------------------------------------------------------------------------------
 
 
