@@ -39,10 +39,11 @@ class Apps:
     ledger: Ledger
 
     async def history(self, email: str) -> list[dict[str, Any]]:
+        """The address's stored unsubscribes (its ``unsubscribed`` history entries; the push's entries left out)."""
         found = await self.internal.get(f"/v1/unsubscribes/{email}", headers=AUTH)
         if found.status == 404:
             return []
-        return list((await found.json())["history"])
+        return [e for e in (await found.json())["history"] if e["action"] == "unsubscribed"]
 
     async def metric(self, name: str, **labels: str) -> float:
         """A sample of the internal /metrics (0 when absent)."""

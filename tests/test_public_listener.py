@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from unsubscribe_sync.api.config import ConfigError, parse_config
 from tests.public_apps import AUTH, public_config, running
+from unsubscribe_sync.api.config import ConfigError, parse_config
 
 
 def test_public_listen_defaults_to_8081_and_null_turns_it_off() -> None:
