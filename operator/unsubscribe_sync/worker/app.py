@@ -39,35 +39,53 @@ METRICS: web.AppKey[WorkerMetrics] = web.AppKey("metrics", WorkerMetrics)
 
 
 class TokenSource:
-    """The webhook bearer token, re-read when its file changes (a rotated Secret needs no restart)."""
+    """The webhook bearer token, read from its file: a rotated Secret needs no restart, and a deleted, emptied or
+    unreadable file refuses every request until a non-empty token is back (fail closed: a token someone removed
+    must stop working).
+
+    The file is re-read at most every ``recheck_seconds`` and its content compared, not its mtime: a Kubernetes
+    Secret volume swaps a ``..data`` symlink (the new file may carry any mtime), and a rewrite within the clock's
+    resolution keeps the old one.
+    """
 
     RECHECK_SECONDS = 5.0
 
-    def __init__(self, path: Path | None, fixed: str | None = None) -> None:
+    def __init__(self, path: Path | None, fixed: str | None = None, *, recheck_seconds: float | None = None) -> None:
         self._path = path
-        self._value = fixed.encode() if fixed else b""
-        self._mtime: float | None = None
-        self._checked = 0.0
+        self._recheck_seconds = recheck_seconds
+        self._value = fixed.strip().encode() if fixed else b""
+        self._problem: str | None = None
+        self._checked = time.monotonic()
         if fixed is None:
             self._reload()
 
+    @property
+    def recheck_seconds(self) -> float:
+        return self.RECHECK_SECONDS if self._recheck_seconds is None else self._recheck_seconds
+
     def _reload(self) -> None:
         assert self._path is not None
-        mtime = self._path.stat().st_mtime
-        if mtime != self._mtime:
-            token = self._path.read_text().strip()
-            if not token:
-                raise ConfigError(f"worker.tokenFile: {self._path} is empty")
-            self._value, self._mtime = token.encode(), mtime
+        try:
+            token = self._path.read_text(encoding="utf-8").strip().encode()
+            problem = None if token else "empty"
+        except (OSError, UnicodeDecodeError) as exc:
+            token, problem = b"", f"unreadable ({type(exc).__name__})"
+        if problem != self._problem:
+            if problem is None:
+                log.info("webhook_token_restored", file=str(self._path))
+            else:
+                log.warning("webhook_token_refusing_all", file=str(self._path), problem=problem)
+        elif problem is None and token != self._value:
+            log.info("webhook_token_rotated", file=str(self._path))
+        self._value, self._problem = token, problem
 
     def matches(self, presented: str) -> bool:
-        if self._path is not None and time.monotonic() - self._checked >= self.RECHECK_SECONDS:
+        """Whether ``presented`` is the current token (constant time); always False while there is none."""
+        if self._path is not None and time.monotonic() - self._checked >= self.recheck_seconds:
             self._checked = time.monotonic()
-            try:
-                self._reload()
-            except (OSError, ConfigError) as exc:
-                log.warning("webhook_token_unreadable", error=type(exc).__name__)
-        return bool(self._value) and hmac.compare_digest(presented.encode(), self._value)
+            self._reload()
+        # surrogateescape: aiohttp hands over header bytes that are not UTF-8 that way; they never match
+        return bool(self._value) and hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), self._value)
 
 
 class WorkerState:
@@ -361,12 +379,14 @@ def create_app(
     token: str | None = None,
     push: bool = True,
     one_click: Any = None,
+    token_recheck_seconds: float | None = None,
 ) -> web.Application:
     """The worker app: webhook API, health, metrics, and (unless ``push`` is False) the pusher.
 
     ``salesforce_client_factory(on_request)`` builds the Salesforce client (default: from
     ``config.salesforce``); ``nightly_runner(dry_run)`` serves ``POST /v1/nightly-runs``;
-    ``token`` replaces ``worker.tokenFile``; ``one_click`` (a ``OneClickLinks``) replaces ``oneClick.keyFile``.
+    ``token`` replaces ``worker.tokenFile`` (re-read every ``token_recheck_seconds``, default 5);
+    ``one_click`` (a ``OneClickLinks``) replaces ``oneClick.keyFile``.
     The caller owns ``ledger`` (and closes it). The public listener's app is ``worker.public.create_public_app``.
     """
     app = web.Application(middlewares=[metrics_and_auth], client_max_size=MAX_BODY_BYTES + 1)
@@ -376,7 +396,7 @@ def create_app(
     app[CONFIG] = config
     app[LEDGER] = ledger
     app[METRICS] = metrics
-    app[TOKEN] = TokenSource(None if token else config.worker.tokenFile, token)
+    app[TOKEN] = TokenSource(None if token else config.worker.tokenFile, token, recheck_seconds=token_recheck_seconds)
     app[STATE] = state
     factory = salesforce_client_factory or default_client_factory(config)
     policy = push_policy or PushPolicy.from_config(config.worker)
