@@ -31,12 +31,13 @@ class SalesforceConfig(_Section):
     loginUrl: str = Field(default="https://login.salesforce.com", pattern=r"^https?://[^\s/]+(/.*)?$")
     apiVersion: str = Field(default="62.0", pattern=r"^[0-9]{2,3}\.0$")
     credentialsDir: Path = Path("/etc/unsubscribe-sync/salesforce")
-    caFile: Path | None = None
+    caFile: Path | None = None  # CA(s) trusted on top of certifi's roots (e.g. a TLS-inspecting proxy's)
     objects: list[SalesforceObject] = Field(default_factory=default_objects, min_length=1)
     # Extras (not part of the contract):
     insecureSkipTlsVerify: bool = False
     # JWT bearer: the assertion's audience; default derived from loginUrl (login/test.salesforce.com).
     jwtAudience: str | None = Field(default=None, pattern=r"^https://[^\s/]+/?$")
+    # The hard deadline of one Salesforce HTTP call, connect + the whole answer (salesforce/transport.py).
     requestTimeoutSeconds: float = Field(default=30.0, gt=0)
     bulkThreshold: int = Field(default=10_000, ge=1)
     apiReserveRatio: float = Field(default=0.1, ge=0, lt=1)
