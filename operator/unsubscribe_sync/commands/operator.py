@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resync-interval",
         type=_seconds,
-        default=300.0,
+        default=120.0,
         metavar="SECONDS",
         help="full reconcile of every object this often (the drift safety net)",
     )

@@ -67,8 +67,13 @@ def register(
     @kopf.on.event(*usync, id="forget", registry=registry)
     async def forget(**kwargs: Any) -> None:
         body: kopf.Body = kwargs["body"]
+        namespace, name = body.metadata.namespace or "", body.metadata.name or ""
         if kwargs["type"] == "DELETED":
-            reconciler.forget(body.metadata.namespace or "", body.metadata.name or "", body.metadata.uid)
+            reconciler.forget(namespace, name, body.metadata.uid)
+        elif reconciler.relisted(kinds.USYNC, namespace, name, kwargs["type"]) and not body.metadata.get(
+            "deletionTimestamp"
+        ):
+            await reconciler.trigger(namespace, name, kwargs, fresh=True)
 
     # ---- children and Jobs -----------------------------------------------------------------
     for kind in child_kinds:
@@ -96,8 +101,13 @@ def _child_event(reconciler: Reconciler, kind: kinds.Kind) -> Callable[..., Any]
     async def on_child_event(**kwargs: Any) -> None:
         type, body = kwargs["type"], kwargs["body"]
         namespace, name = kwargs["namespace"], kwargs["name"]
-        if type is None:  # the initial listing: the resume handlers reconcile every owner anyway
+        if type is None:
+            # The first listing: the resume handlers reconcile every owner anyway. A re-list (after a watch
+            # gap): kopf's cache may still hold children deleted meanwhile, so verify against the API.
+            if reconciler.relisted(kind, namespace, name, type) and (owner := owner_name(body, KIND, API_VERSION)):
+                await reconciler.trigger(namespace, owner, kwargs, fresh=True)
             return
+        reconciler.relisted(kind, namespace, name, type)
         if type == "DELETED":
             reconciler.child_gone(kind, namespace, name)
         elif kind is not kinds.DEPLOYMENT and reconciler.is_own_write(kind, body):

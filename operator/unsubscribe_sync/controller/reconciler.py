@@ -117,6 +117,7 @@ class ReconcilerOptions:
     salesforce_timeout: float = 20.0
     secret_retry_delays: tuple[float, ...] = (5, 10, 20, 40, 80, 160, 300)
     allowed_login_hosts: tuple[str, ...] = DEFAULT_LOGIN_HOSTS  # normalised patterns (login_hosts.parse_patterns)
+    verify_delay: float = 0.5  # seconds a re-list's verification waits, so all kinds' listings share one
 
 
 class Reconciler:
@@ -134,6 +135,8 @@ class Reconciler:
         self._preflight = preflight
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._pending: set[tuple[str, str]] = set()
+        self._fresh: set[tuple[str, str]] = set()  # pending triggers that must read children from the API
+        self._seen: set[tuple[str, str, str]] = set()  # (plural, ns, name) of objects a watch has shown
         self._owners: dict[str, OwnerState] = {}
         self._written: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, ns, name) -> body we wrote
         self._pruned: set[tuple[str, str, str]] = set()  # deleted by us, the watch has not shown it yet
@@ -150,10 +153,24 @@ class Reconciler:
         if uid:
             self._owners.pop(uid, None)
         self._written.pop((kinds.USYNC.plural, namespace, name), None)
+        self._seen.discard((kinds.USYNC.plural, namespace, name))
 
     def child_gone(self, kind: kinds.Kind, namespace: str, name: str) -> None:
         self._written.pop((kind.plural, namespace, name), None)
         self._pruned.discard((kind.plural, namespace, name))
+        self._seen.discard((kind.plural, namespace, name))
+
+    def relisted(self, kind: kinds.Kind, namespace: str, name: str, event_type: str | None) -> bool:
+        """Whether this watch event is part of a re-list (not the first listing): an API server restart with
+        compacted history (410 Gone), a new peering leader, a resumed stream.
+
+        kopf keeps in its cache objects that a re-list no longer shows (deleted during the gap), so after a
+        re-list the children must be read from the API server, not from the cache.
+        """
+        key = (kind.plural, namespace, name)
+        again = event_type is None and key in self._seen
+        self._seen.add(key)
+        return again
 
     def is_own_write(self, kind: kinds.Kind, body: Mapping[str, Any]) -> bool:
         """Whether a watch event shows exactly the version of a child this operator wrote last."""
@@ -176,19 +193,29 @@ class Reconciler:
         return best
 
     # ---- the reconcile -------------------------------------------------------------------------
-    async def trigger(self, namespace: str, name: str, indexes: Mapping[str, Any]) -> None:
-        """Reconcile an owner after an event of one of its children; bursts collapse into one reconcile."""
+    async def trigger(self, namespace: str, name: str, indexes: Mapping[str, Any], *, fresh: bool = False) -> None:
+        """Reconcile an owner after an event of one of its children; bursts collapse into one reconcile.
+
+        ``fresh`` (after a re-list) reads every child from the API server; it waits ``verify_delay`` first so
+        that the listings of all child kinds, which arrive one after another, share one verification.
+        """
         key = (namespace, name)
+        if fresh:
+            self._fresh.add(key)
         if key in self._pending:
             return
         self._pending.add(key)
         try:
+            if fresh and self.options.verify_delay > 0:
+                await asyncio.sleep(self.options.verify_delay)
             async with self.lock(key):
                 self._pending.discard(key)
+                verify = key in self._fresh
+                self._fresh.discard(key)
                 owner = _first((indexes.get(OWNERS_INDEX) or {}).get(key))
                 if owner is None or owner.get("metadata", {}).get("deletionTimestamp"):
                     return
-                await self._reconcile_locked(owner, indexes, full=False, retry=None)
+                await self._reconcile_locked(owner, indexes, full=False, retry=None, fresh=verify)
         finally:
             self._pending.discard(key)
 

@@ -45,7 +45,7 @@ class OperatorOptions:
     metrics_port: int | None = OPERATOR_METRICS_PORT  # None: no metrics server
     liveness_host: str = "0.0.0.0"
     liveness_port: int | None = OPERATOR_HEALTH_PORT  # None: no liveness endpoint
-    resync_interval: float = 300.0
+    resync_interval: float = 120.0  # the safety net; re-lists are verified at once
     preflight_interval: float = 300.0
     salesforce_ca_file: Path | None = None
     secret_retry_delays: tuple[float, ...] = (5, 10, 20, 40, 80, 160, 300)
