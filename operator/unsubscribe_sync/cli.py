@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sandbox": ("sandbox", "run a local Salesforce-compatible server (TLS)"),
     "demo": ("demo", "run the whole flow locally and print a report"),
     "check": ("check", "preflight: credentials, fields installed, API limits"),
+    "link": ("link", "print a one-click unsubscribe link (RFC 8058) for one recipient"),
 }
 
 
