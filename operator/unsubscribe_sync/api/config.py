@@ -66,6 +66,18 @@ class NightlyConfig(_Section):
 class LedgerConfig(_Section):
     url: str | None = None
     urlFile: Path | None = None
+    # Extras (PostgreSQL; README "Ledger timeouts"): a database that stops answering cannot hang the worker.
+    connectTimeoutSeconds: int = Field(default=5, ge=2)  # libpq connect_timeout (its floor is 2 s)
+    statementTimeoutSeconds: float = Field(default=30.0, gt=0)  # server side: statement_timeout
+    lockTimeoutSeconds: float = Field(default=10.0, gt=0)  # server side: lock_timeout
+    idleInTransactionTimeoutSeconds: float = Field(default=60.0, gt=0)  # idle_in_transaction_session_timeout
+    keepalivesIdleSeconds: int = Field(default=30, ge=1)  # TCP keepalives (libpq keepalives_*)
+    keepalivesIntervalSeconds: int = Field(default=10, ge=1)
+    keepalivesCount: int = Field(default=3, ge=1)
+    tcpUserTimeoutSeconds: int = Field(default=30, ge=0)  # libpq tcp_user_timeout; 0 = the kernel's default
+    poolTimeoutSeconds: float = Field(default=5.0, gt=0)  # wait for a free pooled connection (SQLite too)
+    # Longest wait for any one answer before the connection is dropped; unset: statementTimeoutSeconds + 5.
+    responseTimeoutSeconds: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _one_source(self) -> LedgerConfig:
@@ -102,6 +114,10 @@ class WorkerConfig(_Section):
     # Extras:
     batchSize: int = Field(default=200, ge=1, le=200)
     batchWindowSeconds: float = Field(default=0.05, ge=0)
+    # The group committer's queue: items waiting for a commit (at least one full request of 1000 items), and how
+    # long a request may wait in it; past either the request gets 503 with Retry-After and nothing is stored.
+    maxQueuedItems: int = Field(default=20_000, ge=1000)
+    maxQueueWaitSeconds: float = Field(default=10.0, gt=0)
     maxAttempts: int = Field(default=50, ge=1)
     leaseSeconds: float = Field(default=60.0, gt=0)
 

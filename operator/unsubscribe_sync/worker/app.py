@@ -18,7 +18,7 @@ from aiohttp import web
 from unsubscribe_sync.api.config import Config, ConfigError
 from unsubscribe_sync.ledger import IngestResult, Ledger
 from unsubscribe_sync.logs import get_logger, mask_email, redact_text
-from unsubscribe_sync.worker.ingest import GroupCommitter
+from unsubscribe_sync.worker.ingest import RETRY_AFTER_SECONDS, GroupCommitter, IngestRefused, IngestUnavailable
 from unsubscribe_sync.worker.metrics import WorkerMetrics
 from unsubscribe_sync.worker.pusher import ClientFactory, OnRequest, PushClient, Pusher, PushPolicy
 from unsubscribe_sync.worker.validation import InvalidRequest, parse_resubscribes, parse_unsubscribes
@@ -88,15 +88,43 @@ class TokenSource:
         return bool(self._value) and hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), self._value)
 
 
+PROBE_DEADLINE_SECONDS = 1.0  # /readyz fails, and /metrics serves stale ledger figures, past this
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # a probe nobody awaited any more: its outcome is not an unhandled error
+
+
 class WorkerState:
-    """Runtime parts of one app: thread pool, group committer, pusher, nightly-run flag."""
+    """Runtime parts of one app: thread pools, group committer, pusher, nightly-run flag.
+
+    Probes (readiness, the metrics' ledger read) run on threads of their own: ledger threads blocked
+    on a database that stopped answering cannot starve them, so /readyz can still say so.
+    """
 
     def __init__(self) -> None:
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ledger")
+        self.probe_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="probe")
+        self._probes: dict[str, asyncio.Future[None]] = {}
         self.committer: GroupCommitter | None = None
         self.pusher: Pusher | None = None
         self.nightly_runner: NightlyRunner | None = None
         self.nightly_running = False
+
+    async def probe(self, name: str, check: Callable[[], None]) -> None:
+        """Run ``check`` on a probe thread, waiting at most PROBE_DEADLINE_SECONDS (then TimeoutError).
+
+        One check per name at a time: while one is still waiting on the database, later probes wait
+        for that one instead of queueing more threads behind it.
+        """
+        running = self._probes.get(name)
+        if running is None or running.done():
+            running = asyncio.get_running_loop().run_in_executor(self.probe_executor, check)
+            running.add_done_callback(_retrieve)
+            self._probes[name] = running
+        await asyncio.wait_for(asyncio.shield(running), PROBE_DEADLINE_SECONDS)
+
 
 
 TOKEN: web.AppKey[TokenSource] = web.AppKey("token", TokenSource)
@@ -108,6 +136,13 @@ def _error(status: int, message: str, details: list[dict[str, Any]] | None = Non
     if details is not None:
         body["details"] = details
     return web.json_response(body, status=status)
+
+
+def _unavailable(message: str, retry_after: int = RETRY_AFTER_SECONDS) -> web.Response:
+    response = _error(503, f"{message}; nothing was stored, retry later")
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
 
 
 def _route_name(request: web.Request) -> str:
@@ -209,9 +244,18 @@ async def post_unsubscribes(request: web.Request) -> web.Response:
     assert state.committer is not None
     try:
         await state.committer.submit(items)
+    except IngestRefused as exc:
+        log.warning("unsubscribes_refused_by_ledger", records=len(items), problem=redact_text(exc.problem))
+        return _error(
+            400, "the ledger refused this request's data; nothing was stored", [{"field": "", "message": exc.problem}]
+        )
+    except IngestUnavailable as exc:
+        cause = exc.__cause__ or exc
+        log.error("unsubscribes_not_stored", records=len(items), error=redact_text(f"{type(cause).__name__}: {cause}"))
+        return _unavailable(exc.message, exc.retry_after)
     except Exception as exc:
         log.error("unsubscribes_not_stored", records=len(items), error=redact_text(f"{type(exc).__name__}: {exc}"))
-        return _error(503, "the ledger is unavailable; nothing was stored, retry later")
+        return _unavailable("the ledger is unavailable")
     if len(items) == 1:
         log.info("unsubscribe_accepted", email=mask_email(items[0].email), salesforce_id=items[0].salesforce_id)
     else:
@@ -338,10 +382,13 @@ async def livez(_: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready while the ledger answers within PROBE_DEADLINE_SECONDS (then the Service stops sending here)."""
     state = request.app[STATE]
-    loop = asyncio.get_running_loop()
     try:
-        await loop.run_in_executor(state.executor, request.app[LEDGER].ping)
+        await state.probe("readyz", request.app[LEDGER].ping)
+    except TimeoutError:
+        problem = f"no answer within {PROBE_DEADLINE_SECONDS:g} s"
+        return web.json_response({"status": "unavailable", "ledger": problem}, status=503)
     except Exception as exc:
         return web.json_response({"status": "unavailable", "ledger": type(exc).__name__}, status=503)
     pusher = state.pusher
@@ -354,9 +401,14 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    loop = asyncio.get_running_loop()
-    body = await loop.run_in_executor(state.executor, request.app[METRICS].render)
+    """Always answers: ledger figures read within PROBE_DEADLINE_SECONDS, else the last ones, ledger_up 0."""
+    metrics = request.app[METRICS]
+    if metrics.ledger is not None:
+        try:
+            await request.app[STATE].probe("metrics", metrics.ledger.refresh)
+        except Exception:
+            metrics.ledger.mark_stale()
+    body = metrics.render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
@@ -418,7 +470,13 @@ def create_app(
             if result.enqueued and state.pusher is not None:
                 state.pusher.wake()
 
-        state.committer = GroupCommitter(ledger, state.executor, on_commit=committed)
+        state.committer = GroupCommitter(
+            ledger,
+            state.executor,
+            max_queued_items=config.worker.maxQueuedItems,
+            max_queue_wait=config.worker.maxQueueWaitSeconds,
+            on_commit=committed,
+        )
         state.committer.start()
         if state.pusher is not None:
             state.pusher.start()
@@ -429,6 +487,7 @@ def create_app(
         if state.pusher is not None:
             await state.pusher.stop()
         state.executor.shutdown(wait=True)
+        state.probe_executor.shutdown(wait=False, cancel_futures=True)  # a probe still waiting holds nothing
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_shutdown)

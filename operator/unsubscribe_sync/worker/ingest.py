@@ -3,6 +3,16 @@
 Each request waits until the transaction holding its items has committed, so a 202
 still means "durably stored"; while one commit is in flight the next requests gather
 and go together in the following one.
+
+Three rules keep one request from hurting the others:
+
+- the queue is bounded (``max_queued_items``): a request that finds it full is refused at once
+  (``QueueFull``, 503 with Retry-After), instead of the queue growing while the ledger is slow;
+- a request still queued after ``max_queue_wait`` seconds is withdrawn (nothing stored, 503); a
+  request whose commit is already in flight waits for that commit's outcome, which the ledger's
+  own deadlines bound, because only that outcome says whether it was stored;
+- a group commit that fails is retried request by request, so only a request whose data the
+  database refuses fails (``IngestRefused``, 400), and the others are stored.
 """
 
 from __future__ import annotations
@@ -11,8 +21,49 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass, field
 
 from unsubscribe_sync.ledger import IngestResult, Ledger, Unsubscribe
+from unsubscribe_sync.ledger.engine import refused_data as refusal
+from unsubscribe_sync.logs import get_logger
+
+log = get_logger(__name__)
+
+RETRY_AFTER_SECONDS = 5  # the database being away: a few seconds before the sender tries again
+QUEUE_FULL_RETRY_AFTER_SECONDS = 1  # a full queue drains within a commit or two
+
+
+class IngestUnavailable(Exception):
+    """Nothing was stored and the sender should retry later (503 with ``retry_after``)."""
+
+    def __init__(self, message: str, retry_after: int = RETRY_AFTER_SECONDS) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class QueueFull(IngestUnavailable):
+    """The ingest queue holds as many items as it may: refused at once, nothing stored."""
+
+
+class IngestRefused(Exception):
+    """The database refused this request's data (nothing of it stored): a retry would fail the same way (400)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+@dataclass(eq=False)
+class _Entry:
+    items: list[Unsubscribe]
+    future: asyncio.Future[None]
+    taken: bool = False
+    withdrawn: bool = False
+    size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.size = len(self.items)
 
 
 class GroupCommitter:
@@ -22,16 +73,32 @@ class GroupCommitter:
         executor: Executor,
         *,
         max_items: int = 5000,
+        max_queued_items: int = 20_000,
+        max_queue_wait: float | None = None,
         on_commit: Callable[[IngestResult], None] | None = None,
     ) -> None:
         self._ledger = ledger
         self._executor = executor
         self._max_items = max_items
+        self._max_queued_items = max_queued_items
+        self._max_queue_wait = max_queue_wait
         self._on_commit = on_commit
-        self._pending: deque[tuple[list[Unsubscribe], asyncio.Future[None]]] = deque()
+        self._pending: deque[_Entry] = deque()
+        self._queued = 0
+        self._in_flight = 0
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def queued_items(self) -> int:
+        """Items waiting for a commit (not yet in one)."""
+        return self._queued
+
+    @property
+    def in_flight_items(self) -> int:
+        """Items in the commit under way."""
+        return self._in_flight
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="group-commit")
@@ -44,25 +111,50 @@ class GroupCommitter:
             await self._task
 
     async def submit(self, items: list[Unsubscribe]) -> None:
-        """Store ``items``; returns once they are committed (raises what the ledger raised)."""
-        if self._stopping:
-            raise RuntimeError("the worker is shutting down")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((items, future))
-        self._wake.set()
-        await future
+        """Store ``items``; returns once they are committed.
 
-    def _take(self) -> list[tuple[list[Unsubscribe], asyncio.Future[None]]]:
-        taken: list[tuple[list[Unsubscribe], asyncio.Future[None]]] = []
+        Raises ``QueueFull`` / ``IngestUnavailable`` (nothing stored, retry later) or ``IngestRefused``.
+        """
+        if self._stopping:
+            raise IngestUnavailable("the worker is shutting down")
+        if self._queued + len(items) > self._max_queued_items:
+            raise QueueFull("the ingest queue is full", QUEUE_FULL_RETRY_AFTER_SECONDS)
+        entry = _Entry(items, asyncio.get_running_loop().create_future())
+        self._pending.append(entry)
+        self._queued += entry.size
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(entry.future), self._max_queue_wait)
+        except TimeoutError:
+            if entry.taken:
+                await entry.future  # in a commit already: its outcome is the truth
+                return
+            entry.withdrawn = True
+            self._queued -= entry.size
+            entry.future.cancel()
+            raise IngestUnavailable(f"waited {self._max_queue_wait:g} s for the ledger") from None
+
+    def _take(self) -> list[_Entry]:
+        taken: list[_Entry] = []
         count = 0
-        while self._pending and (not taken or count + len(self._pending[0][0]) <= self._max_items):
+        while self._pending and (not taken or count + self._pending[0].size <= self._max_items):
             entry = self._pending.popleft()
+            if entry.withdrawn:
+                continue
+            entry.taken = True
+            self._queued -= entry.size
             taken.append(entry)
-            count += len(entry[0])
+            count += entry.size
+        self._in_flight = count
         return taken
 
+    async def _ingest(self, items: list[Unsubscribe]) -> IngestResult:
+        result = await asyncio.get_running_loop().run_in_executor(self._executor, self._ledger.ingest, items)
+        if self._on_commit is not None:
+            self._on_commit(result)
+        return result
+
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             if not self._pending:
                 if self._stopping:
@@ -71,16 +163,49 @@ class GroupCommitter:
                 self._wake.clear()
                 continue
             batch = self._take()
-            items = [item for entry_items, _ in batch for item in entry_items]
-            try:
-                result = await loop.run_in_executor(self._executor, self._ledger.ingest, items)
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+            if not batch:
                 continue
-            if self._on_commit is not None:
-                self._on_commit(result)
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
+            try:
+                await self._ingest([item for entry in batch for item in entry.items])
+            except Exception as exc:
+                if len(batch) == 1:
+                    _fail(batch[0], exc)
+                else:
+                    await self._one_by_one(batch, exc)
+            else:
+                for entry in batch:
+                    _succeed(entry)
+            finally:
+                self._in_flight = 0
+
+    async def _one_by_one(self, batch: list[_Entry], group_error: Exception) -> None:
+        """Retry a failed group request by request; once the database proves away, the rest fail without a try."""
+        log.warning("group_commit_retried_per_request", requests=len(batch), error=type(group_error).__name__)
+        away: Exception | None = None
+        for entry in batch:
+            if away is not None:
+                _fail(entry, away)
+                continue
+            try:
+                await self._ingest(entry.items)
+            except Exception as exc:
+                _fail(entry, exc)
+                if refusal(exc) is None:
+                    away = exc
+            else:
+                _succeed(entry)
+
+
+def _succeed(entry: _Entry) -> None:
+    if not entry.future.done():
+        entry.future.set_result(None)
+
+
+def _fail(entry: _Entry, exc: Exception) -> None:
+    if entry.future.done():
+        return
+    problem = refusal(exc)
+    failure: Exception
+    failure = IngestRefused(problem) if problem is not None else IngestUnavailable("the ledger is unavailable")
+    failure.__cause__ = exc
+    entry.future.set_exception(failure)

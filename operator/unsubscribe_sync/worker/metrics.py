@@ -1,20 +1,22 @@
 """The worker's Prometheus metrics, in a registry of its own (several apps can live in one process).
 
 Figures that must survive restarts (backlog, nightly runs) are read from the ledger at
-scrape time by a collector; counters of this process's events are plain metrics.
+scrape time by a collector (with a deadline: a scrape never hangs on the database, it serves the
+last figures read, marked stale); counters of this process's events are plain metrics.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from unsubscribe_sync.ledger import Ledger
+from unsubscribe_sync.ledger import Ledger, LedgerStats
 from unsubscribe_sync.logs import get_logger
 
 log = get_logger(__name__)
@@ -22,25 +24,61 @@ log = get_logger(__name__)
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400, 2 * 86400)
 
 
+@dataclass(frozen=True)
+class LedgerSnapshot:
+    """The ledger's figures as last read (a scrape serves them; it never waits on the database)."""
+
+    stats: LedgerStats
+    last_success: dict[str, Any] | None
+    totals: dict[str, int]
+    read_at: float
+
+
 class LedgerCollector(Collector):
-    """Backlog and nightly-run figures, read from the ledger on each scrape."""
+    """Backlog and nightly-run figures from the ledger, served from the last successful read.
+
+    ``refresh`` (blocking: the worker runs it in a thread, with a deadline) reads the ledger; when a
+    read fails or is overdue ``mark_stale`` sets ``unsubscribe_sync_ledger_up`` to 0 and the last
+    known figures are still served (the scrape answers; the alert on ledger_up says they are stale).
+    """
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
+        self._snapshot: LedgerSnapshot | None = None
+        self._up = False
 
-    def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("unsubscribe_sync_ledger_up", "1 when the ledger could be read at this scrape")
+    def refresh(self) -> None:
         try:
-            stats = self._ledger.stats()
-            last = self._ledger.last_sync_run(successful_only=True)
-            totals = self._ledger.nightly_totals()
+            snapshot = LedgerSnapshot(
+                stats=self._ledger.stats(),
+                last_success=self._ledger.last_sync_run(successful_only=True),
+                totals=self._ledger.nightly_totals(),
+                read_at=time.time(),
+            )
         except Exception as exc:  # a scrape must not fail because the database is away
             log.warning("metrics_ledger_unavailable", error=type(exc).__name__)
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
+            self._up = False
+            raise
+        self._snapshot, self._up = snapshot, True
+
+    def mark_stale(self) -> None:
+        self._up = False
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "unsubscribe_sync_ledger_up", "1 when the ledger answered at this scrape; 0: ledger figures are stale"
+        )
+        up.add_metric([], 1 if self._up else 0)
         yield up
+        snapshot = self._snapshot
+        if snapshot is None:
+            return
+        read = GaugeMetricFamily(
+            "unsubscribe_sync_ledger_read_timestamp_seconds", "When the ledger figures served here were read"
+        )
+        read.add_metric([], snapshot.read_at)
+        yield read
+        stats, last, totals = snapshot.stats, snapshot.last_success, snapshot.totals
         backlog = GaugeMetricFamily("unsubscribe_sync_push_backlog", "Unsubscribes waiting to be written to Salesforce")
         backlog.add_metric([], stats.backlog)
         yield backlog
@@ -141,12 +179,15 @@ class WorkerMetrics:
             registry=r,
         )
         self.push_healthy.set(1)
+        self.ledger: LedgerCollector | None = None
         if ledger is not None:
-            r.register(LedgerCollector(ledger))
+            self.ledger = LedgerCollector(ledger)
+            r.register(self.ledger)
 
     def on_salesforce_request(self, operation: str, status: Any) -> None:
         """The Salesforce client's on_request hook (called from the client's thread)."""
         self.salesforce_requests.labels(operation=str(operation), status=str(status)).inc()
 
     def render(self) -> bytes:
+        """The exposition text; no I/O (ledger figures come from the last ``ledger.refresh()``)."""
         return generate_latest(self.registry)
