@@ -14,6 +14,7 @@ from typing import Any
 from unsubscribe_sync.api.config import Config, ConfigError
 from unsubscribe_sync.commands.common import BAD_CONFIG_EXIT, load_config_for
 from unsubscribe_sync.ledger import Ledger
+from unsubscribe_sync.ledger.connect import open_ledger
 from unsubscribe_sync.logs import get_logger, redact_text
 
 log = get_logger(__name__)
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config.worker.read_token()
-        ledger = Ledger.open(config.ledger.resolve_url())
+        ledger = open_ledger(config.ledger)
     except ConfigError as exc:
         print(f"unsubscribe-sync worker: {exc}", file=sys.stderr)
         return 2

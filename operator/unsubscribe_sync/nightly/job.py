@@ -43,6 +43,7 @@ from typing import Any
 from unsubscribe_sync.api.config import Config, ConfigError
 from unsubscribe_sync.api.push_field import nightly_target
 from unsubscribe_sync.ledger import Ledger, normalize_email
+from unsubscribe_sync.ledger.connect import open_ledger
 from unsubscribe_sync.logs import get_logger, mask_email, redact_text
 from unsubscribe_sync.nightly.guard import ChangeGuard
 from unsubscribe_sync.nightly.planner import Action, PlanEntry, plan_object
@@ -430,7 +431,7 @@ def run_nightly(
     try:
         if ledger is None:
             try:
-                ledger = Ledger.open(config.ledger.resolve_url())
+                ledger = open_ledger(config.ledger)
             except ConfigError as exc:
                 return state.summary("Failed", str(exc))
             except Exception as exc:  # the database refused: say so without echoing the URL

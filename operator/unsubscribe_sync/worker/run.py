@@ -7,6 +7,7 @@ from aiohttp import web
 
 from unsubscribe_sync.api.config import Config
 from unsubscribe_sync.ledger import Ledger
+from unsubscribe_sync.ledger.connect import open_ledger
 from unsubscribe_sync.logs import get_logger
 from unsubscribe_sync.worker.app import NightlyRunner, create_app
 from unsubscribe_sync.worker.public import create_public_app
@@ -49,7 +50,7 @@ def run_worker(
     unsubscribes are committed and the in-flight push batch finishes (or is handed back)."""
     own_ledger = ledger is None
     if ledger is None:
-        ledger = Ledger.open(config.ledger.resolve_url())
+        ledger = open_ledger(config.ledger)
     config.worker.read_token()  # fail at start, with a clear message, when the token file is unusable
     try:
         app = create_app(
