@@ -120,6 +120,9 @@ class WorkerConfig(_Section):
     maxQueueWaitSeconds: float = Field(default=10.0, gt=0)
     maxAttempts: int = Field(default=50, ge=1)
     leaseSeconds: float = Field(default=60.0, gt=0)
+    # Request-body bytes held in memory at once across the worker (each body is at most 1 MiB); a request that
+    # finds no room within the body-read timeout gets 503 with Retry-After.
+    maxBodyBytesInFlight: int = Field(default=32 * 1024 * 1024, ge=1024 * 1024)
 
     @property
     def host(self) -> str:

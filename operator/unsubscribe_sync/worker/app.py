@@ -18,6 +18,7 @@ from aiohttp import web
 from unsubscribe_sync.api.config import Config, ConfigError
 from unsubscribe_sync.ledger import IngestResult, Ledger
 from unsubscribe_sync.logs import get_logger, mask_email, redact_text
+from unsubscribe_sync.worker.body_budget import BodyBudget, BudgetExhausted
 from unsubscribe_sync.worker.ingest import RETRY_AFTER_SECONDS, GroupCommitter, IngestRefused, IngestUnavailable
 from unsubscribe_sync.worker.metrics import WorkerMetrics
 from unsubscribe_sync.worker.pusher import ClientFactory, OnRequest, PushClient, Pusher, PushPolicy
@@ -28,6 +29,8 @@ T = TypeVar("T")
 
 MAX_BODY_BYTES = 1024 * 1024
 BODY_READ_TIMEOUT_SECONDS = 10.0  # a client that stalls mid-body gets 408 (slow headers: see run.py)
+BODY_BUDGET_WAIT_SECONDS = BODY_READ_TIMEOUT_SECONDS  # a body that finds no room in the budget this long: 503
+BODY_BUDGET_RETRY_AFTER_SECONDS = 1
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -111,6 +114,7 @@ class WorkerState:
         self.pusher: Pusher | None = None
         self.nightly_runner: NightlyRunner | None = None
         self.nightly_running = False
+        self.body_budget: BodyBudget | None = None  # shared with the public listener's app
 
     async def probe(self, name: str, check: Callable[[], None]) -> None:
         """Run ``check`` on a probe thread, waiting at most PROBE_DEADLINE_SECONDS (then TimeoutError).
@@ -182,8 +186,27 @@ async def metrics_and_auth(
 
 
 async def _read_body(request: web.Request) -> bytes | web.Response:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+    """The body (at most MAX_BODY_BYTES), or the 413/408/503 answer.
+
+    Its bytes are reserved in the worker's body budget before it is read (the declared length, or
+    MAX_BODY_BYTES for a chunked body, the unused part given back once read) and held until the
+    request is answered: the body, its parsed JSON and its items stay bounded across all requests.
+    A request that finds no room within BODY_BUDGET_WAIT_SECONDS gets 503 with Retry-After.
+    """
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY_BYTES:
         return _error(413, f"body over {MAX_BODY_BYTES} bytes")
+    state = request.app.get(STATE)
+    budget = state.body_budget if state is not None else None
+    reservation = None
+    if budget is not None:
+        try:
+            wanted = MAX_BODY_BYTES if declared is None else declared
+            reservation = await budget.reserve_for_current_task(wanted, BODY_BUDGET_WAIT_SECONDS)
+        except BudgetExhausted:
+            response = _error(503, "too many request bodies in flight; nothing was stored, retry later")
+            response.headers["Retry-After"] = str(BODY_BUDGET_RETRY_AFTER_SECONDS)
+            return response
     chunks: list[bytes] = []
     size = 0
     try:
@@ -197,6 +220,8 @@ async def _read_body(request: web.Request) -> bytes | web.Response:
         response = _error(408, f"the body did not arrive within {BODY_READ_TIMEOUT_SECONDS:.0f} s")
         response.force_close()
         return response
+    if reservation is not None:
+        reservation.shrink(size)
     return b"".join(chunks)
 
 
@@ -450,6 +475,8 @@ def create_app(
     app[METRICS] = metrics
     app[TOKEN] = TokenSource(None if token else config.worker.tokenFile, token, recheck_seconds=token_recheck_seconds)
     app[STATE] = state
+    metrics.body_bytes_limit.set(config.worker.maxBodyBytesInFlight)
+    state.body_budget = BodyBudget(config.worker.maxBodyBytesInFlight, on_change=metrics.body_bytes_in_flight.set)
     factory = salesforce_client_factory or default_client_factory(config)
     policy = push_policy or PushPolicy.from_config(config.worker)
 
@@ -523,3 +550,8 @@ def pusher_of(app: web.Application) -> Pusher | None:
 
 def metrics_of(app: web.Application) -> WorkerMetrics:
     return app[METRICS]
+
+
+def body_budget_of(app: web.Application) -> BodyBudget | None:
+    """The budget on request-body bytes in flight (shared by the internal and the public listener)."""
+    return app[STATE].body_budget

@@ -178,6 +178,16 @@ class WorkerMetrics:
             ["route"],
             registry=r,
         )
+        self.body_bytes_in_flight = Gauge(
+            "unsubscribe_sync_http_body_bytes_in_flight",
+            "Request-body bytes reserved by requests being read or handled (bounded by worker.maxBodyBytesInFlight)",
+            registry=r,
+        )
+        self.body_bytes_limit = Gauge(
+            "unsubscribe_sync_http_body_bytes_limit",
+            "The budget on request-body bytes in flight (worker.maxBodyBytesInFlight)",
+            registry=r,
+        )
         self.push_healthy.set(1)
         self.ledger: LedgerCollector | None = None
         if ledger is not None:
