@@ -350,17 +350,17 @@ async def blackholed_worker(
         ledger.close()
 
 
-async def _status_when(
-    client: TestClient[Any, Any], method: str, path: str, wanted: int, **kwargs: Any
-) -> tuple[int, str, Any]:
-    """Repeat a request until it answers ``wanted`` (bounded): recovery may take a call or two."""
+async def _answer_when(
+    client: TestClient[Any, Any], method: str, path: str, wanted: Callable[[int, str], bool], **kwargs: Any
+) -> tuple[int, str]:
+    """Repeat a request until its answer is ``wanted`` (bounded): recovery may take a call or two."""
     for _ in range(50):
         resp = await client.request(method, path, **kwargs)
         body = await resp.text()
-        if resp.status == wanted:
-            return resp.status, body, resp.headers
+        if wanted(resp.status, body):
+            break
         await asyncio.sleep(0.1)
-    return resp.status, body, resp.headers
+    return resp.status, body
 
 
 @pytest.mark.postgres
@@ -394,13 +394,18 @@ async def test_worker_with_a_blackholed_database_answers_and_recovers_without_re
         assert (await client.get("/livez")).status == 200
 
         proxy.restore()
-        status, body, _ = await _status_when(client, "GET", "/readyz", 200)
+        status, body = await _answer_when(client, "GET", "/readyz", lambda status, _: status == 200)
         assert status == 200, body
-        status, body, _ = await _status_when(
-            client, "POST", "/v1/unsubscribes", 202, json={"email": "after@example.com"}, headers=AUTH
+        status, body = await _answer_when(
+            client,
+            "POST",
+            "/v1/unsubscribes",
+            lambda status, _: status == 202,
+            json={"email": "after@example.com"},
+            headers=AUTH,
         )
         assert status == 202, body
-        status, fresh, _ = await _status_when(client, "GET", "/metrics", 200)
+        _, fresh = await _answer_when(client, "GET", "/metrics", lambda _, body: "ledger_up 1.0" in body)
         assert "unsubscribe_sync_ledger_up 1.0" in fresh
     assert ledger.lookup("during@example.com") is None  # a 503 stored nothing
     assert ledger.lookup("after@example.com") is not None
@@ -411,20 +416,24 @@ async def test_worker_with_a_blackholed_database_answers_and_recovers_without_re
 
 
 @pytest.mark.postgres
-async def test_readyz_answers_within_its_probe_deadline_while_ledger_threads_are_blocked(
+async def test_probes_answer_while_every_ledger_thread_is_blocked(
     blackholed_worker: tuple[TestClient[Any, Any], Ledger], proxy: BlackholeProxy
 ) -> None:
-    """Many POSTs blocked on the ledger hold its threads; the probes have threads of their own."""
+    """Lookups and POSTs blocked on the ledger hold all its threads; the probes have threads of their own."""
     client, _ = blackholed_worker
     proxy.blackhole()
-    posts = [
+    blocked = [
+        asyncio.create_task(client.get(f"/v1/unsubscribes/l{i}@example.com", headers=AUTH)) for i in range(20)
+    ] + [
         asyncio.create_task(client.post("/v1/unsubscribes", json={"email": f"b{i}@example.com"}, headers=AUTH))
         for i in range(20)
     ]
-    await asyncio.sleep(0)
+    await asyncio.sleep(0.1)  # the requests are in (a head start, not a measurement)
     assert (await client.get("/readyz")).status == 503
-    assert (await client.get("/metrics")).status == 200
+    scrape = await client.get("/metrics")
+    assert scrape.status == 200 and "unsubscribe_sync_ledger_up 0.0" in await scrape.text()
     proxy.restore()
-    answers = [await p for p in posts]
-    assert {a.status for a in answers} <= {202, 503}
-    assert all(int(a.headers["Retry-After"]) >= 1 for a in answers if a.status == 503)
+    answers = [await b for b in blocked]
+    posts = answers[20:]
+    assert {a.status for a in posts} <= {202, 503}
+    assert all(int(a.headers["Retry-After"]) >= 1 for a in posts if a.status == 503)
