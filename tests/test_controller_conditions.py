@@ -75,6 +75,9 @@ def test_healthy_object_is_ready() -> None:
         ({"last_nightly": LastNightlySync(outcome="Failed", jobName="j2")}, "NightlySyncFailed"),
         ({"deployment": DeploymentState(2, 1, 1, True)}, "RolloutInProgress"),
         ({"login_refused": "login host evil.example is not allowed"}, "LoginHostNotAllowed"),
+        ({"api_refused": ("Secret sales/hook: 403 Forbidden: ...",)}, "APIRefused"),
+        ({"api_errors": ("Secret sales/hook: 503 ServiceUnavailable",)}, "APIUnavailable"),
+        ({"credentials_unreadable": "Secret sales/sf: 403 Forbidden"}, "SecretNotReadable"),
     ],
 )
 def test_ready_is_false_with_the_first_reason(change: dict[str, object], ready_reason: str) -> None:

@@ -6,10 +6,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import aiohttp
+import kopf
+import pytest
 import pytest_asyncio
 
-from tests.fixtures.kube import FaultyClusterEmulator, RunningCluster, running_faulty_cluster, start_operator, wait_for
-from tests.test_operator import CR_PATH, NS, Client, children_present, cr
+from tests.fixtures.kube import (
+    Fault,
+    FaultyClusterEmulator,
+    RunningCluster,
+    running_faulty_cluster,
+    start_operator,
+    wait_for,
+)
+from tests.test_operator import CR_PATH, NS, Client, children_present, condition, cr, usync
+from unsubscribe_sync.controller.kubeapi import KubeApi, KubeApiError
 
 
 @pytest_asyncio.fixture
@@ -56,3 +66,115 @@ async def test_a_child_deleted_during_a_watch_gap_is_repaired_after_the_relist(
         assert restored["spec"] == before["spec"]
     finally:
         await running.stopped()
+
+
+# ---- 3: transient API errors, refusals, retries ---------------------------------------------------------
+STATUS_PATH = f"{CR_PATH}/acme/status"
+
+
+async def test_a_transient_write_error_costs_seconds_not_a_minute(faulty: RunningCluster, client: Client) -> None:
+    """A status write failing with 500 (more often than the client retries) is retried by the handler within
+    seconds; a spec change made meanwhile is applied at once, not after kopf's 60 s default backoff."""
+    fault = emulator(faulty).inject(Fault(500, path=STATUS_PATH, method="PATCH", times=6))
+    running = await start_operator(faulty)
+    try:
+        await client.secrets()
+        await client.post(CR_PATH, cr())
+        await wait_for(lambda: fault.hits >= 4, what="the first status write failing")
+        await client.patch(f"{CR_PATH}/acme", {"spec": {"nightlySync": {"enabled": False}}})
+        await wait_for(
+            lambda: (faulty.emulator.get("batch/v1/cronjobs", NS, "acme-nightly-sync") or {})
+            .get("spec", {})
+            .get("suspend"),
+            timeout=15,
+            what="the spec change applied",
+        )
+        obj = await wait_for(
+            lambda: (o := usync(faulty)) and o.get("status", {}).get("observedGeneration") == 2 and o,
+            timeout=15,
+            what="status of generation 2",
+        )
+        assert condition(obj, "NightlySyncSucceeded")["reason"] == "NightlySyncDisabled"  # type: ignore[index]
+        events = faulty.emulator.list("v1/events", NS)
+        assert any(e["reason"] == "StatusWriteFailed" and e["type"] == "Warning" for e in events)
+    finally:
+        await running.stopped()
+
+
+async def test_a_refused_secret_read_becomes_conditions_and_an_event(faulty: RunningCluster, client: Client) -> None:
+    forbidden = 'secrets "acme-salesforce" is forbidden: User "system:serviceaccount:ops:usync" cannot get resource'
+    emulator(faulty).inject(
+        Fault(403, path=f"/api/v1/namespaces/{NS}/secrets/acme-salesforce", method="GET", times=None, message=forbidden)
+    )
+    running = await start_operator(faulty)
+    try:
+        await client.secrets()
+        await client.post(CR_PATH, cr())
+        credentials = await wait_for(
+            lambda: (c := condition(usync(faulty), "CredentialsValid")) and c["reason"] == "SecretNotReadable" and c,
+            what="SecretNotReadable",
+        )
+        assert credentials["status"] == "False" and forbidden in credentials["message"]
+        stalled = condition(usync(faulty), "Stalled")
+        assert stalled is not None and (stalled["status"], stalled["reason"]) == ("True", "APIRefused")
+        assert forbidden in stalled["message"]
+        await wait_for(
+            lambda: any(
+                e["reason"] == "SecretNotReadable" and e["type"] == "Warning"
+                for e in faulty.emulator.list("v1/events", NS)
+            ),
+            what="a Warning event",
+        )
+        assert children_present(faulty)  # the children do not depend on reading the Secret
+
+        emulator(faulty).clear_faults()  # RBAC fixed: no change to the resource is needed
+        await wait_for(
+            lambda: (c := condition(usync(faulty), "CredentialsValid")) and c["reason"] == "PreflightDisabled",
+            what="recovered",
+        )
+        stalled = condition(usync(faulty), "Stalled")
+        assert stalled is not None and stalled["status"] == "False"
+    finally:
+        await running.stopped()
+
+
+@pytest.mark.parametrize(
+    ("fault", "retried_after"),
+    [
+        (Fault(503, times=2), [0.2, 0.4]),
+        (Fault(429, times=1, retry_after=3), [3.0]),
+        (Fault(500, times=1, retry_after=600), [5.0]),  # capped
+        (Fault(0, times=2), [0.2, 0.4]),  # connection dropped
+    ],
+    ids=["5xx-backoff", "429-retry-after", "retry-after-capped", "dropped-connection"],
+)
+async def test_the_client_retries_transient_failures(
+    faulty: RunningCluster, fault: Fault, retried_after: list[float]
+) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    fault.path = f"/api/v1/namespaces/{NS}/configmaps"
+    emulator(faulty).inject(fault)
+    api = KubeApi(lambda: kopf.ConnectionInfo(server=faulty.url), sleep=sleep)
+    try:
+        created = await api.create(f"/api/v1/namespaces/{NS}/configmaps", {"metadata": {"name": "x"}, "data": {}})
+        assert created["metadata"]["name"] == "x"
+    finally:
+        await api.close()
+    assert slept == retried_after
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 409, 422])
+async def test_the_client_does_not_retry_refusals(faulty: RunningCluster, status: int) -> None:
+    emulator(faulty).inject(Fault(status, path=f"/api/v1/namespaces/{NS}/configmaps", times=None))
+    api = KubeApi(lambda: kopf.ConnectionInfo(server=faulty.url))
+    try:
+        with pytest.raises(KubeApiError) as excinfo:
+            await api.create(f"/api/v1/namespaces/{NS}/configmaps", {"metadata": {"name": "x"}, "data": {}})
+    finally:
+        await api.close()
+    assert excinfo.value.status == status
+    assert sum(api.requests.values()) == 1

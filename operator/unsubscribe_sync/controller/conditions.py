@@ -78,6 +78,9 @@ class StatusInputs:
     push_field: str | None = None
     credentials_secret: str | None = None  # "namespace/name" of the Salesforce credentials Secret
     missing_secrets: tuple[str, ...] = ()  # referenced Secrets that do not exist ("namespace/name")
+    credentials_unreadable: str | None = None  # the API server would not give the credentials Secret: why
+    api_refused: tuple[str, ...] = ()  # reads the API server refused (403, ...): retrying alone will not help
+    api_errors: tuple[str, ...] = ()  # reads that failed for now (5xx, 429, no answer): retried
     preflight: PreflightResult | None = None  # None: not run yet
     preflight_enabled: bool = True
     deployment: DeploymentState | None = None
@@ -105,6 +108,8 @@ def format_validation_error(exc: ValidationError, prefix: str = "spec") -> str:
 def _credentials(inputs: StatusInputs) -> Verdict:
     if inputs.login_refused:
         return Verdict("False", LOGIN_HOST_NOT_ALLOWED, inputs.login_refused)
+    if inputs.credentials_unreadable:
+        return Verdict("False", "SecretNotReadable", inputs.credentials_unreadable)
     if inputs.credentials_secret and inputs.credentials_secret in inputs.missing_secrets:
         return Verdict("False", "SecretNotFound", f"Secret {inputs.credentials_secret} not found")
     if not inputs.preflight_enabled:
@@ -119,7 +124,7 @@ def _field(inputs: StatusInputs, credentials: Verdict) -> Verdict:
         return Verdict("Unknown", "PreflightDisabled", "the Salesforce preflight is turned off in the operator")
     if credentials.reason == LOGIN_HOST_NOT_ALLOWED:
         return Verdict("Unknown", LOGIN_HOST_NOT_ALLOWED, "no Salesforce describe for a login host not allowed")
-    if credentials.reason == "SecretNotFound":
+    if credentials.reason in ("SecretNotFound", "SecretNotReadable"):
         return Verdict("Unknown", "CredentialsUnavailable", "cannot describe Salesforce objects without credentials")
     if inputs.preflight is None:
         return Verdict("Unknown", "PreflightPending", "waiting for the first Salesforce describe")
@@ -165,16 +170,20 @@ def _stalled(inputs: StatusInputs) -> Verdict:
         return Verdict("True", "InvalidSpec", inputs.spec_error)
     if inputs.login_refused:
         return Verdict("True", LOGIN_HOST_NOT_ALLOWED, f"{inputs.login_refused}; the children are left as they were")
+    if inputs.api_refused:
+        return Verdict("True", "APIRefused", "; ".join(inputs.api_refused))
     if inputs.child_rejected:
         return Verdict("True", "ChildRejected", "; ".join(inputs.child_rejected))
     return Verdict("False", "Reconciled", "")
 
 
 def _reconciling(inputs: StatusInputs, credentials: Verdict) -> Verdict:
-    if inputs.spec_error or inputs.login_refused or inputs.child_rejected:
+    if inputs.spec_error or inputs.login_refused or inputs.api_refused or inputs.child_rejected:
         return Verdict("False", "Stalled", "")
     if inputs.child_errors:
         return Verdict("True", "RetryingWrites", "; ".join(inputs.child_errors))
+    if inputs.api_errors:
+        return Verdict("True", "APIUnavailable", "; ".join(inputs.api_errors))
     if credentials.reason == "PreflightPending":
         return Verdict("True", "PreflightPending", credentials.message)
     state = inputs.deployment

@@ -4,6 +4,11 @@ Why not the ``kubernetes`` client: it is synchronous (every call would need a th
 models add nothing for unstructured children. The operator uses the very credentials kopf logs in with
 (a ``kopf.ConnectionInfo``, from ``kopf.login_via_client`` in production) and speaks plain REST through
 aiohttp: GET, POST (create), PATCH (JSON merge patch). No PUT and no server-side apply are needed.
+
+Transient failures (429, 500/502/503/504, a dropped or timed-out connection) are retried a few times with
+capped exponential backoff, honouring the server's ``Retry-After``, so that one bad answer costs a second,
+not a reconcile. Everything the server refuses (400, 403, 404, 409, 422, ...) is raised at once. Retrying
+a POST is safe here: a create that did land answers 409 on the retry, which the reconciler resolves.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import os
 import ssl
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
 
 import aiohttp
 import kopf
@@ -24,14 +30,49 @@ import kopf
 MERGE_PATCH = "application/merge-patch+json"
 
 
-class KubeApiError(Exception):
-    """A request the API server refused; the message is the server's, which never holds Secret data."""
+RETRYABLE: Final = frozenset({429, 500, 502, 503, 504})
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+
+class KubeApiError(Exception):
+    """A request the API server refused; the message is the server's, which never holds Secret data.
+
+    ``status`` 0 means no answer at all (connection refused, dropped or timed out).
+    """
+
+    def __init__(self, status: int, reason: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:
+        """Whether asking again later may succeed without anyone changing anything."""
+        return self.status == 0 or self.status in RETRYABLE
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4  # in all, the first one included
+    first_delay: float = 0.2
+    max_delay: float = 5.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based); Retry-After wins, capped."""
+        if retry_after is not None and retry_after >= 0:
+            return min(retry_after, self.max_delay)
+        return min(self.first_delay * 2 ** (attempt - 1), self.max_delay)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """The Retry-After header as seconds (the API server sends whole seconds; dates are not used by it)."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
 
 
 def _materialise(data: str | bytes | None, suffix: str) -> str | None:
@@ -78,8 +119,13 @@ class KubeApi:
         *,
         timeout: float = 30.0,
         limit: int = 32,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self._connection = connection
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self.retried: Counter[int] = Counter()  # retries by status (0: no answer)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._limit = limit
         self._session: aiohttp.ClientSession | None = None
@@ -121,6 +167,20 @@ class KubeApi:
         content_type: str = "application/json",
         params: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
+        attempt = 1
+        while True:
+            try:
+                return await self._once(method, path, body=body, content_type=content_type, params=params)
+            except KubeApiError as exc:
+                if not exc.transient or attempt >= self._retry.attempts:
+                    raise
+                self.retried[exc.status] += 1
+                await self._sleep(self._retry.delay(attempt, exc.retry_after))
+                attempt += 1
+
+    async def _once(
+        self, method: str, path: str, *, body: Any, content_type: str, params: Mapping[str, str] | None
+    ) -> dict[str, Any]:
         session, info = await self._ensure()
         headers = self._headers(info)
         data = None
@@ -129,18 +189,22 @@ class KubeApi:
             data = json.dumps(body)
         self.requests[method] += 1
         url = info.server.rstrip("/") + path
-        async with session.request(method, url, data=data, headers=headers, params=params) as response:
-            text = await response.text()
-            if response.status >= 400:
-                try:
-                    payload = json.loads(text)
-                    reason = str(payload.get("reason") or response.reason)
-                    message = str(payload.get("message") or "")
-                except ValueError:
-                    reason, message = str(response.reason), text[:200]
-                raise KubeApiError(response.status, reason, message)
-            result = json.loads(text) if text else {}
-            return result if isinstance(result, dict) else {}
+        try:
+            async with session.request(method, url, data=data, headers=headers, params=params) as response:
+                text = await response.text()
+                if response.status >= 400:
+                    try:
+                        payload = json.loads(text)
+                        reason = str(payload.get("reason") or response.reason)
+                        message = str(payload.get("message") or "")
+                    except (ValueError, AttributeError):
+                        reason, message = str(response.reason), text[:200]
+                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                    raise KubeApiError(response.status, reason, message, retry_after)
+                result = json.loads(text) if text else {}
+                return result if isinstance(result, dict) else {}
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            raise KubeApiError(0, "NoAnswer", f"{method} {path}: {type(exc).__name__} {exc}".strip()) from None
 
     async def get(self, path: str) -> dict[str, Any] | None:
         """The object at ``path``, or None when it does not exist."""

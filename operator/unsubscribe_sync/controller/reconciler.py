@@ -99,11 +99,21 @@ class PreflightEntry:
     result: PreflightResult
 
 
+@dataclass(frozen=True)
+class SecretCheck:
+    """What reading the referenced Secrets found (names as "namespace/name")."""
+
+    missing: tuple[str, ...] = ()
+    refused: tuple[str, ...] = ()  # reads the API server refused (e.g. 403): "Secret ns/x: <server message>"
+    errors: tuple[str, ...] = ()  # reads that failed for now (5xx, 429, no answer) after the client's retries
+    credentials_unreadable: str | None = None  # why the credentials Secret could not be read
+
+
 @dataclass
 class OwnerState:
     """What the operator remembers of one UnsubscribeSync between reconciles (in memory only)."""
 
-    missing_secrets: tuple[str, ...] | None = None  # None: not checked yet
+    secrets: SecretCheck | None = None  # None: not checked yet
     preflight: PreflightEntry | None = None
     job_messages: dict[str, str | None] = field(default_factory=dict)  # Job uid -> termination message
     full_done: bool = False  # a full reconcile has run since the operator started
@@ -292,12 +302,13 @@ class Reconciler:
         state.full_done = state.full_done or full
 
         if refused is not None:
-            state.missing_secrets = None  # checked again once the host is allowed
-        elif full or state.missing_secrets is None:
-            state.missing_secrets, credentials_secret = await self._check_secrets(namespace, spec, state)
+            state.secrets = None  # checked again once the host is allowed
+        elif full or state.secrets is None:
+            state.secrets, credentials_secret = await self._check_secrets(namespace, spec)
             if full and credentials_secret is not None:
                 await self._maybe_preflight(spec, generation, credentials_secret, f"{namespace}/{name}", state)
-        missing = state.missing_secrets or ()
+        secrets = state.secrets or SecretCheck()
+        missing = secrets.missing
 
         deployment = self._lookup(indexes, kinds.DEPLOYMENT, namespace, ChildNames(name).push_worker)
         run = latest_job(self._jobs(indexes, namespace, ChildNames(name).nightly_sync), ChildNames(name).nightly_sync)
@@ -311,6 +322,9 @@ class Reconciler:
             push_field=effective_push_field(spec, preflight.discovered_field if preflight else None),
             credentials_secret=f"{namespace}/{spec.salesforce.credentialsSecretRef.name}",
             missing_secrets=missing,
+            credentials_unreadable=secrets.credentials_unreadable,
+            api_refused=secrets.refused,
+            api_errors=secrets.errors,
             preflight=preflight,
             preflight_enabled=self.options.preflight_interval > 0,
             deployment=DeploymentState.from_object(deployment),
@@ -320,12 +334,14 @@ class Reconciler:
             child_errors=tuple(errors),
             child_rejected=tuple(rejected),
         )
-        await self._write_status(owner, current, inputs)
+        status_error = await self._write_status(owner, current, inputs)
         if refused is not None:
             return Outcome("stalled", refused, writes=writes)
-        if missing or errors:
-            parts = [f"Secret {s} not found" for s in missing] + errors
-            return Outcome("temporary_error", "; ".join(parts), writes=writes, retry=True)
+        problems = [f"Secret {s} not found" for s in missing] + errors + list(secrets.errors)
+        problems += [status_error] if status_error else []
+        if problems or secrets.refused:
+            # A refused Secret read (RBAC) can be fixed without any change to the resource: keep asking, slowly.
+            return Outcome("temporary_error", "; ".join(problems + list(secrets.refused)), writes=writes, retry=True)
         if rejected:
             return Outcome("stalled", "; ".join(rejected), writes=writes)
         return Outcome("success", writes=writes)
@@ -338,7 +354,9 @@ class Reconciler:
         watch cache (the periodic resync: it also repairs drift whose watch event was lost)."""
         meta = owner.get("metadata") or {}
         namespace, name = str(meta.get("namespace")), str(meta.get("name"))
-        writes, errors, rejected = 0, [], []
+        writes = 0
+        errors: list[str] = []
+        rejected: list[str] = []
         wanted: set[tuple[str, str]] = set()
         for manifest in desired_children(name, namespace, spec, image=self.options.image):
             kopf.append_owner_reference(manifest, owner=_owner_body(owner))
@@ -347,7 +365,12 @@ class Reconciler:
             child = str(desired["metadata"]["name"])
             wanted.add((kind.plural, child))
             if fresh:
-                actual = await self.api.get(kind.path(namespace, child))
+                try:
+                    actual = await self.api.get(kind.path(namespace, child))
+                except KubeApiError as exc:
+                    text = f"{kind.kind} {child}: {exc.message or exc.reason}"
+                    (errors if exc.transient else rejected).append(text)
+                    continue
             else:
                 actual = self._lookup(indexes, kind, namespace, child)
             write = plan_write(desired, actual)
@@ -361,7 +384,7 @@ class Reconciler:
                     text = (
                         f"{kind.kind} {child}: {kind.api_version} {kind.plural} is not served here (CRD not installed?)"
                     )
-                if exc.status in (400, 403, 404, 422):
+                if not exc.transient and exc.status != 409:
                     rejected.append(text)
                 else:
                     errors.append(text)
@@ -471,20 +494,35 @@ class Reconciler:
 
     # ---- secrets and preflight -------------------------------------------------------------------
     async def _check_secrets(
-        self, namespace: str, spec: UnsubscribeSyncSpec, state: OwnerState
-    ) -> tuple[tuple[str, ...], dict[str, Any] | None]:
+        self, namespace: str, spec: UnsubscribeSyncSpec
+    ) -> tuple[SecretCheck, dict[str, Any] | None]:
+        """Read each referenced Secret: which are missing, which the API server would not give, and the
+        credentials Secret's object (for the preflight). Only names and the server's messages are kept."""
         names = [spec.salesforce.credentialsSecretRef.name, spec.pushWorker.webhookSecretRef.name]
         if spec.ledger.databaseSecretRef is not None:
             names.append(spec.ledger.databaseSecretRef.name)
         missing: list[str] = []
+        refused: list[str] = []
+        errors: list[str] = []
+        unreadable: str | None = None
         credentials: dict[str, Any] | None = None
         for secret_name in dict.fromkeys(names):
-            secret = await self.api.get(kinds.SECRET.path(namespace, secret_name))
+            ref = f"{namespace}/{secret_name}"
+            try:
+                secret = await self.api.get(kinds.SECRET.path(namespace, secret_name))
+            except KubeApiError as exc:
+                text = f"Secret {ref}: {exc.status} {exc.reason}: {exc.message}".rstrip(": ")
+                (errors if exc.transient else refused).append(text)
+                if secret_name == spec.salesforce.credentialsSecretRef.name:
+                    unreadable = text
+                log.warning("cannot read secret", namespace=namespace, secret=secret_name, status=exc.status)
+                continue
             if secret is None:
-                missing.append(f"{namespace}/{secret_name}")
+                missing.append(ref)
             elif secret_name == spec.salesforce.credentialsSecretRef.name:
                 credentials = secret
-        return tuple(missing), credentials
+        check = SecretCheck(tuple(missing), tuple(refused), tuple(errors), unreadable)
+        return check, credentials
 
     async def _maybe_preflight(
         self, spec: UnsubscribeSyncSpec, generation: int, secret: Mapping[str, Any], secret_ref: str, state: OwnerState
@@ -504,7 +542,10 @@ class Reconciler:
         self.metrics.preflights.labels(result.field.reason).inc()
 
     # ---- status --------------------------------------------------------------------------------
-    async def _write_status(self, owner: Mapping[str, Any], current: Mapping[str, Any], inputs: StatusInputs) -> None:
+    async def _write_status(
+        self, owner: Mapping[str, Any], current: Mapping[str, Any], inputs: StatusInputs
+    ) -> str | None:
+        """Write the status when it changed; returns why it could not be written (an Event says so too)."""
         meta = owner.get("metadata") or {}
         namespace, name = str(meta.get("namespace")), str(meta.get("name"))
         previous = current.get("status") or {}
@@ -513,16 +554,20 @@ class Reconciler:
         self.metrics.resources.ready[(namespace, name)] = bool(ready and ready["status"] == "True")
         patch = status_patch(previous, new)
         if patch is None:
-            return
+            return None
         try:
             written = await self.api.merge_patch(kinds.USYNC.path(namespace, name, "status"), {"status": patch})
         except KubeApiError as exc:
             if exc.status == 404:  # deleted meanwhile: nothing to report on
-                return
-            raise
+                return None
+            text = f"status not written: {exc.status} {exc.reason}: {exc.message}".rstrip(": ")
+            log.warning("status write failed", namespace=namespace, name=name, status=exc.status, error=exc.message)
+            _post(_owner_body(owner), "StatusWriteFailed", text, warning=True)
+            return text
         self.metrics.status_writes.inc()
         self._written[(kinds.USYNC.plural, namespace, name)] = written
         self._post_events(owner, previous.get("conditions") or [], new["conditions"])
+        return None
 
     def _post_events(self, owner: Mapping[str, Any], before: list[Any], after: list[dict[str, Any]]) -> None:
         body = _owner_body(owner)
@@ -535,13 +580,18 @@ class Reconciler:
             if first and (healthy or status == "Unknown"):
                 continue  # a condition appearing in a fine or undecided state is not news
             message = f"{condition['type']}={status}: {condition['message']}".strip().rstrip(":")
-            try:
-                if healthy or status == "Unknown":
-                    kopf.info(body, reason=condition["reason"], message=message)
-                else:
-                    kopf.warn(body, reason=condition["reason"], message=message)
-            except LookupError:  # outside a running operator (no posting queue): nothing to post to
-                pass
+            _post(body, condition["reason"], message, warning=not (healthy or status == "Unknown"))
+
+
+def _post(body: Any, reason: str, message: str, *, warning: bool) -> None:
+    """Post a Kubernetes Event about ``body`` through kopf's posting queue (retried by kopf)."""
+    try:
+        if warning:
+            kopf.warn(body, reason=reason, message=message)
+        else:
+            kopf.info(body, reason=reason, message=message)
+    except LookupError:  # outside a running operator (no posting queue): nothing to post to
+        pass
 
 
 def _owner_body(owner: Mapping[str, Any]) -> Any:

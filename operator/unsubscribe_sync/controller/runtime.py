@@ -69,6 +69,9 @@ def build_settings(options: OperatorOptions) -> kopf.OperatorSettings:
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
     settings.networking.connect_timeout = 10
+    # A handler that fails unexpectedly is retried in a few seconds, not kopf's default minute (a spec change
+    # made meanwhile would wait for it). Known temporary problems set their own delays (TemporaryError).
+    settings.execution.default_backoff = 5
     # The CRD's structural schema would prune status.kopf: keep kopf's state in annotations of our own.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
