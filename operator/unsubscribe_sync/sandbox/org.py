@@ -67,6 +67,7 @@ class Org:
         self.bulk_processing_s = bulk_processing_s
         self.clock_offset_s = 0.0  # advance_clock() moves the org's time ahead of the wall clock
         self._last_stamp = ""
+        self._last_ms = -1
         self.schemas: dict[str, ObjectSchema] = default_schemas()
         self.tables: dict[str, Table] = {
             name: Table(schema, IdMinter(KEY_PREFIXES[name]), self.stamp) for name, schema in self.schemas.items()
@@ -125,8 +126,11 @@ class Org:
     def stamp(self) -> str:
         """The org's time as a datetime value, never earlier than the last one handed out (several writes in one
         millisecond share a stamp, as in Salesforce; a poll by SystemModstamp never sees time go back)."""
-        current = format_datetime(dt.datetime.fromtimestamp(self.now(), dt.UTC))
-        self._last_stamp = max(current, self._last_stamp)
+        millisecond = int(self.now() * 1000)
+        if millisecond != self._last_ms:  # formatting once a millisecond keeps bulk writes cheap
+            self._last_ms = millisecond
+            current = format_datetime(dt.datetime.fromtimestamp(millisecond / 1000, dt.UTC))
+            self._last_stamp = max(current, self._last_stamp)
         return self._last_stamp
 
     def _canonical_values(self, table: Table, values: dict[str, Any]) -> dict[str, Any]:
@@ -148,10 +152,7 @@ class Org:
 
     def _touch(self, table: Table, row: int) -> None:
         """A change by the org's user: LastModifiedDate, SystemModstamp and LastModifiedById move."""
-        stamp = self.stamp()
-        table.set(row, "LastModifiedDate", stamp)
-        table.set(row, "SystemModstamp", stamp)
-        table.set(row, "LastModifiedById", USER_ID)
+        table.touch(row, self.stamp(), USER_ID)
 
 
     def _select(self, soql: str, include_deleted: bool) -> Selection:

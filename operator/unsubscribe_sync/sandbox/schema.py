@@ -154,6 +154,20 @@ class ObjectSchema:
     name: str
     standard: list[FieldDef]
     custom: dict[str, FieldDef] = field(default_factory=dict)
+    _by_name: dict[str, FieldDef] | None = field(default=None, init=False, repr=False)  # canonical name -> field
+    _by_lower: dict[str, FieldDef] | None = field(default=None, init=False, repr=False)  # lower-case name -> field
+
+    def _index(self) -> tuple[dict[str, FieldDef], dict[str, FieldDef]]:
+        """Name indexes, rebuilt after a custom field changes (every write looks fields up)."""
+        if self._by_name is None or self._by_lower is None:
+            fields = self.all_fields()
+            self._by_name = {f.name: f for f in fields}
+            self._by_lower = {f.name.lower(): f for f in fields}
+        return self._by_name, self._by_lower
+
+    def field_named(self, name: str) -> FieldDef:
+        """The field with this canonical API name (hidden ones too); KeyError when there is none."""
+        return self._index()[0][name]
 
     @property
     def key_prefix(self) -> str:
@@ -167,17 +181,16 @@ class ObjectSchema:
 
     def lookup(self, name: str) -> FieldDef | None:
         """The visible field with this API name (case-insensitive), else None: hidden looks like missing."""
-        lowered = name.lower()
-        for f in self.all_fields():
-            if f.name.lower() == lowered:
-                return f if f.visible else None
-        return None
+        found = self._index()[1].get(name.lower())
+        return found if found is not None and found.visible else None
 
     def set_custom(self, definition: FieldDef) -> None:
         self.custom[definition.name] = definition
+        self._by_name = self._by_lower = None
 
     def remove_custom(self, name: str) -> None:
         self.custom.pop(name, None)
+        self._by_name = self._by_lower = None
 
     def describe_global(self, version: str) -> dict[str, Any]:
         """The describe-global entry: every key real `GET sobjects` gives each object."""

@@ -162,6 +162,18 @@ class Table:
         rows = self._stamp_rows
         return sorted({rows[i] for i in range(at, len(log)) if stamps[rows[i]] == log[i]})
 
+    def touch(self, row: int, stamp: str, user: str) -> None:
+        """Stamp a changed row: LastModifiedDate and SystemModstamp (logged), LastModifiedById."""
+        log = self._stamp_log
+        if log and stamp >= log[-1] and len(log) <= 2 * len(self.ids) + 10_000:  # the usual case, inline
+            log.append(stamp)
+            self._stamp_rows.append(row)
+        else:
+            self._log_stamp(row, stamp)
+        self.columns[MODSTAMP][row] = stamp
+        self.columns["LastModifiedDate"][row] = stamp
+        self.columns["LastModifiedById"][row] = user
+
     def set(self, row: int, name: str, value: Any) -> None:
         column = self.columns[name]
         if name == MODSTAMP:

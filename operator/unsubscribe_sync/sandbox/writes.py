@@ -84,8 +84,7 @@ def prepare_write(
         return RecordError("ENTITY_IS_DELETED", "entity is deleted")
     if sobject == "Lead" and table.columns["IsConverted"][row]:
         return RecordError("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead")
-    definitions = {f.name: f for f in table.schema.all_fields()}
-    readonly = [name for name in values if not definitions[name].updateable]
+    readonly = [name for name in values if not table.schema.field_named(name).updateable]
     if readonly:
         return RecordError(
             "INVALID_FIELD_FOR_INSERT_UPDATE",
