@@ -316,6 +316,7 @@ def _problems_for(spec_changes: dict[str, Any], metadata: dict[str, Any] | None 
         {"pushWorker.webhookSecretRef": {"name": "hooks.acme-1", "key": "webhook_token.v2"}},
         {"nightlySync.maxChangeRatio": 0.05, "nightlySync.maxChanges": 0},
         {"nightlySync.maxChangeRatio": 1},  # an integer where a number is expected
+        {"publicEndpoint": {"baseUrl": "https://unsub.example.com"}, "oneClick": {"keySecretRef": {"name": "oc"}}},
     ],
 )
 def test_cel_accepts_good_specs(changes: dict[str, Any]) -> None:
@@ -336,6 +337,13 @@ def test_cel_accepts_good_specs(changes: dict[str, Any]) -> None:
         ({"salesforce.credentialsSecretRef": {"name": "Not_A_Name"}}, None, "credentialsSecretRef.name", "Secret"),
         ({"pushWorker.webhookSecretRef": {"name": "", "key": "token"}}, None, "webhookSecretRef.name", "Secret"),
         ({"ledger.databaseSecretRef": {"name": "db", "key": "a/b"}}, None, "databaseSecretRef.key", "Secret key"),
+        ({"oneClick": {"keySecretRef": {"name": "oc"}}}, None, "spec.oneClick", "publicEndpoint"),
+        (
+            {"publicEndpoint": {"baseUrl": "https://u.example.com"}, "oneClick": {"keySecretRef": {"name": "Bad_Name"}}},
+            None,
+            "keySecretRef.name",
+            "Secret",
+        ),
         ({}, {"name": "x" * 40}, "metadata.name", "39"),
         ({}, {"name": "1acme"}, "metadata.name", "DNS-1035"),
     ],

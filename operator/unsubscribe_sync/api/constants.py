@@ -36,9 +36,12 @@ WEBHOOK_TOKEN_DIR: Final = "/etc/unsubscribe-sync/webhook"
 WEBHOOK_TOKEN_FILE: Final = f"{WEBHOOK_TOKEN_DIR}/token"
 LEDGER_URL_DIR: Final = "/etc/unsubscribe-sync/ledger"
 LEDGER_URL_FILE: Final = f"{LEDGER_URL_DIR}/url"
+ONE_CLICK_KEYS_DIR: Final = "/etc/unsubscribe-sync/oneclick"
+ONE_CLICK_KEYS_FILE: Final = f"{ONE_CLICK_KEYS_DIR}/keys"
 SQLITE_DIR: Final = "/var/lib/unsubscribe-sync"
 SQLITE_URL: Final = f"sqlite:///{SQLITE_DIR}/ledger.db"
 
 WORKER_PORT: Final = 8080  # webhook API, /livez, /readyz, /metrics
+PUBLIC_PORT: Final = 8081  # the worker's public listener: one-click links, sender webhooks
 OPERATOR_HEALTH_PORT: Final = 8080  # kopf liveness endpoint /healthz
 OPERATOR_METRICS_PORT: Final = 9090  # operator /metrics

@@ -124,6 +124,33 @@ class MonitoringSpec(_Model):
     serviceMonitor: ServiceMonitorSpec = Field(default_factory=ServiceMonitorSpec)
 
 
+HOSTNAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+PUBLIC_BASE_URL_PATTERN = r"^https://[^\s/?#]+(/[^\s?#]*)?$"
+
+
+class IngressSpec(_Model):
+    className: str | None = Field(default=None, min_length=1, max_length=253)
+    host: str = Field(pattern=HOSTNAME_PATTERN, max_length=253)
+    tlsSecretName: str | None = Field(default=None, min_length=1, max_length=253)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class PublicEndpointSpec(_Model):
+    """Where the worker's public listener (one-click links, sender webhooks) is reachable from the internet."""
+
+    baseUrl: str = Field(pattern=PUBLIC_BASE_URL_PATTERN, max_length=2048)
+    ingress: IngressSpec | None = None
+
+
+class OneClickKeySecretRef(_Model):
+    name: str = Field(min_length=1, max_length=253)
+    key: str = Field(default="keys", min_length=1, max_length=253)
+
+
+class OneClickSpec(_Model):
+    keySecretRef: OneClickKeySecretRef
+
+
 class UnsubscribeSyncSpec(_Model):
     suspend: StrictBool = False
     salesforce: SalesforceSpec
@@ -132,6 +159,8 @@ class UnsubscribeSyncSpec(_Model):
     pushWorker: PushWorkerSpec
     ledger: LedgerSpec = Field(default_factory=LedgerSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+    publicEndpoint: PublicEndpointSpec | None = None
+    oneClick: OneClickSpec | None = None
 
     @property
     def uses_sqlite(self) -> bool:

@@ -39,12 +39,24 @@ CRON_JOB: Final = Kind("batch", "v1", "cronjobs", "CronJob")
 PVC: Final = Kind("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
 PDB: Final = Kind("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget")
 SERVICE_MONITOR: Final = Kind("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor")
+INGRESS: Final = Kind("networking.k8s.io", "v1", "ingresses", "Ingress")
+NETWORK_POLICY: Final = Kind("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy")
 JOB: Final = Kind("batch", "v1", "jobs", "Job")
 POD: Final = Kind("", "v1", "pods", "Pod")
 SECRET: Final = Kind("", "v1", "secrets", "Secret")
 
 # Every kind the builders may return (the operator watches these for drift).
-CHILD_KINDS: Final[tuple[Kind, ...]] = (CONFIG_MAP, PVC, SERVICE, DEPLOYMENT, PDB, CRON_JOB, SERVICE_MONITOR)
+CHILD_KINDS: Final[tuple[Kind, ...]] = (
+    CONFIG_MAP,
+    PVC,
+    SERVICE,
+    DEPLOYMENT,
+    PDB,
+    CRON_JOB,
+    SERVICE_MONITOR,
+    NETWORK_POLICY,
+    INGRESS,
+)
 _BY_API_KIND: Final = {(k.api_version, k.kind): k for k in CHILD_KINDS}
 
 

@@ -65,7 +65,7 @@ def index_id(kind: kinds.Kind) -> str:
 
 
 OWNERS_INDEX = "usync_index_owners"
-PRUNABLE = (kinds.PDB, kinds.SERVICE_MONITOR)
+PRUNABLE = (kinds.PDB, kinds.SERVICE_MONITOR, kinds.NETWORK_POLICY, kinds.INGRESS)
 JOBS_INDEX = "usync_index_jobs"
 
 

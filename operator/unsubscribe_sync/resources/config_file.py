@@ -16,6 +16,7 @@ from unsubscribe_sync.api.config import (
     LedgerConfig,
     LoggingConfig,
     NightlyConfig,
+    OneClickConfig,
     OptOutConfig,
     SalesforceConfig,
     WorkerConfig,
@@ -23,6 +24,8 @@ from unsubscribe_sync.api.config import (
 from unsubscribe_sync.api.constants import (
     CONFIG_FILE,
     LEDGER_URL_FILE,
+    ONE_CLICK_KEYS_FILE,
+    PUBLIC_PORT,
     SALESFORCE_CREDENTIALS_DIR,
     SQLITE_URL,
     WEBHOOK_TOKEN_FILE,
@@ -59,9 +62,19 @@ def config_for(name: str, namespace: str, spec: UnsubscribeSyncSpec) -> Config:
             listen=f"0.0.0.0:{WORKER_PORT}",
             tokenFile=Path(WEBHOOK_TOKEN_FILE),
             url=worker_url(name, namespace),
+            # The public listener only where spec.publicEndpoint says it is reachable.
+            publicListen=f"0.0.0.0:{PUBLIC_PORT}" if spec.publicEndpoint is not None else None,
         ),
         logging=LoggingConfig(format="json"),
+        **_one_click(spec),
     )
+
+
+def _one_click(spec: UnsubscribeSyncSpec) -> dict[str, Any]:
+    """The oneClick section when spec.oneClick is set (links point at spec.publicEndpoint.baseUrl)."""
+    if spec.oneClick is None or spec.publicEndpoint is None:
+        return {}
+    return {"oneClick": OneClickConfig(keyFile=Path(ONE_CLICK_KEYS_FILE), baseUrl=spec.publicEndpoint.baseUrl)}
 
 
 def _nightly(spec: UnsubscribeSyncSpec) -> NightlyConfig:

@@ -17,7 +17,14 @@ from typing import Any, Final
 import yaml
 
 from unsubscribe_sync.api.constants import CATEGORY, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION
-from unsubscribe_sync.api.spec import QUANTITY_PATTERN, SCHEDULE_PATTERN, TIME_ZONE_PATTERN, OptOutTarget
+from unsubscribe_sync.api.spec import (
+    HOSTNAME_PATTERN,
+    PUBLIC_BASE_URL_PATTERN,
+    QUANTITY_PATTERN,
+    SCHEDULE_PATTERN,
+    TIME_ZONE_PATTERN,
+    OptOutTarget,
+)
 
 Schema = dict[str, Any]
 
@@ -297,6 +304,60 @@ def _monitoring() -> Schema:
     )
 
 
+def _public_endpoint() -> Schema:
+    return _object(
+        "The worker's public listener (port `public`): RFC 8058 one-click links (/u/...) and the webhooks of "
+        "email services (/v1/webhooks/...). The internal API stays cluster-only (a NetworkPolicy enforces it).",
+        {
+            "baseUrl": _string(
+                "The https URL at which the public routes are reachable from the internet (one-click links are "
+                "<baseUrl>/u/<token>).",
+                pattern=PUBLIC_BASE_URL_PATTERN,
+                maxLength=2048,
+            ),
+            "ingress": _object(
+                "Render an Ingress to the public port only. Absent: expose the port your own way.",
+                {
+                    "className": _string("IngressClass name. Unset: the cluster default.", minLength=1, maxLength=253),
+                    "host": _string("Host name the Ingress serves.", pattern=HOSTNAME_PATTERN, maxLength=253),
+                    "tlsSecretName": _string(
+                        "Secret with the TLS certificate for host. Unset: TLS is terminated elsewhere.",
+                        minLength=1,
+                        maxLength=253,
+                    ),
+                    "annotations": {
+                        "type": "object",
+                        "description": "Annotations of the Ingress (e.g. cert-manager.io/cluster-issuer).",
+                        "additionalProperties": {"type": "string"},
+                        "default": {},
+                    },
+                },
+                required=["host"],
+            ),
+        },
+        required=["baseUrl"],
+    )
+
+
+def _one_click() -> Schema:
+    return _object(
+        "RFC 8058 one-click unsubscribe links (needs publicEndpoint).",
+        {
+            "keySecretRef": _object(
+                "Secret key holding the HMAC keys, one per line: the first signs new links, every line verifies "
+                "(add a new key on top to rotate; remove a line to retire its links).",
+                {
+                    "name": _secret_name("the one-click keys"),
+                    "key": _secret_key("Key of the keys in the Secret.", "keys"),
+                },
+                required=["name"],
+                **{"x-kubernetes-validations": _secret_ref_rules(with_key=True)},
+            )
+        },
+        required=["keySecretRef"],
+    )
+
+
 def spec_schema() -> Schema:
     return _object(
         "Desired state: keep email unsubscribes in sync with the opt-out field of Salesforce Contacts and Leads.",
@@ -312,6 +373,8 @@ def spec_schema() -> Schema:
             "pushWorker": _push_worker(),
             "ledger": _ledger(),
             "monitoring": _monitoring(),
+            "publicEndpoint": _public_endpoint(),
+            "oneClick": _one_click(),
         },
         required=["salesforce", "pushWorker"],
         **{
@@ -323,7 +386,13 @@ def spec_schema() -> Schema:
                     "set ledger.databaseSecretRef to a PostgreSQL URL to run more replicas",
                     "fieldPath": ".pushWorker.replicas",
                     "reason": "FieldValueForbidden",
-                }
+                },
+                {
+                    "rule": "!has(self.oneClick) || has(self.publicEndpoint)",
+                    "message": "oneClick needs publicEndpoint.baseUrl: the links point at the public listener",
+                    "fieldPath": ".oneClick",
+                    "reason": "FieldValueRequired",
+                },
             ]
         },
     )

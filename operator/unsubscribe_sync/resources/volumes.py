@@ -10,6 +10,8 @@ from unsubscribe_sync.api.constants import (
     CONFIG_FILE,
     LEDGER_URL_DIR,
     LEDGER_URL_FILE,
+    ONE_CLICK_KEYS_DIR,
+    ONE_CLICK_KEYS_FILE,
     SALESFORCE_CREDENTIALS_DIR,
     SQLITE_DIR,
     WEBHOOK_TOKEN_DIR,
@@ -73,3 +75,11 @@ def ledger_data_volume(instance: str) -> Volume:
         {"name": "ledger-data", "persistentVolumeClaim": {"claimName": ChildNames(instance).ledger}},
         {"name": "ledger-data", "mountPath": SQLITE_DIR},
     )
+
+
+def one_click_keys_volume(spec: UnsubscribeSyncSpec) -> Volume:
+    """The one-click HMAC keys (one per line); a rotated Secret reaches the running worker (it re-reads the file)."""
+    if spec.oneClick is None:
+        raise ValueError("one_click_keys_volume needs spec.oneClick")
+    ref = spec.oneClick.keySecretRef
+    return _secret_key_volume("one-click-keys", ref.name, ref.key, ONE_CLICK_KEYS_FILE, ONE_CLICK_KEYS_DIR)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Final
 
-from unsubscribe_sync.api.constants import ANNOTATION_PREFIX, CONFIG_FILE, WORKER_PORT
+from unsubscribe_sync.api.constants import ANNOTATION_PREFIX, CONFIG_FILE, PUBLIC_PORT, WORKER_PORT
 from unsubscribe_sync.api.spec import UnsubscribeSyncSpec
 from unsubscribe_sync.resources.labels import ChildNames, child_labels, selector_labels
 from unsubscribe_sync.resources.pod_security import container_security_context, pod_security_context, tmp_volume
@@ -14,12 +14,14 @@ from unsubscribe_sync.resources.volumes import (
     config_volume,
     ledger_data_volume,
     ledger_url_volume,
+    one_click_keys_volume,
     salesforce_credentials_volume,
     webhook_token_volume,
 )
 
 CLI: Final = "unsubscribe-sync"
 PORT_NAME: Final = "http"
+PUBLIC_PORT_NAME: Final = "public"  # one-click links and sender webhooks (spec.publicEndpoint)
 CONFIG_CHECKSUM_ANNOTATION: Final = f"{ANNOTATION_PREFIX}/config-checksum"
 
 DEFAULT_WORKER_RESOURCES: Final[dict[str, Any]] = {
@@ -75,12 +77,17 @@ def push_worker_deployment(
     names = ChildNames(name)
     volumes = [config_volume(name), salesforce_credentials_volume(spec), webhook_token_volume(spec)]
     volumes.append(ledger_data_volume(name) if spec.uses_sqlite else ledger_url_volume(spec))
+    if spec.oneClick is not None:
+        volumes.append(one_click_keys_volume(spec))
+    ports = [{"name": PORT_NAME, "containerPort": WORKER_PORT, "protocol": "TCP"}]
+    if spec.publicEndpoint is not None:
+        ports.append({"name": PUBLIC_PORT_NAME, "containerPort": PUBLIC_PORT, "protocol": "TCP"})
     container = {
         "name": "push-worker",
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "command": [CLI, "worker", "--config", CONFIG_FILE],
-        "ports": [{"name": PORT_NAME, "containerPort": WORKER_PORT, "protocol": "TCP"}],
+        "ports": ports,
         # Startup allows two minutes (ledger migrations); liveness and readiness never depend on Salesforce.
         "startupProbe": _http_probe("/livez", period=2, failures=60),
         "livenessProbe": _http_probe("/livez", period=10, failures=3),
@@ -126,7 +133,11 @@ def push_worker_deployment(
     }
 
 
-def push_worker_service(name: str, namespace: str) -> dict[str, Any]:
+def push_worker_service(name: str, namespace: str, spec: UnsubscribeSyncSpec | None = None) -> dict[str, Any]:
+    """The worker Service: port ``http`` (internal API, metrics), plus ``public`` with spec.publicEndpoint."""
+    ports = [{"name": PORT_NAME, "port": WORKER_PORT, "targetPort": PORT_NAME, "protocol": "TCP"}]
+    if spec is not None and spec.publicEndpoint is not None:
+        ports.append({"name": PUBLIC_PORT_NAME, "port": PUBLIC_PORT, "targetPort": PUBLIC_PORT_NAME, "protocol": "TCP"})
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -134,7 +145,7 @@ def push_worker_service(name: str, namespace: str) -> dict[str, Any]:
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(name, "push-worker"),
-            "ports": [{"name": PORT_NAME, "port": WORKER_PORT, "targetPort": PORT_NAME, "protocol": "TCP"}],
+            "ports": ports,
         },
     }
 
