@@ -134,14 +134,18 @@ class Watchdog:
         self._cond = threading.Condition()
         self._armed: dict[int, tuple[float, Any, float]] = {}
         self._thread: threading.Thread | None = None
+        self._wake_at: float | None = None  # when the thread wakes next (None: only when notified)
 
     def arm(self, dbapi_connection: Any, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
         with self._cond:
-            self._armed[id(dbapi_connection)] = (time.monotonic() + seconds, dbapi_connection, seconds)
+            self._armed[id(dbapi_connection)] = (deadline, dbapi_connection, seconds)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="ledger-watchdog", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if self._wake_at is None or deadline < self._wake_at:  # else the thread wakes in time anyway
+                self._wake_at = deadline
+                self._cond.notify()
 
     def disarm(self, dbapi_connection: Any) -> None:
         if dbapi_connection is None:
@@ -158,8 +162,8 @@ class Watchdog:
                         del self._armed[key]
                         log.warning("ledger_answer_overdue", seconds=seconds)
                         _sever(conn)
-                wake = min((deadline for deadline, _, _ in self._armed.values()), default=None)
-                self._cond.wait(None if wake is None else max(0.0, wake - now))
+                self._wake_at = min((deadline for deadline, _, _ in self._armed.values()), default=None)
+                self._cond.wait(None if self._wake_at is None else max(0.0, self._wake_at - now))
 
 
 WATCHDOG = Watchdog()
