@@ -176,7 +176,11 @@ def _sandbox_and_config(tmp: Path, latency_ms: float) -> Iterator[tuple[Any, Any
             {
                 "salesforce": {"loginUrl": server.url, "credentialsDir": str(creds), "caFile": str(server.ca_file)},
                 "ledger": {"url": f"sqlite:///{tmp}/ledger.db"},
-                "worker": {"tokenFile": str(tmp / "token"), "listen": f"127.0.0.1:{_free_port()}"},
+                "worker": {
+                    "tokenFile": str(tmp / "token"),
+                    "listen": f"127.0.0.1:{_free_port()}",
+                    "publicListen": None,
+                },
             }
         )
         server.state.set_latency(latency_ms)

@@ -110,7 +110,7 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     config = {
         "salesforce": {"loginUrl": f"https://127.0.0.1:{free_port()}", "credentialsDir": str(base / "creds")},
         "ledger": {"url": f"sqlite:///{db}"},
-        "worker": {"listen": f"127.0.0.1:{port}", "tokenFile": str(base / "token")},
+        "worker": {"listen": f"127.0.0.1:{port}", "publicListen": None, "tokenFile": str(base / "token")},
         "logging": {"format": "json"},
     }
     (base / "config.yaml").write_text(json.dumps(config))

@@ -69,6 +69,7 @@ def worker_process(tmp_path: Path, sandbox: SandboxHandle) -> Iterator[Callable[
         "ledger": {"url": f"sqlite:///{tmp_path}/ledger.db"},
         "worker": {
             "listen": f"127.0.0.1:{port}",
+            "publicListen": None,  # parallel tests would share 8081
             "tokenFile": str(tmp_path / "token"),
             "batchSize": 50,
             "batchWindowSeconds": 0.01,

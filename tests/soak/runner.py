@@ -112,6 +112,7 @@ class SoakRun:
             "ledger": {"url": self.postgres_url},
             "worker": {
                 "listen": f"127.0.0.1:{port}",
+                "publicListen": None,
                 "tokenFile": str(token_file),
                 "url": f"http://127.0.0.1:{port}",
                 # A killed worker's claimed rows wait for their lease to run out: keep it short here.
