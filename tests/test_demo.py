@@ -22,5 +22,9 @@ def test_demo_runs_end_to_end() -> None:
     to_sf, from_sf, skipped, failed = map(int, counts.groups())
     assert to_sf == 1  # the opt-out a Salesforce user cleared is set again
     assert from_sf > 0  # records already opted out in the seeded org come into the ledger
-    assert skipped == 1 and failed == 0
+    assert skipped == 3 and failed == 0  # the address without an id, the Mailgun and the one-click unsubscribes
+    # the public listener: a signed sender webhook and a one-click link, stored (address only)
+    assert "POST /v1/webhooks/mailgun" in out and "200 {'accepted': 1, 'ignored': 0}" in out
+    assert "POST /u/<token> List-Unsubscribe=One-Click" in out
+    assert "mailgun:unsubscribed" in out and "one-click" in out
     assert "salesforce-sync" in out and "Demo finished" in out

@@ -3,8 +3,9 @@
 In a temporary directory: a sandbox Salesforce (HTTPS, local CA) seeded with Contacts and Leads (some
 already opted out there), the credentials and config files a deployment would mount, the push worker
 (a subprocess, SQLite ledger); a few unsubscribes posted to the webhook (Contacts, a Lead given by its
-15-character id, one without an id), read back from Salesforce once pushed; then one nightly sync (run
-by the worker, as in SQLite mode in a cluster) and a report. Everything is stopped and removed at the end.
+15-character id, one without an id), read back from Salesforce once pushed; a Mailgun-signed unsubscribe
+webhook and an RFC 8058 one-click link on the worker's public listener; then one nightly sync (run by the
+worker, as in SQLite mode in a cluster) and a report. Everything is stopped and removed at the end.
 """
 
 from __future__ import annotations
@@ -50,17 +51,46 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _write_files(tmp: Path, sandbox: Any, port: int) -> tuple[Path, str]:
+def _secret_file(path: Path, value: str) -> Path:
+    path.write_text(value)
+    path.chmod(0o600)
+    return path
+
+
+def _write_files(tmp: Path, sandbox: Any, port: int, public_port: int) -> tuple[Path, str, str]:
+    """Config and secret files; returns (config path, bearer token, Mailgun signing key)."""
     creds = sandbox.credentials.write(tmp / "salesforce")
     token = secrets.token_urlsafe(24)
-    token_file = tmp / "webhook-token"
-    token_file.write_text(token)
-    token_file.chmod(0o600)
-    return write_local_config(tmp, sandbox, creds, token_file, port), token
+    token_file = _secret_file(tmp / "webhook-token", token)
+    mailgun_key = secrets.token_hex(16)
+    config = write_local_config(
+        tmp,
+        sandbox,
+        creds,
+        token_file,
+        port,
+        public_port=public_port,
+        one_click_key_file=_secret_file(tmp / "one-click-keys", secrets.token_urlsafe(32) + "\n"),
+        mailgun_key_file=_secret_file(tmp / "mailgun-signing-key", mailgun_key),
+    )
+    return config, token, mailgun_key
 
 
-def write_local_config(tmp: Path, sandbox: Any, credentials_dir: Path, token_file: Path, port: int) -> Path:
-    """A config file for a worker on 127.0.0.1:``port`` with a SQLite ledger in ``tmp``, against ``sandbox``."""
+def write_local_config(
+    tmp: Path,
+    sandbox: Any,
+    credentials_dir: Path,
+    token_file: Path,
+    port: int,
+    *,
+    public_port: int | None = None,
+    one_click_key_file: Path | None = None,
+    mailgun_key_file: Path | None = None,
+) -> Path:
+    """A config file for a worker on 127.0.0.1:``port`` with a SQLite ledger in ``tmp``, against ``sandbox``.
+
+    The public listener is off unless ``public_port`` is given (then on 127.0.0.1, with one-click links and the
+    Mailgun webhook when their key files are given)."""
     config = {
         "salesforce": {
             "loginUrl": sandbox.url,
@@ -74,6 +104,11 @@ def write_local_config(tmp: Path, sandbox: Any, credentials_dir: Path, token_fil
         "worker": {"listen": f"127.0.0.1:{port}", "tokenFile": str(token_file), "url": f"http://127.0.0.1:{port}"},
         "logging": {"format": "json", "level": "warning"},
     }
+    config["worker"]["publicListen"] = f"127.0.0.1:{public_port}" if public_port else None
+    if public_port and one_click_key_file is not None:
+        config["oneClick"] = {"keyFile": str(one_click_key_file), "baseUrl": f"http://127.0.0.1:{public_port}"}
+    if public_port and mailgun_key_file is not None:
+        config["senders"] = {"mailgun": {"signingKeyFile": str(mailgun_key_file)}}
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -140,12 +175,16 @@ def _run(console: Console, tmp: Path) -> int:
         )  # fmt: skip
         console.print(f"[bold]1.[/] Sandbox Salesforce at {sandbox.url}: {_seed_text(seeded)}")
         port = _free_port()
-        config_path, token = _write_files(tmp, sandbox, port)
+        public_port = _free_port()
+        config_path, token, mailgun_key = _write_files(tmp, sandbox, port, public_port)
         config: Config = load_config(config_path)
         url = config.worker.url
         worker = _start_worker(config_path, tmp, url)
         try:
-            console.print(f"[bold]2.[/] Push worker at {url} (SQLite ledger {tmp / 'ledger.db'})")
+            console.print(
+                f"[bold]2.[/] Push worker at {url} (SQLite ledger {tmp / 'ledger.db'}); "
+                f"public listener at http://127.0.0.1:{public_port}"
+            )
             contacts = _pick(state, "Contact", 2)
             leads = _pick(state, "Lead", 1)
             body = {
@@ -172,6 +211,7 @@ def _run(console: Console, tmp: Path) -> int:
             console.print(table)
             if not all(pushed.values()):
                 raise DemoError("the push did not reach Salesforce in time")
+            public_emails = _public_listener(console, url, f"http://127.0.0.1:{public_port}", headers, mailgun_key)
 
             state.set_fields(contacts[1][0], {"HasOptedOutOfEmail": False})
             console.print(
@@ -184,11 +224,55 @@ def _run(console: Console, tmp: Path) -> int:
                 raise DemoError(f"the nightly sync failed: {summary.get('error')}")
             _report(console, summary, where)
             from_sf = _first_from_salesforce(state, url, headers)
-            _history(console, url, headers, [contacts[1][1], *from_sf])
+            _history(console, url, headers, [contacts[1][1], *from_sf, *public_emails])
         finally:
             _stop(worker)
     console.print(f"[bold green]Demo finished in {time.monotonic() - started:.1f} s[/]; everything stopped.")
     return 0
+
+
+def _public_listener(console: Console, url: str, public: str, headers: dict[str, str], mailgun_key: str) -> list[str]:
+    """A Mailgun-signed unsubscribe and a one-click link, on the public listener; returns the two addresses.
+
+    Both carry an address only: in the SalesforceId matching mode they are stored and counted skipped.
+    """
+    import hashlib
+    import hmac
+
+    sender_email, link_email = f"mailgun-recipient@{EMAIL_DOMAIN}", f"one-click-recipient@{EMAIL_DOMAIN}"
+    timestamp, token = str(int(time.time())), secrets.token_hex(25)
+    event = {
+        "signature": {
+            "timestamp": timestamp,
+            "token": token,
+            "signature": hmac.new(mailgun_key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest(),
+        },
+        "event-data": {"event": "unsubscribed", "id": secrets.token_urlsafe(16), "recipient": sender_email,
+                       "timestamp": time.time()},
+    }  # fmt: skip
+    webhook = requests.post(f"{public}/v1/webhooks/mailgun", json=event, timeout=10)
+    made = requests.post(
+        f"{url}/v1/unsubscribe-links", json={"recipients": [{"email": link_email}]}, headers=headers, timeout=10
+    )
+    if webhook.status_code != 200 or made.status_code != 200:
+        raise DemoError(f"public listener: webhook HTTP {webhook.status_code}, links HTTP {made.status_code}")
+    link = made.json()["links"][0]
+    preview = requests.get(link["url"], timeout=10)  # a link scanner's GET: a confirm page, nothing stored
+    clicked = requests.post(
+        link["url"], data=link["listUnsubscribePost"], timeout=10, allow_redirects=False,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )  # fmt: skip
+    if preview.status_code != 200 or clicked.status_code != 200:
+        raise DemoError(f"one-click link: GET HTTP {preview.status_code}, POST HTTP {clicked.status_code}")
+    table = Table(title="Public listener (address-only unsubscribes: stored, push skipped in SalesforceId mode)")
+    for column in ("request", "answer"):
+        table.add_column(column)
+    table.add_row("POST /v1/webhooks/mailgun (signed 'unsubscribed' event)", f"{webhook.status_code} {webhook.json()}")
+    table.add_row("POST /v1/unsubscribe-links (internal, bearer)", f"{made.status_code} List-Unsubscribe: <.../u/...>")
+    table.add_row("GET /u/<token> (a link scanner)", f"{preview.status_code} confirm page, nothing stored")
+    table.add_row("POST /u/<token> List-Unsubscribe=One-Click", f"{clicked.status_code} unsubscribed")
+    console.print(table)
+    return [sender_email, link_email]
 
 
 def _seed_text(seeded: dict[str, dict[str, int]]) -> str:
