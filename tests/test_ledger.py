@@ -49,11 +49,11 @@ def test_ingest_stores_and_queues_targets(ledger: Ledger) -> None:
     assert ledger.backlog() == 2
     found = ledger.lookup("a@EXAMPLE.com")
     assert found is not None and found["unsubscribed"] is True and found["email"] == "a@example.com"
-    assert [h["action"] for h in found["history"]] == ["unsubscribed"]
+    assert [h["action"] for h in reversed(found["history"])] == ["unsubscribed"]
     assert found["salesforce"][0]["status"] == "pending"
     assert ledger.lookup("nobody@example.com") is None
     assert ledger.count_without_salesforce_id() == 1
-    assert [h["action"] for h in ledger.lookup("c@x.io")["history"]] == ["unsubscribed", "push_skipped"]  # type: ignore[index]
+    assert [h["action"] for h in reversed(ledger.lookup("c@x.io")["history"])] == ["unsubscribed", "push_skipped"]  # type: ignore[index]
 
 
 def test_replayed_event_ids_are_accepted_but_not_stored_twice(ledger: Ledger) -> None:
@@ -82,7 +82,7 @@ def test_claim_complete_pushed_failed_and_retry(ledger: Ledger) -> None:
     assert ledger.claim("w2", 10, 60) == []  # leased
     later = time.time() + 30
     ledger.complete(
-        "w1",
+        rows,
         [
             PushOutcome(rows[0], "pushed"),
             PushOutcome(rows[1], "failed", "ENTITY_IS_DELETED: gone"),
@@ -96,11 +96,11 @@ def test_claim_complete_pushed_failed_and_retry(ledger: Ledger) -> None:
     assert [r.salesforce_id for r in retried] == [rows[2].salesforce_id] and retried[0].attempts == 1
     pushed = ledger.lookup(rows[0].email)
     assert pushed is not None and pushed["salesforce"][0]["status"] == "pushed"
-    assert pushed["history"][-1]["action"] == "pushed"
+    assert pushed["history"][0]["action"] == "pushed"
     failed = ledger.lookup(rows[1].email)
     assert failed is not None and failed["salesforce"][0]["status"] == "failed"
     assert "ENTITY_IS_DELETED" in failed["salesforce"][0]["lastError"]
-    assert failed["history"][-1]["action"] == "push_failed"
+    assert failed["history"][0]["action"] == "push_failed"
 
 
 def test_expired_lease_is_reclaimed_and_release_gives_rows_back(ledger: Ledger) -> None:
@@ -108,8 +108,11 @@ def test_expired_lease_is_reclaimed_and_release_gives_rows_back(ledger: Ledger) 
     rows = ledger.claim("dead-worker", 10, 5)
     assert len(rows) == 2
     assert ledger.claim("w2", 10, 5) == []
-    assert len(ledger.claim("w2", 10, 5, now=time.time() + 6)) == 2
-    ledger.release("w2", [r.id for r in rows], error="stopping")
+    reclaimed = ledger.claim("w2", 10, 5, now=time.time() + 6)
+    assert len(reclaimed) == 2 and all(r.fence > old.fence for r, old in zip(reclaimed, rows, strict=True))
+    ledger.release(rows, error="a stale release changes nothing")
+    assert ledger.claim("w3", 10, 5, now=time.time() + 1) == []
+    ledger.release(reclaimed, error="stopping")
     assert len(ledger.claim("w3", 10, 5)) == 2
     assert ledger.release_all_leases() == 2
     assert len(ledger.claim("w4", 10, 5)) == 2
@@ -133,7 +136,7 @@ def test_iter_targets_is_ordered_and_paged(ledger: Ledger) -> None:
     assert dict(got)[ids[0]] == "u0@example.com"
     assert list(ledger.iter_targets("Lead")) == [(lead_id(1), "lead@example.com")]
     rows = ledger.claim("w", 200, 60)
-    ledger.complete("w", [PushOutcome(rows[0], "failed", "ENTITY_IS_DELETED")], field="HasOptedOutOfEmail")
+    ledger.complete(rows, [PushOutcome(rows[0], "failed", "ENTITY_IS_DELETED")], field="HasOptedOutOfEmail")
     open_ids = [sid for sid, _ in ledger.iter_targets("Contact", include_failed=False)]
     assert rows[0].salesforce_id not in open_ids and len(open_ids) == len(ids) - 1
 
@@ -142,12 +145,12 @@ def test_add_salesforce_opt_outs_is_idempotent_and_settles_pending(ledger: Ledge
     ledger.ingest([unsub("pending@example.com", contact_id(1))])
     records = [(contact_id(1), "Contact", "pending@example.com"), (lead_id(5), "Lead", "New@Example.com")]
     records.append((lead_id(6), "Lead", None))
-    assert ledger.add_salesforce_opt_outs(records) == 1
-    assert ledger.add_salesforce_opt_outs(records) == 0
+    assert ledger.add_salesforce_opt_outs(records).added == 1
+    assert ledger.add_salesforce_opt_outs(records).added == 0
     assert ledger.backlog() == 0  # Salesforce already has contact 1 opted out
     new = ledger.lookup("new@example.com")
     assert new is not None and new["unsubscribed"] and new["salesforce"][0]["status"] == "pushed"
-    assert new["history"][0]["source"] == "salesforce-sync"
+    assert new["history"][-1]["source"] == "salesforce-sync"
 
 
 def test_mark_targets_records_nightly_writes(ledger: Ledger) -> None:
@@ -228,7 +231,7 @@ def test_concurrent_claims_never_overlap_on_postgres(postgres_url: str) -> None:
     def drain(name: str, led: Ledger) -> None:
         while rows := led.claim(name, 50, 60):
             claimed[name] += [r.salesforce_id for r in rows]
-            led.complete(name, [PushOutcome(r, "pushed") for r in rows], field="HasOptedOutOfEmail")
+            led.complete(rows, [PushOutcome(r, "pushed") for r in rows], field="HasOptedOutOfEmail")
 
     threads = [threading.Thread(target=drain, args=(n, led)) for n, led in zip("ab", ledgers, strict=True)]
     for t in threads:
@@ -266,7 +269,7 @@ def test_resubscribe_marks_the_address_and_queues_false_writes(ledger: Ledger) -
     assert {r.value for r in rows} == {False} and len(rows) == 1  # one object a claim
     found = ledger.lookup("r@example.com")
     assert found is not None and found["unsubscribed"] is False
-    last = found["history"][-1]
+    last = found["history"][0]
     assert last["action"] == "resubscribed" and last["outcome"] == "resubscribed"
     assert (last["requestedBy"], last["reason"], last["detail"]) == ("jane", "asked", "by jane: asked")
     assert ledger.count_without_salesforce_id() == 0
@@ -278,18 +281,20 @@ def test_resubscribe_marks_the_address_and_queues_false_writes(ledger: Ledger) -
 
 def test_an_older_write_in_flight_never_removes_a_newer_one(ledger: Ledger) -> None:
     ledger.ingest([unsub("f@example.com", contact_id(3))])
-    (row,) = ledger.claim("w", 10, 60)
+    claim = ledger.claim("w", 10, 60)
+    (row,) = claim
     assert row.value is True
     ledger.resubscribe([resub("f@example.com")])
     assert ledger.claim("w2", 10, 60) == []  # still leased: the new value waits for the write in flight
-    ledger.complete("w", [PushOutcome(row, "pushed")], field="HasOptedOutOfEmail")
-    (again,) = ledger.claim("w2", 10, 60)
+    ledger.complete(claim, [PushOutcome(row, "pushed")], field="HasOptedOutOfEmail")
+    claim2 = ledger.claim("w2", 10, 60)
+    (again,) = claim2
     assert again.salesforce_id == row.salesforce_id and again.value is False
-    ledger.complete("w2", [PushOutcome(again, "pushed")], field="HasOptedOutOfEmail")
+    ledger.complete(claim2, [PushOutcome(again, "pushed")], field="HasOptedOutOfEmail")
     assert ledger.backlog() == 0
     found = ledger.lookup("f@example.com")
     assert found is not None
-    pushes = [h["detail"] for h in found["history"] if h["action"] == "pushed"]
+    pushes = [h["detail"] for h in reversed(found["history"]) if h["action"] == "pushed"]
     assert pushes == ["HasOptedOutOfEmail", "HasOptedOutOfEmail = false"]
     assert found["salesforce"][0]["status"] == "pushed"
 
@@ -299,11 +304,12 @@ def test_unsubscribe_after_resubscribe_queues_true_again(ledger: Ledger) -> None
     ledger.resubscribe([resub("u@example.com")])
     result = ledger.ingest([unsub("u@example.com")])
     assert result.enqueued == 1
-    (row,) = ledger.claim("w", 10, 60)
+    claim = ledger.claim("w", 10, 60)
+    (row,) = claim
     assert row.value is True
     found = ledger.lookup("u@example.com")
     assert found is not None and found["unsubscribed"] is True
-    assert [h["action"] for h in found["history"]] == ["unsubscribed", "resubscribed", "unsubscribed"]
+    assert [h["action"] for h in reversed(found["history"])] == ["unsubscribed", "resubscribed", "unsubscribed"]
     assert [t for t, _ in ledger.iter_targets("Contact")] == [contact_id(4)]
 
 
@@ -312,7 +318,7 @@ def test_resubscribe_of_unknown_or_resubscribed_address_is_a_recorded_no_op(ledg
     assert (result.stored, result.resubscribed, result.not_unsubscribed, result.enqueued) == (2, 0, 2, 0)
     found = ledger.lookup("new@example.com")
     assert found is not None and found["unsubscribed"] is False
-    assert [h["outcome"] for h in found["history"]] == ["not_unsubscribed", "not_unsubscribed"]
+    assert [h["outcome"] for h in reversed(found["history"])] == ["not_unsubscribed", "not_unsubscribed"]
     assert ledger.backlog() == 0
 
 
@@ -321,19 +327,20 @@ def test_nightly_helpers_respect_a_queued_resubscribe(ledger: Ledger) -> None:
     ledger.resubscribe([resub("n@example.com")])
     assert ledger.pending_clears() == ({contact_id(5)}, {"n@example.com"})
     # Salesforce still shows the record opted out: the queued write of false is not fought
-    assert ledger.add_salesforce_opt_outs([(contact_id(5), "Contact", "n@example.com")]) == 0
+    assert ledger.add_salesforce_opt_outs([(contact_id(5), "Contact", "n@example.com")]).added == 0
     ok = RecordResult(contact_id(5), True)
     ledger.mark_targets([contact_id(5)], [ok], field="HasOptedOutOfEmail")
     assert ledger.backlog() == 1  # a nightly write's outcome never drops the resubscribe's write
     found = ledger.lookup("n@example.com")
     assert found is not None and found["unsubscribed"] is False
-    (row,) = ledger.claim("w", 10, 60)
-    ledger.complete("w", [PushOutcome(row, "pushed")], field="HasOptedOutOfEmail")
+    claim = ledger.claim("w", 10, 60)
+    (row,) = claim
+    ledger.complete(claim, [PushOutcome(row, "pushed")], field="HasOptedOutOfEmail")
     # once cleared, an opt-out made in Salesforce again suppresses the address again
-    assert ledger.add_salesforce_opt_outs([(contact_id(5), "Contact", "n@example.com")]) == 1
+    assert ledger.add_salesforce_opt_outs([(contact_id(5), "Contact", "n@example.com")]).added == 1
     found = ledger.lookup("n@example.com")
     assert found is not None and found["unsubscribed"] is True
-    assert found["history"][-1]["outcome"] == "in_salesforce"
+    assert found["history"][0]["outcome"] == "in_salesforce"
 
 
 def test_schema_v1_ledger_is_migrated_to_v2(ledger_url: str) -> None:
@@ -357,11 +364,12 @@ def test_schema_v1_ledger_is_migrated_to_v2(ledger_url: str) -> None:
     engine.dispose()
     led = Ledger.open(ledger_url)
     try:
-        assert led.migrate() == LATEST_VERSION == 2
-        (row,) = led.claim("w", 10, 60)
+        assert led.migrate() == LATEST_VERSION == 3
+        claim = led.claim("w", 10, 60)
+        (row,) = claim
         assert row.value is True and row.seq == 0
         led.resubscribe([resub("old@example.com")])
-        assert led.lookup("old@example.com")["history"][-1]["requestedBy"] == "jane"  # type: ignore[index]
+        assert led.lookup("old@example.com")["history"][0]["requestedBy"] == "jane"  # type: ignore[index]
     finally:
         led.close()
 

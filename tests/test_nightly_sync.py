@@ -493,8 +493,9 @@ def test_nightly_never_sets_a_resubscribed_address(env: Env) -> None:
     try:
         ledger.ingest([Unsubscribe("resub.done@example.com", record, "Contact")])
         ledger.resubscribe([Resubscribe("resub.done@example.com", "ops", "re-consented")])
-        (row,) = ledger.claim("w", 10, 60)
-        ledger.complete("w", [PushOutcome(row, "pushed")], field="HasOptedOutOfEmail")  # the field is false
+        claim = ledger.claim("w", 10, 60)
+        (row,) = claim
+        ledger.complete(claim, [PushOutcome(row, "pushed")], field="HasOptedOutOfEmail")  # the field is false
     finally:
         ledger.close()
 

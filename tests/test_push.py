@@ -128,7 +128,7 @@ async def test_contacts_and_leads_reach_salesforce_with_15_char_ids(
     await eventually(worker.drained, what="backlog drained")
     assert opted_out(sandbox, contact) and opted_out(sandbox, lead)
     assert state.write_count(contact) == 1 and state.write_count(lead) == 1
-    history = (await worker.lookup("ada@example.com"))["history"]
+    history = list(reversed((await worker.lookup("ada@example.com"))["history"]))
     assert [h["action"] for h in history] == ["unsubscribed", "pushed"]
     assert worker.sample("unsubscribe_sync_push_records_total", object="Contact", outcome="pushed") == 1
     assert worker.sample("unsubscribe_sync_push_records_total", object="Lead", outcome="pushed") == 1
@@ -191,7 +191,7 @@ async def test_permanent_errors_do_not_block_the_rest(make_worker: MakeWorker, s
     assert all(opted_out(sandbox, sid) for sid in good)
     gone = await worker.lookup("gone@example.com")
     assert gone["salesforce"][0]["status"] == "failed"
-    assert gone["history"][-1]["action"] == "push_failed" and "ENTITY_IS_DELETED" in gone["history"][-1]["detail"]
+    assert gone["history"][0]["action"] == "push_failed" and "ENTITY_IS_DELETED" in gone["history"][0]["detail"]
     assert worker.sample("unsubscribe_sync_push_records_total", object="Contact", outcome="failed") == 1
     assert worker.sample("unsubscribe_sync_push_records_total", object="Contact", outcome="pushed") == 5
 
@@ -361,12 +361,12 @@ async def test_resubscribe_clears_the_field_and_records_who_and_why(
     assert state.write_count(contact) == 2
     found = await worker.lookup("back@example.com")
     assert found["unsubscribed"] is False
-    resub = [h for h in found["history"] if h["action"] == "resubscribed"]
+    resub = [h for h in reversed(found["history"]) if h["action"] == "resubscribed"]
     assert len(resub) == 1
     assert resub[0]["requestedBy"] == "jane.admin" and resub[0]["reason"] == "asked by phone"
     assert resub[0]["detail"] == "by jane.admin: asked by phone" and resub[0]["outcome"] == "resubscribed"
     assert {"at", "source", "action"} <= set(resub[0])
-    assert found["history"][-1]["action"] == "pushed" and found["history"][-1]["detail"] == "HasOptedOutOfEmail = false"
+    assert found["history"][0]["action"] == "pushed" and found["history"][0]["detail"] == "HasOptedOutOfEmail = false"
     assert worker.sample("unsubscribe_sync_resubscribes_received_total") == 1
     assert worker.sample("unsubscribe_sync_resubscribe_push_records_total", object="Contact", outcome="pushed") == 1
     # opt-out series unchanged by the resubscribe's write
@@ -400,7 +400,7 @@ async def test_unsubscribe_resubscribe_unsubscribe_ends_opted_out(
     assert opted_out(sandbox, contact) and opted_out(sandbox, lead)
     found = await worker.lookup("cycle@example.com")
     assert found["unsubscribed"] is True
-    actions = [h["action"] for h in found["history"] if h["action"] in ("unsubscribed", "resubscribed")]
+    actions = [h["action"] for h in reversed(found["history"]) if h["action"] in ("unsubscribed", "resubscribed")]
     assert actions == ["unsubscribed", "unsubscribed", "resubscribed", "unsubscribed"]
     assert {t["status"] for t in found["salesforce"]} == {"pushed"}
 
@@ -412,7 +412,7 @@ async def test_resubscribe_of_an_unknown_address_is_recorded_as_not_unsubscribed
     await resubscribe(worker, {"email": "never@example.com", "requestedBy": "support", "reason": "ticket 42"})
     found = await worker.lookup("never@example.com")
     assert found["unsubscribed"] is False and found["salesforce"] == []
-    assert [(h["action"], h["outcome"]) for h in found["history"]] == [("resubscribed", "not_unsubscribed")]
+    assert [(h["action"], h["outcome"]) for h in reversed(found["history"])] == [("resubscribed", "not_unsubscribed")]
     assert worker.ledger.backlog() == 0 and sum(sandbox.state.writes.values()) == 0
 
 
@@ -457,7 +457,7 @@ async def test_resubscribe_on_postgres(make_worker: MakeWorker, sandbox: Sandbox
     await eventually(worker.drained)
     assert not opted_out(sandbox, contact)
     found = await worker.lookup("pgback@example.com")
-    assert found["unsubscribed"] is False and found["history"][-2]["requestedBy"] == "ops"
+    assert found["unsubscribed"] is False and found["history"][1]["requestedBy"] == "ops"
 
 
 async def test_nightly_after_a_resubscribe_leaves_it_alone_until_salesforce_opts_out_again(
@@ -487,4 +487,4 @@ async def test_nightly_after_a_resubscribe_leaves_it_alone_until_salesforce_opts
     assert summary["outcome"] == "Succeeded" and summary["fromSalesforce"] == 1
     found = await worker.lookup("nightly.back@example.com")
     assert found["unsubscribed"] is True
-    assert found["history"][-1]["action"] == "unsubscribed" and found["history"][-1]["source"] == "salesforce-sync"
+    assert found["history"][0]["action"] == "unsubscribed" and found["history"][0]["source"] == "salesforce-sync"

@@ -76,8 +76,8 @@ async def test_accepts_one_and_many_then_answers_lookups(client: TestClient[Any,
     got = await client.get("/v1/unsubscribes/ann@example.com", headers=AUTH)
     body = await got.json()
     assert got.status == 200 and body["email"] == "ann@example.com" and body["unsubscribed"] is True
-    assert body["history"][0]["source"] == "sequence" and body["history"][0]["action"] == "unsubscribed"
-    assert set(body["history"][0]) >= {"at", "source", "action"}
+    assert body["history"][-1]["source"] == "sequence" and body["history"][-1]["action"] == "unsubscribed"
+    assert set(body["history"][-1]) >= {"at", "source", "action"}
     missing = await client.get("/v1/unsubscribes/nobody@example.com", headers=AUTH)
     assert missing.status == 404
 
@@ -347,7 +347,7 @@ async def test_resubscribe_details_name_index_and_field(client: TestClient[Any, 
 
 
 async def test_resubscribe_batch_is_stored_and_counted(client: TestClient[Any, Any], ledger: Ledger) -> None:
-    await post(client, {"email": "a@example.com", "salesforceId": "003000000000009"})
+    await post(client, {"email": "a@example.com", "salesforceId": "003000000000009", "occurredAt": "2026-01-01T00:00:00Z"})
     items = [
         {**RESUB, "salesforceId": "003000000000009", "occurredAt": "2026-01-02T03:04:05Z", "eventId": "rs-1"},
         {**RESUB, "email": "unknown@example.com"},
@@ -356,12 +356,12 @@ async def test_resubscribe_batch_is_stored_and_counted(client: TestClient[Any, A
     assert resp.status == 202 and await resp.json() == {"accepted": 2}
     got = await (await client.get("/v1/unsubscribes/a@example.com", headers=AUTH)).json()
     assert got["unsubscribed"] is False
-    entry = got["history"][-1]
+    entry = got["history"][0]
     assert entry["action"] == "resubscribed" and entry["at"] == "2026-01-02T03:04:05.000Z"
     assert entry["requestedBy"] == "jane.admin" and entry["reason"] == "re-consented by email"
     assert entry["salesforceId"] == "003000000000009AAA"
     unknown = await (await client.get("/v1/unsubscribes/unknown@example.com", headers=AUTH)).json()
-    assert unknown["unsubscribed"] is False and unknown["history"][0]["outcome"] == "not_unsubscribed"
+    assert unknown["unsubscribed"] is False and unknown["history"][-1]["outcome"] == "not_unsubscribed"
     assert ledger.backlog() == 1  # the record's opt-out write was replaced by one write of false
     text = await (await client.get("/metrics")).text()
     assert "unsubscribe_sync_resubscribes_received_total 2.0" in text

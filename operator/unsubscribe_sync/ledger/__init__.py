@@ -9,9 +9,12 @@ from unsubscribe_sync.ledger.models import (
     ResubscribeResult,
     Unsubscribe,
 )
+from unsubscribe_sync.ledger.outbox import Claim, Completion
 from unsubscribe_sync.ledger.store import Ledger, normalize_email
 
 __all__ = [
+    "Claim",
+    "Completion",
     "IngestResult",
     "Ledger",
     "LedgerStats",

@@ -51,6 +51,10 @@ unsubscribes = Table(
     Column("unsubscribed", Boolean, nullable=False),
     Column("first_seen", Float, nullable=False),
     Column("last_seen", Float, nullable=False),
+    # v3: when the act that set ``unsubscribed`` happened (its occurredAt; acts are ordered by it, ties by
+    # arrival), and how many repeats of the unchanged state arrived since (a repeat adds no history row)
+    Column("state_at", Float, nullable=True),
+    Column("repeats", Integer, nullable=False, default=0, server_default=text("0")),
 )
 
 # One row per Salesforce record an unsubscribe applies to.
@@ -65,6 +69,10 @@ salesforce_targets = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # v3: the value Salesforce last confirmed for the record, and when (a nightly read older than a
+    # confirmed write of false is stale: it must not suppress the address again)
+    Column("confirmed_value", Boolean, nullable=True),
+    Column("confirmed_at", Float, nullable=True),
     Index("ix_salesforce_targets_email", "email"),
     Index("ix_salesforce_targets_object_id", "object", "salesforce_id"),
     Index("ix_salesforce_targets_status", "status"),
@@ -88,6 +96,12 @@ outbox = Table(
     # replaces the row's value, so the completion of an older, in-flight write never removes a newer one
     Column("value", Boolean, nullable=False, default=True, server_default=text("true")),
     Column("seq", Integer, nullable=False, default=0, server_default=text("0")),
+    # v3: the occurredAt of the act the queued value comes from (a write of an older act never replaces a
+    # newer one); the fence token, bumped by every claim (a completion must present the current one); when
+    # the row was first reported stuck (retried past worker.maxAttempts on transient errors, never given up)
+    Column("act_at", Float, nullable=True),
+    Column("fence", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("stuck_at", Float, nullable=True),
     Index("ix_outbox_due", "object", "next_attempt_at", "id"),
     Index("ix_outbox_next", "next_attempt_at", "id"),
 )
@@ -115,6 +129,7 @@ processed_events = Table(
     metadata,
     Column("event_id", String(200), primary_key=True),
     Column("received_at", Float, nullable=False),
+    Index("ix_processed_events_received", "received_at"),
 )
 
 # Nightly sync runs.
@@ -156,14 +171,46 @@ def _migrate_v2(conn: Connection) -> None:
     A ledger created by this release already has the columns (version 1 creates the tables as
     declared above); one created by an earlier release gets them added.
     """
+    _add_columns(conn, _V2_COLUMNS)
+
+
+# Columns added by version 3 (acts ordered by occurredAt, fenced leases, bounded history).
+_V3_COLUMNS = [
+    ("unsubscribes", "state_at", "DOUBLE PRECISION"),
+    ("unsubscribes", "repeats", "INTEGER NOT NULL DEFAULT 0"),
+    ("salesforce_targets", "confirmed_value", "BOOLEAN"),
+    ("salesforce_targets", "confirmed_at", "DOUBLE PRECISION"),
+    ("outbox", "act_at", "DOUBLE PRECISION"),
+    ("outbox", "fence", "INTEGER NOT NULL DEFAULT 0"),
+    ("outbox", "stuck_at", "DOUBLE PRECISION"),
+]
+
+
+def _add_columns(conn: Connection, columns: list[tuple[str, str, str]]) -> None:
     inspector = inspect(conn)
-    for table, column, ddl in _V2_COLUMNS:
+    for table, column, ddl in columns:
         if column not in {c["name"] for c in inspector.get_columns(table)}:
             conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
 
 
+def _migrate_v3(conn: Connection) -> None:
+    """Acts carry their time; outbox rows a fence and the act time; processed events an index for pruning.
+
+    Existing rows take their best-known time: an address its last_seen, a queued write its received_at.
+    """
+    _add_columns(conn, _V3_COLUMNS)
+    conn.execute(text("UPDATE unsubscribes SET state_at = last_seen WHERE state_at IS NULL"))
+    conn.execute(text("UPDATE outbox SET act_at = received_at WHERE act_at IS NULL"))
+    if "ix_processed_events_received" not in {i["name"] for i in inspect(conn).get_indexes("processed_events")}:
+        conn.execute(text("CREATE INDEX ix_processed_events_received ON processed_events (received_at)"))
+
+
 # (version, step) in order; a new schema change appends a step, never edits an old one.
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _migrate_v1), (2, _migrate_v2)]
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
+    (1, _migrate_v1),
+    (2, _migrate_v2),
+    (3, _migrate_v3),
+]
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 _PG_MIGRATION_LOCK = 0x5553594E  # advisory lock id: one migrator at a time across replicas

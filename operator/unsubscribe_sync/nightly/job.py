@@ -86,9 +86,10 @@ class ObjectTotals:
     retryLater: int = 0
     pendingResubscribe: int = 0  # opted out in Salesforce, but a resubscribe's write of false is still queued
     stagedBytes: int = 0  # size of the on-disk sort of both sides (the job needs this much temporary disk)
+    read_at: float | None = None  # when the Salesforce side began to be read (an opt-out read is that old)
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "read_at"}
 
 
 @dataclass
@@ -168,6 +169,7 @@ class NightlySync:
     def _stage(self, stage: SortedStage, object_name: str, field_name: str, totals: ObjectTotals) -> None:
         advance = self.progress.advance
         self.progress.start(f"{object_name}: read opted-out records from Salesforce")
+        totals.read_at = time.time()
         records = self.client.iter_opted_out(object_name, field_name, use_bulk=self._use_bulk(object_name))
         totals.salesforceOptedOut = stage.load_salesforce(records, on_row=lambda: advance())
         self.progress.start(f"{object_name}: read unsubscribes from the ledger")
@@ -272,9 +274,9 @@ class NightlySync:
     def _add(self, entries: list[PlanEntry], field_name: str, totals: ObjectTotals) -> None:
         """Add Salesforce opt-outs to the ledger (one transaction per chunk)."""
         records = [(e.salesforce_id, e.object, e.salesforce_email) for e in entries]
-        added = self.ledger.add_salesforce_opt_outs(records, field=field_name)
-        # an id already in the ledger under another address adds no target, only that address to suppress
-        totals.fromSalesforce += added + sum(1 for e in entries if e.ledger_emails)
+        result = self.ledger.add_salesforce_opt_outs(records, field=field_name, read_at=totals.read_at)
+        totals.fromSalesforce += result.added
+        totals.pendingResubscribe += result.pending_resubscribe
 
     def _already_suppressed(self, entry: PlanEntry) -> bool:
         """An id in the ledger under another address whose Salesforce address is suppressed already (rare)."""
@@ -300,11 +302,14 @@ class NightlySync:
 
         Records resubscribed since they were staged are left out (counted as ``pendingResubscribe``).
         """
-        pending = self.ledger.still_to_set(ids)
-        totals.pendingResubscribe += len(ids) - len(pending)
-        if not pending:
-            return
+        pending = list(ids)
         for attempt in range(TRANSIENT_RETRIES + 1):
+            # checked again before every attempt: a resubscribe made meanwhile is never overwritten
+            still = self.ledger.still_to_set(pending)
+            totals.pendingResubscribe += len(pending) - len(still)
+            pending = still
+            if not pending:
+                return
             results = self._write_call(object_name, pending, field_name)
             for start in range(0, len(pending), MARK_CHUNK):
                 end = start + MARK_CHUNK

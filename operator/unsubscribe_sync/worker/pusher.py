@@ -9,13 +9,19 @@ expired lease makes the row claimable again).
 
 What an error means (``salesforce.errors.classify``):
 - a record's PERMANENT error: failed, recorded with its reason, never retried;
-- a record's TRANSIENT / REAUTH / RATE_LIMITED error: retried with backoff and jitter,
-  until ``maxAttempts`` (then failed);
+- a record's TRANSIENT / REAUTH / RATE_LIMITED error: retried with capped backoff and jitter for as
+  long as it takes; past ``maxAttempts`` the record is reported stuck (history row, metric, alert) and
+  still retried: a transient error never becomes a permanent failure;
 - a whole call that fails TRANSIENT (outage, 5xx, timeout): rows go back untouched and the
   pusher pauses with growing backoff; RATE_LIMITED: a much longer pause;
 - CONFIGURATION (field missing or hidden, credentials refused): rows stay pending, the
   push reports unhealthy (metric ``unsubscribe_sync_push_healthy`` 0, a log line) and
   tries again rarely, re-checking the field first.
+
+Leases are fenced: while a call runs its lease is renewed every third of ``leaseSeconds``; a renewal
+that finds rows claimed by another writer (this one stalled past its lease) drops them, and the
+completion presents each row's fence, so a result that outlived its lease is never trusted. Every
+Salesforce HTTP call has a hard deadline (``salesforce.requestTimeoutSeconds``).
 """
 
 from __future__ import annotations
@@ -27,12 +33,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from unsubscribe_sync.api.config import Config, WorkerConfig
 from unsubscribe_sync.api.push_field import effective_push_target
 from unsubscribe_sync.api.spec import OptOutTarget
-from unsubscribe_sync.ledger import Ledger, OutboxRow, PushOutcome
+from unsubscribe_sync.ledger import Claim, Ledger, OutboxRow, PushOutcome
 from unsubscribe_sync.logs import get_logger, mask_email, redact_text
 from unsubscribe_sync.salesforce.errors import classify, retry_delay
 from unsubscribe_sync.salesforce.types import ApiUsage, ErrorClass, RecordResult, SalesforceError
@@ -68,7 +74,7 @@ class PushPolicy:
     max_attempts: int = 50
     poll_interval_seconds: float = 1.0  # look for due retries / other replicas' rows this often
     backoff_scale: float = 1.0  # multiplies salesforce.errors.retry_delay (tests shrink it)
-    max_backoff_seconds: float = 3600.0
+    max_backoff_seconds: float = 900.0  # a record retried for hours is tried again at least every 15 minutes
     shutdown_grace_seconds: float = 20.0
     lanes: int = 2  # batches in flight at once per worker (claim/record of one overlaps the call of another)
 
@@ -89,6 +95,33 @@ class PushPolicy:
 
 def _describe(result: RecordResult) -> str:
     return ": ".join(p for p in (result.error_code, result.message) if p) or "unknown error"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteDecision:
+    """What one record's answer means for its queued write."""
+
+    status: str  # pushed | failed | retry | held
+    reason: str | None = None
+    error_class: ErrorClass | None = None
+    stuck: bool = False  # retried ``max_attempts`` times now: report it stuck (still retried)
+
+
+def decide_write(result: RecordResult, attempts: int, max_attempts: int) -> WriteDecision:
+    """The write-outcome rule: only an error the classifier calls permanent ends a record.
+
+    ``attempts``: attempts made before this one. A configuration problem holds the row (no attempt
+    counted); every other error is retried, and reported stuck once ``max_attempts`` is reached.
+    """
+    if result.success:
+        return WriteDecision("pushed")
+    error_class = result.error_class or classify(result.error_code)
+    reason = _describe(result)
+    if error_class is ErrorClass.CONFIGURATION:
+        return WriteDecision("held", reason, error_class)
+    if error_class is ErrorClass.PERMANENT:
+        return WriteDecision("failed", reason, error_class)
+    return WriteDecision("retry", reason, error_class, stuck=attempts + 1 >= max_attempts)
 
 
 class Pusher:
@@ -117,7 +150,7 @@ class Pusher:
         self._stopped = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._inflight: dict[int, list[OutboxRow]] = {}  # lane -> rows being written
+        self._inflight: dict[int, Claim] = {}  # lane -> the claim being written
         self._prepare_lock = asyncio.Lock()
         self._failures = 0  # consecutive whole-call failures
         self._pause_until = 0.0
@@ -150,10 +183,9 @@ class Pusher:
         if pending:
             for task in pending:
                 task.cancel()
-            rows = [r.id for lane_rows in self._inflight.values() for r in lane_rows]
-            if rows:
-                await self._in_thread(self._ledger.release, self.owner, rows, error="worker stopped")
-                log.warning("push_batch_released", records=len(rows), reason="shutdown")
+            for claim in list(self._inflight.values()):
+                await self._in_thread(self._ledger.release, claim, error="worker stopped")
+                log.warning("push_batch_released", records=len(claim.rows), reason="shutdown")
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -214,14 +246,16 @@ class Pusher:
                     return  # another lane just failed to prepare
                 if self.field is None and not await self._prepare():
                     return
-        rows = await self._in_thread(self._ledger.claim, self.owner, self.policy.batch_size, self.policy.lease_seconds)
-        if not rows:
+        claim = await self._in_thread(
+            self._ledger.claim, self.owner, self.policy.batch_size, self.policy.lease_seconds
+        )
+        if not claim.rows:
             if await self._wait_for_work(self.policy.poll_interval_seconds):
                 await self._pause(self.policy.batch_window_seconds)
             return
-        self._inflight[lane] = rows
+        self._inflight[lane] = claim
         try:
-            await self._push(rows)
+            await self._push(claim)
         finally:
             self._inflight.pop(lane, None)
 
@@ -269,12 +303,27 @@ class Pusher:
             )
         self._set_pause(pause)
 
-    async def _push(self, rows: list[OutboxRow]) -> None:
+    async def _keep_lease(self, claim: Claim, lost: set[int]) -> None:
+        """Renew the claim's lease every third of its length while the call runs; note rows lost to others."""
+        interval = max(0.05, self.policy.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                held, _ = await self._in_thread(self._ledger.renew, claim, self.policy.lease_seconds)
+            except Exception as exc:  # the ledger is away: the completion's fence check still guards
+                log.warning("push_lease_renewal_failed", error=redact_text(f"{type(exc).__name__}: {exc}"))
+                continue
+            lost.update(r.id for r in claim.rows if r.id not in held)
+
+    async def _push(self, claim: Claim) -> None:
         client, field = self._client, self.field
         assert client is not None and field is not None
+        rows = claim.rows
         object_name = rows[0].object
         value = rows[0].value  # a claim holds rows of one value
         ids = [r.salesforce_id for r in rows]
+        lost: set[int] = set()
+        renewer = asyncio.get_running_loop().create_task(self._keep_lease(claim, lost))
         try:
             results = await self._in_thread(client.update_opt_out, object_name, ids, field, value)
             if len(results) != len(rows):
@@ -282,48 +331,57 @@ class Pusher:
         except Exception as exc:
             error_class = exc.error_class if isinstance(exc, SalesforceError) else ErrorClass.TRANSIENT
             message = str(exc) if isinstance(exc, SalesforceError) else f"{type(exc).__name__}: {exc}"
-            await self._in_thread(self._ledger.release, self.owner, [r.id for r in rows], error=redact_text(message))
+            await self._in_thread(self._ledger.release, claim, error=redact_text(message))
             self._call_failed(error_class, message, "update_opt_out")
             return
         finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
             usage = client.api_usage()
             if usage is not None:
                 self._metrics.api_usage.set(usage.ratio)
         self._failures = 0
         if not self.healthy:
             self._set_healthy(True)
-        await self._record(rows, results, field)
+        if lost:
+            log.warning("push_lease_lost", records=len(lost), reason="another writer holds them; results not trusted")
+        kept = [(r, res) for r, res in zip(rows, results, strict=True) if r.id not in lost]
+        await self._record(claim, kept, field)
 
-    async def _record(self, rows: list[OutboxRow], results: list[RecordResult], field: str) -> None:
+    async def _record(self, claim: Claim, answered: list[tuple[OutboxRow, RecordResult]], field: str) -> None:
+        rows = claim.rows
         now = time.time()
         outcomes: list[PushOutcome] = []
-        configuration: list[tuple[OutboxRow, RecordResult]] = []
+        configuration: str | None = None
         pause_class: ErrorClass | None = None
-        for row, result in zip(rows, results, strict=True):
-            if result.success:
-                outcomes.append(PushOutcome(row, "pushed"))
-                continue
-            error_class = result.error_class or classify(result.error_code)
-            reason = _describe(result)
-            if error_class is ErrorClass.CONFIGURATION:
-                configuration.append((row, result))
-            elif error_class is ErrorClass.PERMANENT:
-                outcomes.append(PushOutcome(row, "failed", reason))
-            elif row.attempts + 1 >= self.policy.max_attempts:
-                outcomes.append(PushOutcome(row, "failed", f"gave up after {row.attempts + 1} attempts: {reason}"))
-            else:
-                delay = self.policy.delay(error_class, row.attempts + 1)
-                outcomes.append(PushOutcome(row, "retry", reason, now + delay))
-                self._metrics.push_retries.labels(object=row.object, error_class=str(error_class)).inc()
-                if error_class is ErrorClass.RATE_LIMITED:
+        for row, result in answered:
+            decision = decide_write(result, row.attempts, self.policy.max_attempts)
+            if decision.status == "retry":
+                assert decision.error_class is not None
+                delay = self.policy.delay(decision.error_class, row.attempts + 1)
+                outcomes.append(PushOutcome(row, "retry", decision.reason, now + delay, stuck=decision.stuck))
+                self._metrics.push_retries.labels(object=row.object, error_class=str(decision.error_class)).inc()
+                if decision.error_class is ErrorClass.RATE_LIMITED:
                     pause_class = ErrorClass.RATE_LIMITED
-        await self._in_thread(self._ledger.complete, self.owner, outcomes, field=field)
-        if configuration:
-            await self._in_thread(
-                self._ledger.release, self.owner, [r.id for r, _ in configuration], error=_describe(configuration[0][1])
-            )
+                if decision.stuck and not row.stuck:
+                    log.error(
+                        "push_record_stuck",
+                        email=mask_email(row.email),
+                        salesforce_id=row.salesforce_id,
+                        object=row.object,
+                        attempts=row.attempts + 1,
+                        error=decision.reason,
+                    )
+            elif decision.status == "held":
+                configuration = configuration or decision.reason
+                outcomes.append(PushOutcome(row, "held", decision.reason))
+            else:
+                status: Literal["pushed", "failed"] = "pushed" if decision.status == "pushed" else "failed"
+                outcomes.append(PushOutcome(row, status, decision.reason))
+        await self._in_thread(self._ledger.complete, claim, outcomes, field=field)
         confirmed = time.time()
-        counts = {"pushed": 0, "failed": 0, "retry": 0, "pending": len(configuration)}
+        counts = {"pushed": 0, "failed": 0, "retry": 0, "held": 0}
         for outcome in outcomes:
             counts[outcome.status] += 1
             # opt-outs and resubscribes (writes of false) are counted apart; the lag is that of opt-outs
@@ -343,7 +401,7 @@ class Pusher:
                 )
         log.info("push_batch", object=rows[0].object, field=field, value=rows[0].value, records=len(rows), **counts)
         if configuration:
-            self._call_failed(ErrorClass.CONFIGURATION, _describe(configuration[0][1]), "update_opt_out")
+            self._call_failed(ErrorClass.CONFIGURATION, configuration, "update_opt_out")
         elif pause_class is not None:
             self._failures += 1
             self._set_pause(self.policy.delay(pause_class, self._failures))

@@ -1,0 +1,292 @@
+"""What every part of the ledger shares: transactions, the database clock, address acts and queued writes.
+
+Concurrency rules (PostgreSQL at READ COMMITTED, several replicas; SQLite takes the write lock up front):
+
+- Every change to an address, and every write queued for its Salesforce records, happens under the
+  address's row lock (``_apply_acts`` inserts missing rows, then ``SELECT ... FOR UPDATE``): two replicas
+  acting on one address serialise, and each decides on the committed state.
+- Keys are sorted before any multi-row write (addresses by email, records by Salesforce id), so two
+  transactions never lock the same rows in opposite orders (no deadlock).
+- Lease and retry times come from the database clock on PostgreSQL (replicas' clocks may disagree).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, bindparam, select, text, update
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from unsubscribe_sync.ledger.policy import (
+    Act,
+    ActEffect,
+    AddressState,
+    Merge,
+    QueuedWrite,
+    act_effect,
+    merge_queued_write,
+    state_after,
+)
+from unsubscribe_sync.ledger.schema import outbox, salesforce_targets, unsubscribes
+
+IN_CHUNK = 500  # keys per IN (...) list: far below SQLite's bound-parameter limit
+
+T = TypeVar("T")
+Target = tuple[str, str, str]  # (salesforce_id, object, email)
+
+
+def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def history_row(
+    at: float,
+    email: str,
+    salesforce_id: str | None,
+    source: str,
+    action: str,
+    outcome: str | None = None,
+    detail: str | None = None,
+    requested_by: str | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "at": at,
+        "email": email,
+        "salesforce_id": salesforce_id,
+        "source": source,
+        "action": action,
+        "outcome": outcome,
+        "detail": detail,
+        "requested_by": requested_by,
+        "reason": reason,
+    }
+
+
+class LedgerBase:
+    """Transactions and the shared write steps; the stores of each concern build on it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._pg = engine.dialect.name == "postgresql"
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            conn.execution_options(ledger_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn, conn.begin():
+            yield conn
+
+    def _insert(self, table: Any) -> Any:
+        """The dialect's INSERT (both have ON CONFLICT)."""
+        return pg_dialect.insert(table) if self._pg else sqlite_dialect.insert(table)
+
+    def _db_now(self, conn: Connection) -> float:
+        """Now by the database's clock on PostgreSQL (shared by every replica); this host's on SQLite."""
+        if self._pg:
+            return float(conn.execute(text("SELECT EXTRACT(EPOCH FROM clock_timestamp())")).scalar_one())
+        return time.time()
+
+    # -- addresses ------------------------------------------------------------------
+
+    def _apply_acts(
+        self, conn: Connection, acts: Sequence[tuple[str, Act]], now: float
+    ) -> tuple[list[ActEffect], dict[str, AddressState]]:
+        """Apply acts (email, act) in order to their addresses under row locks.
+
+        Returns each act's effect (in the order given) and every address's state afterwards.
+        """
+        emails = sorted({email for email, _ in acts})
+        first: dict[str, Act] = {}
+        for email, act in acts:
+            first.setdefault(email, act)
+        created: set[str] = set()
+        stmt = self._insert(unsubscribes).on_conflict_do_nothing(index_elements=["email"])
+        for chunk in chunks(emails):
+            created.update(
+                conn.execute(
+                    stmt.returning(unsubscribes.c.email),
+                    [
+                        {
+                            "email": e,
+                            "unsubscribed": first[e].unsubscribe,
+                            "state_at": first[e].at,
+                            "first_seen": now,
+                            "last_seen": now,
+                            "repeats": 0,
+                        }
+                        for e in chunk
+                    ],
+                ).scalars()
+            )
+        stored: dict[str, AddressState] = {}
+        existing = [e for e in emails if e not in created]
+        for chunk in chunks(existing):
+            rows = conn.execute(
+                select(unsubscribes.c.email, unsubscribes.c.unsubscribed, unsubscribes.c.state_at)
+                .where(unsubscribes.c.email.in_(chunk))
+                .order_by(unsubscribes.c.email)
+                .with_for_update()
+            ).all()
+            stored.update((e, AddressState(bool(u), float(s if s is not None else 0.0))) for e, u, s in rows)
+        state: dict[str, AddressState | None] = {e: stored.get(e) for e in emails}
+        effects: list[ActEffect] = []
+        repeats: dict[str, int] = {}
+        for email, act in acts:
+            effect = act_effect(state[email], act)
+            effects.append(effect)
+            if effect is ActEffect.REPEAT and act.unsubscribe:
+                repeats[email] = repeats.get(email, 0) + 1
+            state[email] = state_after(state[email], act)
+        final = {e: s for e, s in state.items() if s is not None}
+        changed = [
+            {"b_email": e, "b_u": s.unsubscribed, "b_at": s.state_at, "b_r": repeats.get(e, 0), "b_now": now}
+            for e, s in sorted(final.items())
+            if e not in created or s != AddressState(first[e].unsubscribe, first[e].at) or repeats.get(e)
+        ]
+        if changed:
+            conn.execute(
+                update(unsubscribes)
+                .where(unsubscribes.c.email == bindparam("b_email"))
+                .values(
+                    unsubscribed=bindparam("b_u"),
+                    state_at=bindparam("b_at"),
+                    last_seen=bindparam("b_now"),
+                    repeats=unsubscribes.c.repeats + bindparam("b_r"),
+                ),
+                changed,
+            )
+        return effects, final
+
+    def _targets_of(self, conn: Connection, emails: Sequence[str], *, unpushed_only: bool = False) -> list[Target]:
+        """The Salesforce records held for ``emails`` (all, or those not confirmed pushed), by id."""
+        t = salesforce_targets
+        found: list[Target] = []
+        for chunk in chunks(sorted(set(emails))):
+            query = select(t.c.salesforce_id, t.c.object, t.c.email).where(t.c.email.in_(chunk))
+            if unpushed_only:
+                query = query.where(t.c.status != "pushed")
+            found.extend((sid, obj, email) for sid, obj, email in conn.execute(query).all())
+        return sorted(found)
+
+    def _insert_targets(
+        self, conn: Connection, targets: Sequence[Target], status: str, field: str | None, now: float
+    ) -> list[str]:
+        """Add records not held yet (by id); returns the ids added."""
+        if not targets:
+            return []
+        stmt = (
+            self._insert(salesforce_targets)
+            .on_conflict_do_nothing(index_elements=["salesforce_id"])
+            .returning(salesforce_targets.c.salesforce_id)
+        )
+        added: list[str] = []
+        for chunk in chunks(sorted(targets)):
+            rows = [
+                {
+                    "salesforce_id": sid,
+                    "object": obj,
+                    "email": email,
+                    "status": status,
+                    "field": field,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for sid, obj, email in chunk
+            ]
+            added.extend(conn.execute(stmt, rows).scalars())
+        return added
+
+    # -- queued writes ----------------------------------------------------------------------
+
+    def _queue_writes(self, conn: Connection, writes: Sequence[tuple[Target, bool, float]], now: float) -> int:
+        """Queue a write of ``value`` (from an act at ``act_at``) on each target, merged with what is queued.
+
+        ``merge_queued_write`` decides per record. A replaced row keeps its lease: a write of the old value
+        in flight finishes, and its completion sees the bumped ``seq`` and leaves the row for the new value.
+        Returns how many records now have a write queued for them by this call (inserted or replaced).
+        """
+        if not writes:
+            return 0
+        latest: dict[str, tuple[Target, bool, float]] = {}
+        for target, value, act_at in writes:
+            kept = latest.get(target[0])
+            if kept is None or act_at >= kept[2]:
+                latest[target[0]] = (target, value, act_at)
+        ids = sorted(latest)
+        queued: dict[str, QueuedWrite] = {}
+        for chunk in chunks(ids):
+            queued.update(
+                (sid, QueuedWrite(bool(value), float(at if at is not None else 0.0)))
+                for sid, value, at in conn.execute(
+                    select(outbox.c.salesforce_id, outbox.c.value, outbox.c.act_at).where(
+                        outbox.c.salesforce_id.in_(chunk)
+                    )
+                ).all()
+            )
+        fresh: list[dict[str, Any]] = []
+        refresh: list[dict[str, Any]] = []
+        for sid in ids:
+            (_, obj, email), value, act_at = latest[sid]
+            merge = merge_queued_write(queued.get(sid), QueuedWrite(value, act_at))
+            row = {
+                "salesforce_id": sid,
+                "object": obj,
+                "email": email,
+                "value": value,
+                "act_at": act_at,
+                "seq": 0,
+                "received_at": now,
+                "attempts": 0,
+                "next_attempt_at": now,
+            }
+            if merge in (Merge.INSERT, Merge.REPLACE):
+                fresh.append(row)
+            elif merge is Merge.REFRESH:
+                refresh.append(row)
+        stmt = self._insert(outbox)
+        if fresh:
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["salesforce_id"],
+                    set_={
+                        "object": stmt.excluded.object,
+                        "email": stmt.excluded.email,
+                        "value": stmt.excluded.value,
+                        "act_at": stmt.excluded.act_at,
+                        "seq": outbox.c.seq + 1,
+                        "received_at": stmt.excluded.received_at,
+                        "attempts": 0,
+                        "next_attempt_at": stmt.excluded.next_attempt_at,
+                        "last_error": None,
+                        "stuck_at": None,
+                    },
+                ),
+                fresh,
+            )
+            for chunk in chunks([r["salesforce_id"] for r in fresh]):
+                conn.execute(
+                    update(salesforce_targets)
+                    .where(salesforce_targets.c.salesforce_id.in_(chunk))
+                    .values(status="pending", last_error=None, updated_at=now)
+                )
+        if refresh:  # the same value from a later act: only the act time moves (a vanished row is queued again)
+            conn.execute(
+                stmt.on_conflict_do_update(index_elements=["salesforce_id"], set_={"act_at": stmt.excluded.act_at}),
+                refresh,
+            )
+        return len(fresh)

@@ -1,0 +1,212 @@
+"""Intake: unsubscribes and resubscribes as acts on addresses, each queuing the Salesforce writes it implies.
+
+An act's time is its ``occurredAt`` (the time it was received when the sender gave none). The later act
+wins on both sides, whatever order they arrive in (``policy.act_effect``): a resubscribe stamped 11:00 that
+arrives after an unsubscribe stamped 12:00 is recorded as superseded and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Protocol, TypeVar
+
+from sqlalchemy import Connection, delete
+
+from unsubscribe_sync.api.addresses import normalize_email
+from unsubscribe_sync.ledger.base import LedgerBase, Target, chunks, history_row
+from unsubscribe_sync.ledger.models import (
+    ACTION_PUSH_SKIPPED,
+    ACTION_RESUBSCRIBED,
+    ACTION_UNSUBSCRIBED,
+    OUTCOME_NOT_UNSUBSCRIBED,
+    OUTCOME_RESUBSCRIBED,
+    OUTCOME_SUPERSEDED,
+    SOURCE_PUSH,
+    IngestResult,
+    Resubscribe,
+    ResubscribeResult,
+    Unsubscribe,
+    to_rfc3339,
+)
+from unsubscribe_sync.ledger.policy import Act, ActEffect
+from unsubscribe_sync.ledger.schema import history, processed_events
+
+
+class _Event(Protocol):
+    @property
+    def event_id(self) -> str | None: ...
+
+
+E = TypeVar("E", bound=_Event)
+
+
+def _superseded_detail(state_at: float) -> str:
+    return f"older than the address's latest act ({to_rfc3339(state_at)}): changed nothing"
+
+
+class IntakeStore(LedgerBase):
+    def _drop_replayed(
+        self, conn: Connection, items: Sequence[E], now: float, result: IngestResult | ResubscribeResult
+    ) -> list[E]:
+        event_ids = sorted({item.event_id for item in items if item.event_id})
+        new_events: set[str] = set()
+        stmt = (
+            self._insert(processed_events)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(processed_events.c.event_id)
+        )
+        for chunk in chunks(event_ids):
+            new_events.update(conn.execute(stmt, [{"event_id": e, "received_at": now} for e in chunk]).scalars())
+        kept: list[E] = []
+        seen: set[str] = set()
+        for item in items:
+            if item.event_id:
+                if item.event_id not in new_events or item.event_id in seen:
+                    result.replayed += 1
+                    continue
+                seen.add(item.event_id)
+            kept.append(item)
+        return kept
+
+    def ingest(self, items: Sequence[Unsubscribe], *, received_at: float | None = None) -> IngestResult:
+        """Store validated unsubscribes in one transaction (idempotent by eventId and by email + ID).
+
+        Per address, in arrival order: an unsubscribe newer than the address's state suppresses it (when it
+        was resubscribed, every record of the address is queued to be set again); one older than a later
+        resubscribe is recorded as superseded. Records named by ``salesforceId`` are added and queued, and
+        records of the address that failed for good are queued again. A repeat that changes nothing adds
+        no history row: the address's ``repeats`` counter goes up instead.
+        """
+        result = IngestResult()
+        if not items:
+            return result
+        items = [replace(i, email=normalize_email(i.email)) for i in items]
+        with self._write() as conn:
+            now = self._db_now(conn) if received_at is None else received_at
+            kept = self._drop_replayed(conn, items, now, result)
+            if not kept:
+                return result
+            acts = [(i.email, Act(True, i.occurred_at if i.occurred_at is not None else now)) for i in kept]
+            effects, states = self._apply_acts(conn, acts, now)
+            live = [(i, e) for i, e in zip(kept, effects, strict=True) if e is not ActEffect.SUPERSEDED]
+            named: dict[str, Target] = {}
+            for item, _ in live:
+                if item.salesforce_id is not None and item.object is not None:
+                    named.setdefault(item.salesforce_id, (item.salesforce_id, item.object, item.email))
+            added = set(self._insert_targets(conn, list(named.values()), "pending", None, now))
+            flipped = {i.email for i, e in live if e in (ActEffect.NEW, ActEffect.CHANGES)}
+            repeated = {i.email for i, e in live} - flipped
+            # every record of an address that (again) suppresses; for a repeat, the ones not confirmed yet
+            # (a record that failed for good is tried again: a later unsubscribe re-queues even those)
+            targets = self._targets_of(conn, sorted(flipped)) + self._targets_of(
+                conn, sorted(repeated), unpushed_only=True
+            )
+            targets += [named[sid] for sid in sorted(added)]
+            writes = {t[0]: (t, True, states[t[2]].state_at) for t in targets if states[t[2]].unsubscribed}
+            result.enqueued = self._queue_writes(conn, list(writes.values()), now)
+            with_records = {t[2] for t in targets}
+            rows = []
+            for item, effect in zip(kept, effects, strict=True):
+                at = item.occurred_at if item.occurred_at is not None else now
+                if effect is ActEffect.SUPERSEDED:
+                    result.superseded += 1
+                    detail = _superseded_detail(states[item.email].state_at)
+                    rows.append(
+                        history_row(
+                            at, item.email, item.salesforce_id, item.source, ACTION_UNSUBSCRIBED, OUTCOME_SUPERSEDED,
+                            detail,
+                        )
+                    )
+                    continue
+                new_record = item.salesforce_id in added
+                if effect is ActEffect.REPEAT and not new_record:
+                    result.repeats += 1  # counted on the address (``repeats``), no history row
+                    continue
+                rows.append(history_row(at, item.email, item.salesforce_id, item.source, ACTION_UNSUBSCRIBED))
+                if item.salesforce_id is None and item.email not in with_records:
+                    result.skipped_no_salesforce_id += 1
+                    rows.append(
+                        history_row(
+                            now, item.email, None, SOURCE_PUSH, ACTION_PUSH_SKIPPED, "skipped", "no Salesforce ID"
+                        )
+                    )
+            if rows:
+                conn.execute(history.insert(), rows)
+            result.stored = len(kept)
+        return result
+
+    def resubscribe(self, items: Sequence[Resubscribe], *, received_at: float | None = None) -> ResubscribeResult:
+        """Store validated resubscribes in one transaction (idempotent by eventId).
+
+        Per item, in arrival order: a resubscribe newer than the address's state marks it not unsubscribed
+        (an address never seen is recorded as not unsubscribed, so the request is on file) and queues a
+        write of false on each of its Salesforce records (plus ``salesforceId`` when given and not held by
+        another address), replacing any older opt-out write still queued. One older than the address's
+        latest unsubscribe is recorded as superseded and changes nothing. Each item adds a history row
+        naming who asked and why (outcome ``resubscribed``, ``not_unsubscribed`` or ``superseded``).
+        """
+        result = ResubscribeResult()
+        if not items:
+            return result
+        items = [replace(i, email=normalize_email(i.email)) for i in items]
+        with self._write() as conn:
+            now = self._db_now(conn) if received_at is None else received_at
+            kept = self._drop_replayed(conn, items, now, result)
+            if not kept:
+                return result
+            acts = [(i.email, Act(False, i.occurred_at if i.occurred_at is not None else now)) for i in kept]
+            effects, states = self._apply_acts(conn, acts, now)
+            live = [(i, e) for i, e in zip(kept, effects, strict=True) if e is not ActEffect.SUPERSEDED]
+            named = {
+                i.salesforce_id: (i.salesforce_id, i.object, i.email)
+                for i, _ in live
+                if i.salesforce_id is not None and i.object is not None
+            }
+            added = set(self._insert_targets(conn, list(named.values()), "pending", None, now))
+            flipped = sorted({i.email for i, e in live if e is ActEffect.CHANGES})
+            targets = self._targets_of(conn, flipped) + [named[sid] for sid in sorted(added)]
+            writes = {t[0]: (t, False, states[t[2]].state_at) for t in targets if not states[t[2]].unsubscribed}
+            result.enqueued = self._queue_writes(conn, list(writes.values()), now)
+            rows = []
+            for item, effect in zip(kept, effects, strict=True):
+                at = item.occurred_at if item.occurred_at is not None else now
+                detail = f"by {item.requested_by}: {item.reason}"
+                if effect is ActEffect.SUPERSEDED:
+                    outcome = OUTCOME_SUPERSEDED
+                    detail = f"{detail}; {_superseded_detail(states[item.email].state_at)}"
+                    result.superseded += 1
+                elif effect is ActEffect.CHANGES:
+                    outcome = OUTCOME_RESUBSCRIBED
+                    result.resubscribed += 1
+                else:
+                    outcome = OUTCOME_NOT_UNSUBSCRIBED
+                    result.not_unsubscribed += 1
+                rows.append(
+                    history_row(
+                        at,
+                        item.email,
+                        item.salesforce_id,
+                        item.source,
+                        ACTION_RESUBSCRIBED,
+                        outcome,
+                        detail,
+                        item.requested_by,
+                        item.reason,
+                    )
+                )
+            conn.execute(history.insert(), rows)
+            result.stored = len(kept)
+        return result
+
+    def prune_processed_events(self, older_than_seconds: float, *, now: float | None = None) -> int:
+        """Forget event ids received more than ``older_than_seconds`` ago; returns how many.
+
+        A replay older than the retention is stored again as a repeat: it changes nothing (the address
+        keeps its state, or the later act wins), so idempotency holds in effect.
+        """
+        with self._write() as conn:
+            cutoff = (self._db_now(conn) if now is None else now) - older_than_seconds
+            res = conn.execute(delete(processed_events).where(processed_events.c.received_at < cutoff))
+            return int(res.rowcount or 0)
+

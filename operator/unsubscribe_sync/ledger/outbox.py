@@ -1,0 +1,331 @@
+"""The outbox: every write owed to Salesforce, claimed under fenced leases by whichever writer drains it.
+
+A claim takes up to N due rows of one object and one value, bumps each row's ``fence`` and leases them to
+one claim token until a time by the database clock. The writer renews the lease while its call runs
+(``renew``); the completion (``complete``) and every release present the fence, and a row whose fence moved
+on (its lease expired and another writer claimed it) is not touched: that result is not trusted, the row
+is written again by its new holder, never marked done on a stale answer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
+
+from unsubscribe_sync.ledger.base import LedgerBase, chunks, history_row
+from unsubscribe_sync.ledger.models import (
+    ACTION_PUSH_FAILED,
+    ACTION_PUSH_STUCK,
+    ACTION_PUSHED,
+    SOURCE_PUSH,
+    LedgerStats,
+    OutboxRow,
+    PushOutcome,
+)
+from unsubscribe_sync.ledger.schema import history, outbox, salesforce_targets
+
+
+class Claim(list[OutboxRow]):
+    """The rows leased to one writer (a list, in due order), with the token its renewals and releases present."""
+
+    def __init__(self, token: str, rows: list[OutboxRow], lease_expires_at: float) -> None:
+        super().__init__(rows)
+        self.token = token
+        self.lease_expires_at = lease_expires_at  # by the database clock
+
+    @property
+    def rows(self) -> list[OutboxRow]:
+        return list(self)
+
+
+@dataclass(slots=True)
+class Completion:
+    """What a completion could record: rows settled, rows left for a newer value, rows whose fence was lost."""
+
+    settled: int = 0
+    replaced: int = 0
+    lost: int = 0
+
+
+def _pushed_detail(field: str, value: bool) -> str:
+    """History detail of a successful write: the field, and "= false" when a resubscribe cleared it."""
+    return field if value else f"{field} = false"
+
+
+class OutboxStore(LedgerBase):
+    def claim(self, owner: str, limit: int, lease_seconds: float, *, now: float | None = None) -> Claim:
+        """Lease up to ``limit`` due writes of one object and one value (those of the oldest due row).
+
+        On PostgreSQL rows are locked with SKIP LOCKED so writers never claim the same row; a lease that
+        expires (its writer died or stalled) makes the row claimable again, with a new fence.
+        """
+        token = f"{owner}/{uuid.uuid4().hex[:12]}"
+        with self._write() as conn:
+            now = self._db_now(conn) if now is None else now
+            expires = now + lease_seconds
+            due = and_(
+                outbox.c.next_attempt_at <= now,
+                or_(outbox.c.lease_expires_at.is_(None), outbox.c.lease_expires_at < now),
+            )
+            first = conn.execute(
+                select(outbox.c.object, outbox.c.value)
+                .where(due)
+                .order_by(outbox.c.next_attempt_at, outbox.c.id)
+                .limit(1)
+            ).first()
+            if first is None:
+                return Claim(token, [], expires)
+            object_name, value = first
+            ids = list(
+                conn.execute(
+                    select(outbox.c.id)
+                    .where(due, outbox.c.object == object_name, outbox.c.value == bool(value))
+                    .order_by(outbox.c.next_attempt_at, outbox.c.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                ).scalars()
+            )
+            if not ids:
+                return Claim(token, [], expires)
+            rows = conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(ids))
+                .values(fence=outbox.c.fence + 1, lease_owner=token, lease_expires_at=expires)
+                .returning(
+                    outbox.c.id,
+                    outbox.c.salesforce_id,
+                    outbox.c.object,
+                    outbox.c.email,
+                    outbox.c.received_at,
+                    outbox.c.attempts,
+                    outbox.c.value,
+                    outbox.c.seq,
+                    outbox.c.fence,
+                    outbox.c.stuck_at,
+                )
+            ).all()
+        claimed = [
+            OutboxRow(
+                r.id, r.salesforce_id, r.object, r.email, r.received_at, r.attempts, bool(r.value), r.seq, r.fence,
+                r.stuck_at is not None,
+            )
+            for r in rows
+        ]
+        position = {row_id: n for n, row_id in enumerate(ids)}
+        claimed.sort(key=lambda r: position[r.id])  # due order
+        return Claim(token, claimed, expires)
+
+    def renew(self, claim: Claim, lease_seconds: float) -> tuple[set[int], float]:
+        """Extend the lease of a claim's rows; returns (ids still held, new expiry by the database clock).
+
+        A row missing from the result was claimed by another writer after this lease expired: the caller
+        must not trust its write to that row.
+        """
+        with self._write() as conn:
+            expires = self._db_now(conn) + lease_seconds
+            held: set[int] = set()
+            for chunk in chunks([r.id for r in claim.rows]):
+                held.update(
+                    conn.execute(
+                        update(outbox)
+                        .where(outbox.c.id.in_(chunk), outbox.c.lease_owner == claim.token)
+                        .values(lease_expires_at=expires)
+                        .returning(outbox.c.id)
+                    ).scalars()
+                )
+        return held, expires
+
+    def complete(
+        self, claim: Claim, outcomes: Sequence[PushOutcome], *, field: str, source: str = SOURCE_PUSH
+    ) -> Completion:
+        """Record the outcomes of a claim's writes in one transaction, fenced.
+
+        Pushed and failed rows leave the outbox (Salesforce answered for them) and their records are marked;
+        retried rows get their next attempt time; held rows go back untouched. A row a newer act replaced
+        while it was being written (its ``seq`` moved on) stays, due now, for the new value: the write is
+        recorded in the history and as the record's confirmed value only. A row whose fence moved on (another
+        writer holds it) is left alone: nothing is recorded for it.
+        """
+        result = Completion()
+        if not outcomes:
+            return result
+        with self._write() as conn:
+            now = self._db_now(conn)
+            ordered = sorted(outcomes, key=lambda o: o.row.salesforce_id)
+            current = self._current(conn, [o.row.id for o in ordered])
+            done: list[PushOutcome] = []
+            replaced: list[PushOutcome] = []
+            retries: list[PushOutcome] = []
+            held: list[PushOutcome] = []
+            for o in ordered:
+                state = current.get(o.row.id)
+                if state is None or state[0] != o.row.fence:
+                    result.lost += 1
+                elif state[1] != o.row.seq:
+                    replaced.append(o)
+                elif o.status in ("pushed", "failed"):
+                    done.append(o)
+                elif o.status == "retry":
+                    retries.append(o)
+                else:
+                    held.append(o)
+            for chunk in chunks([o.row.id for o in done]):
+                conn.execute(delete(outbox).where(outbox.c.id.in_(chunk)))
+            self._release_rows(conn, [o.row.id for o in replaced + held], now, claim.token, due_now=True)
+            if retries:
+                conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == bindparam("b_id"))
+                    .values(
+                        attempts=outbox.c.attempts + 1,
+                        next_attempt_at=bindparam("b_next"),
+                        last_error=bindparam("b_error"),
+                        stuck_at=func.coalesce(outbox.c.stuck_at, bindparam("b_stuck")),
+                        lease_owner=None,
+                        lease_expires_at=None,
+                    ),
+                    [
+                        {
+                            "b_id": o.row.id,
+                            "b_next": o.next_attempt_at or now,
+                            "b_error": o.error,
+                            "b_stuck": now if o.stuck else None,
+                        }
+                        for o in retries
+                    ],
+                )
+            answered = [o for o in done + replaced if o.status in ("pushed", "failed")]
+            self._mark_records(conn, done, replaced, field, now)
+            rows = [self._push_history(now, o, field, source) for o in answered]
+            rows += [
+                history_row(
+                    now, o.row.email, o.row.salesforce_id, source, ACTION_PUSH_STUCK, "retrying",
+                    f"retried {o.row.attempts + 1} times, still retrying: {o.error}",
+                )
+                for o in retries
+                if o.stuck and not o.row.stuck
+            ]
+            if rows:
+                conn.execute(history.insert(), rows)
+            result.settled = len(done)
+            result.replaced = len(replaced)
+        return result
+
+    @staticmethod
+    def _current(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+        """(fence, seq) of rows still in the outbox, locked for this transaction (in id order)."""
+        found: dict[int, tuple[int, int]] = {}
+        for chunk in chunks(sorted(ids)):
+            found.update(
+                (i, (f, s))
+                for i, f, s in conn.execute(
+                    select(outbox.c.id, outbox.c.fence, outbox.c.seq)
+                    .where(outbox.c.id.in_(chunk))
+                    .order_by(outbox.c.id)
+                    .with_for_update()
+                ).all()
+            )
+        return found
+
+    @staticmethod
+    def _release_rows(
+        conn: Connection, ids: Sequence[int], now: float, token: str, *, due_now: bool, error: str | None = None
+    ) -> None:
+        values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+        if due_now:
+            values["next_attempt_at"] = now
+        if error is not None:
+            values["last_error"] = error
+        for chunk in chunks(list(ids)):
+            conn.execute(update(outbox).where(outbox.c.id.in_(chunk), outbox.c.lease_owner == token).values(**values))
+
+    @staticmethod
+    def _mark_records(
+        conn: Connection, done: Sequence[PushOutcome], replaced: Sequence[PushOutcome], field: str, now: float
+    ) -> None:
+        """Targets of settled rows: pushed (with the value Salesforce now holds) or failed with the reason."""
+        pushed = [
+            {"b_sid": o.row.salesforce_id, "b_value": o.row.value} for o in done if o.status == "pushed"
+        ]
+        failed = [{"b_sid": o.row.salesforce_id, "b_error": o.error} for o in done if o.status == "failed"]
+        confirmed = [
+            {"b_sid": o.row.salesforce_id, "b_value": o.row.value} for o in replaced if o.status == "pushed"
+        ]
+        t = salesforce_targets
+        where = t.c.salesforce_id == bindparam("b_sid")
+        if pushed:
+            conn.execute(
+                update(t)
+                .where(where)
+                .values(
+                    status="pushed", field=field, last_error=None, updated_at=now,
+                    confirmed_value=bindparam("b_value"), confirmed_at=now,
+                ),
+                pushed,
+            )
+        if failed:
+            conn.execute(
+                update(t).where(where).values(status="failed", last_error=bindparam("b_error"), updated_at=now),
+                failed,
+            )
+        if confirmed:
+            conn.execute(
+                update(t).where(where).values(confirmed_value=bindparam("b_value"), confirmed_at=now), confirmed
+            )
+
+    @staticmethod
+    def _push_history(now: float, outcome: PushOutcome, field: str, source: str) -> dict[str, Any]:
+        row = outcome.row
+        if outcome.status == "pushed":
+            detail = _pushed_detail(field, row.value)
+            return history_row(now, row.email, row.salesforce_id, source, ACTION_PUSHED, "success", detail)
+        return history_row(now, row.email, row.salesforce_id, source, ACTION_PUSH_FAILED, "failed", outcome.error)
+
+    def release(self, claim: Claim, *, error: str | None = None, rows: Sequence[OutboxRow] | None = None) -> None:
+        """Give a claim's rows (or some of them) back untouched: the call failed as a whole, or the writer stops."""
+        ids = [r.id for r in (claim.rows if rows is None else rows)]
+        with self._write() as conn:
+            self._release_rows(conn, ids, 0.0, claim.token, due_now=False, error=error)
+
+    def release_all_leases(self) -> int:
+        """Clear every lease (only safe when this process is the ledger's single worker: SQLite)."""
+        with self._write() as conn:
+            res = conn.execute(
+                update(outbox).where(outbox.c.lease_owner.is_not(None)).values(lease_owner=None, lease_expires_at=None)
+            )
+            return int(res.rowcount or 0)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def stats(self) -> LedgerStats:
+        with self._read() as conn:
+            backlog, oldest = conn.execute(select(func.count(), func.min(outbox.c.received_at))).one()
+            stuck, oldest_stuck = conn.execute(
+                select(func.count(), func.min(outbox.c.received_at)).where(outbox.c.stuck_at.is_not(None))
+            ).one()
+            by_status: dict[str, int] = dict(
+                conn.execute(
+                    select(salesforce_targets.c.status, func.count()).group_by(salesforce_targets.c.status)
+                ).all()
+            )
+        return LedgerStats(
+            backlog=int(backlog),
+            oldest_pending_received_at=oldest,
+            by_status=by_status,
+            stuck=int(stuck),
+            oldest_stuck_received_at=oldest_stuck,
+        )
+
+    def backlog(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).select_from(outbox)).scalar() or 0)
+
+    def pending_clears(self) -> tuple[set[str], set[str]]:
+        """(Salesforce ids, emails) of the records, of any object, with a resubscribe's write of false queued."""
+        with self._read() as conn:
+            rows = conn.execute(select(outbox.c.salesforce_id, outbox.c.email).where(outbox.c.value.is_(False))).all()
+        return {sid for sid, _ in rows}, {email for _, email in rows}

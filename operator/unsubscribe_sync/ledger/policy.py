@@ -1,0 +1,99 @@
+"""The ledger's decisions, as pure functions: which act wins, how a queued write merges, what a read means.
+
+Every store method that changes an address or queues a Salesforce write gathers the current rows (under
+a row lock on PostgreSQL), asks one of these functions, and writes what it says. They are the only place
+the ordering rules live:
+
+- Acts (unsubscribes and resubscribes) of an address are ordered by their ``occurredAt``; on a tie the
+  later arrival wins. An act older than the address's current state is recorded and changes nothing.
+- A queued write is replaced only by the write of an act at least as recent; a write of the same value
+  only refreshes the act time.
+- A Salesforce opt-out the nightly read is a new opt-out only when the read is newer than everything we
+  did to that record (no write of false queued, none confirmed after the read).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class AddressState:
+    """An address as the ledger holds it: suppressed or not, and when the act that set it happened."""
+
+    unsubscribed: bool
+    state_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Act:
+    """An unsubscribe (``unsubscribe=True``) or resubscribe of an address, at its occurredAt."""
+
+    unsubscribe: bool
+    at: float
+
+
+class ActEffect(StrEnum):
+    NEW = "new"  # the address was unknown: it takes the act's state
+    CHANGES = "changes"  # newer than the current state and the opposite of it: the state flips
+    REPEAT = "repeat"  # newer, and the same state: nothing changes but the act time
+    SUPERSEDED = "superseded"  # older than the current state: recorded only
+
+
+def act_effect(current: AddressState | None, act: Act) -> ActEffect:
+    """What an act does to an address (acts ordered by occurredAt; a tie goes to the later arrival)."""
+    if current is None:
+        return ActEffect.NEW
+    if act.at < current.state_at:
+        return ActEffect.SUPERSEDED
+    if act.unsubscribe == current.unsubscribed:
+        return ActEffect.REPEAT
+    return ActEffect.CHANGES
+
+
+def state_after(current: AddressState | None, act: Act) -> AddressState:
+    """The address after ``act`` (unchanged for a superseded act)."""
+    effect = act_effect(current, act)
+    if current is None or effect is ActEffect.CHANGES:
+        return AddressState(act.unsubscribe, act.at)
+    if effect is ActEffect.REPEAT:
+        return AddressState(current.unsubscribed, max(current.state_at, act.at))
+    return current
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedWrite:
+    """A write owed to one Salesforce record: the value, and the time of the act it comes from."""
+
+    value: bool
+    act_at: float
+
+
+class Merge(StrEnum):
+    INSERT = "insert"  # nothing queued: queue it
+    REPLACE = "replace"  # a different value from an act at least as recent: it replaces the queued one
+    REFRESH = "refresh"  # the same value: keep the queued write, take the later act time
+    KEEP = "keep"  # the queued write comes from a newer act: leave it
+
+
+def merge_queued_write(existing: QueuedWrite | None, new: QueuedWrite) -> Merge:
+    """How a new write merges with the one already queued for the same record."""
+    if existing is None:
+        return Merge.INSERT
+    if new.act_at < existing.act_at:
+        return Merge.KEEP
+    if new.value == existing.value:
+        return Merge.REFRESH if new.act_at > existing.act_at else Merge.KEEP
+    return Merge.REPLACE
+
+
+def salesforce_read_is_current(*, clearing_queued: bool, confirmed_false_at: float | None, read_at: float) -> bool:
+    """Whether an opt-out read from Salesforce at ``read_at`` is news (a new opt-out made there).
+
+    Not when a write of false (a resubscribe) is still queued for the record or its address: Salesforce has
+    not seen it yet. Not when Salesforce confirmed a write of false after the read began: the read predates it.
+    """
+    if clearing_queued:
+        return False
+    return confirmed_false_at is None or confirmed_false_at < read_at
