@@ -107,6 +107,9 @@ class LedgerConfig(_Section):
         return self.url is not None and self.url.startswith("sqlite://")
 
 
+LISTEN_PATTERN = r"^[^\s:]*:[0-9]{1,5}$"
+
+
 class WorkerConfig(_Section):
     listen: str = Field(default="0.0.0.0:8080", pattern=LISTEN_PATTERN)
     tokenFile: Path = Path("/etc/unsubscribe-sync/webhook/token")
@@ -123,36 +126,17 @@ class WorkerConfig(_Section):
     # Request-body bytes held in memory at once across the worker (each body is at most 1 MiB); a request that
     # finds no room within the body-read timeout gets 503 with Retry-After.
     maxBodyBytesInFlight: int = Field(default=32 * 1024 * 1024, ge=1024 * 1024)
+    # The public listener (one-click links, sender webhooks); null = off.
+    publicListen: str | None = Field(default="0.0.0.0:8081", pattern=LISTEN_PATTERN)
 
     @property
     def host(self) -> str:
-LISTEN_PATTERN = r"^[^\s:]*:[0-9]{1,5}$"
-
-
         return self.listen.rsplit(":", 1)[0] or "0.0.0.0"
 
     @property
     def port(self) -> int:
         return int(self.listen.rsplit(":", 1)[1])
 
-    def read_token(self) -> str:
-        try:
-            token = self.tokenFile.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"worker.tokenFile: cannot read {self.tokenFile}: {exc.strerror}") from None
-        if not token:
-            raise ConfigError(f"worker.tokenFile: {self.tokenFile} is empty")
-    # The public listener (one-click links, sender webhooks); null = off.
-    publicListen: str | None = Field(default="0.0.0.0:8081", pattern=LISTEN_PATTERN)
-        return token
-
-
-class LoggingConfig(_Section):
-    format: Literal["auto", "json", "console"] = "auto"
-    level: Literal["debug", "info", "warning", "error"] = "info"
-
-
-class Config(_Section):
     @property
     def public_host(self) -> str | None:
         return None if self.publicListen is None else self.publicListen.rsplit(":", 1)[0] or "0.0.0.0"
@@ -161,16 +145,16 @@ class Config(_Section):
     def public_port(self) -> int | None:
         return None if self.publicListen is None else int(self.publicListen.rsplit(":", 1)[1])
 
-    salesforce: SalesforceConfig = Field(default_factory=SalesforceConfig)
-    optOut: OptOutConfig = Field(default_factory=OptOutConfig)
-    nightly: NightlyConfig = Field(default_factory=NightlyConfig)
-    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
-    worker: WorkerConfig = Field(default_factory=WorkerConfig)
-    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    def read_token(self) -> str:
+        try:
+            token = self.tokenFile.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"worker.tokenFile: cannot read {self.tokenFile}: {exc.strerror}") from None
+        if not token:
+            raise ConfigError(f"worker.tokenFile: {self.tokenFile} is empty")
+        return token
 
 
-def _problems(exc: ValidationError) -> list[tuple[str, str]]:
-    problems = []
 def read_secret_file(key: str, path: Path) -> str:
     """The stripped text of a secret file; ConfigError naming ``key`` (never the content) when unusable."""
     try:
@@ -259,6 +243,24 @@ class OneClickConfig(_Section):
         return self.keyFile is not None
 
 
+class LoggingConfig(_Section):
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(_Section):
+    salesforce: SalesforceConfig = Field(default_factory=SalesforceConfig)
+    optOut: OptOutConfig = Field(default_factory=OptOutConfig)
+    nightly: NightlyConfig = Field(default_factory=NightlyConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    senders: SendersConfig = Field(default_factory=SendersConfig)
+    oneClick: OneClickConfig = Field(default_factory=OneClickConfig)
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    problems = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
@@ -271,8 +273,6 @@ def parse_config(data: Any, source: str = "config") -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections")
-    senders: SendersConfig = Field(default_factory=SendersConfig)
-    oneClick: OneClickConfig = Field(default_factory=OneClickConfig)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
