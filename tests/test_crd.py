@@ -339,7 +339,10 @@ def test_cel_accepts_good_specs(changes: dict[str, Any]) -> None:
         ({"ledger.databaseSecretRef": {"name": "db", "key": "a/b"}}, None, "databaseSecretRef.key", "Secret key"),
         ({"oneClick": {"keySecretRef": {"name": "oc"}}}, None, "spec.oneClick", "publicEndpoint"),
         (
-            {"publicEndpoint": {"baseUrl": "https://u.example.com"}, "oneClick": {"keySecretRef": {"name": "Bad_Name"}}},
+            {
+                "publicEndpoint": {"baseUrl": "https://u.example.com"},
+                "oneClick": {"keySecretRef": {"name": "Bad_Name"}},
+            },
             None,
             "keySecretRef.name",
             "Secret",

@@ -347,7 +347,8 @@ async def test_resubscribe_details_name_index_and_field(client: TestClient[Any, 
 
 
 async def test_resubscribe_batch_is_stored_and_counted(client: TestClient[Any, Any], ledger: Ledger) -> None:
-    await post(client, {"email": "a@example.com", "salesforceId": "003000000000009", "occurredAt": "2026-01-01T00:00:00Z"})
+    earlier = {"occurredAt": "2026-01-01T00:00:00Z"}  # the resubscribe below is later (acts in occurredAt order)
+    await post(client, {"email": "a@example.com", "salesforceId": "003000000000009", **earlier})
     items = [
         {**RESUB, "salesforceId": "003000000000009", "occurredAt": "2026-01-02T03:04:05Z", "eventId": "rs-1"},
         {**RESUB, "email": "unknown@example.com"},

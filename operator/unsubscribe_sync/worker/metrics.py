@@ -89,6 +89,19 @@ class LedgerCollector(Collector):
         received = stats.oldest_pending_received_at
         oldest.add_metric([], max(0.0, time.time() - received) if received is not None else 0.0)
         yield oldest
+        stuck = GaugeMetricFamily(
+            "unsubscribe_sync_push_stuck_records",
+            "Queued writes retried past worker.maxAttempts on transient errors (still retried, never given up)",
+        )
+        stuck.add_metric([], stats.stuck)
+        yield stuck
+        oldest_stuck = GaugeMetricFamily(
+            "unsubscribe_sync_push_oldest_stuck_seconds",
+            "Age of the oldest stuck write, from when its unsubscribe was received (0 when none)",
+        )
+        received = stats.oldest_stuck_received_at
+        oldest_stuck.add_metric([], max(0.0, time.time() - received) if received is not None else 0.0)
+        yield oldest_stuck
         targets = GaugeMetricFamily(
             "unsubscribe_sync_salesforce_targets", "Salesforce records in the ledger by push status", labels=["status"]
         )
