@@ -367,3 +367,24 @@ async def test_resubscribe_batch_is_stored_and_counted(client: TestClient[Any, A
     text = await (await client.get("/metrics")).text()
     assert "unsubscribe_sync_resubscribes_received_total 2.0" in text
     assert "unsubscribe_sync_unsubscribes_received_total 1.0" in text
+
+
+async def test_the_history_is_paged_newest_first_and_repeats_are_counted(client: TestClient[Any, Any]) -> None:
+    for _ in range(3):
+        await post(client, {"unsubscribes": [{"email": "pages@example.com"} for _ in range(50)]})
+    await post(client, {"email": "pages@example.com", "salesforceId": "003000000000011"})
+    first = await (await client.get("/v1/unsubscribes/pages@example.com?historyLimit=1", headers=AUTH)).json()
+    assert first["repeats"] == 150 and len(first["history"]) == 1  # acts that left the state as it was
+    assert first["history"][0]["salesforceId"] == "003000000000011AAA"  # the newest row first
+    cursor = first["historyNextCursor"]
+    rest = await (await client.get(f"/v1/unsubscribes/pages@example.com?historyCursor={cursor}", headers=AUTH)).json()
+    assert [h["action"] for h in rest["history"]] == ["push_skipped", "unsubscribed"]
+    assert rest["historyNextCursor"] is None
+
+
+@pytest.mark.parametrize("query", ["historyLimit=0", "historyLimit=abc", "historyCursor=bm9wZQ"])
+async def test_a_bad_history_page_request_is_a_400_naming_the_parameter(client: TestClient[Any, Any], query: str) -> None:
+    await post(client, {"email": "bad-page@example.com"})
+    resp = await client.get(f"/v1/unsubscribes/bad-page@example.com?{query}", headers=AUTH)
+    assert resp.status == 400
+    assert (await resp.json())["details"][0]["field"] == query.split("=")[0]

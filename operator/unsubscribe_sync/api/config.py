@@ -121,8 +121,13 @@ class WorkerConfig(_Section):
     # long a request may wait in it; past either the request gets 503 with Retry-After and nothing is stored.
     maxQueuedItems: int = Field(default=20_000, ge=1000)
     maxQueueWaitSeconds: float = Field(default=10.0, gt=0)
+    # Attempts after which a write failing on transient errors is reported stuck (history, metric, alert); it is
+    # still retried: only errors Salesforce calls permanent end a record.
     maxAttempts: int = Field(default=50, ge=1)
+    # How long a writer holds claimed outbox rows; renewed every third of it while a call runs.
     leaseSeconds: float = Field(default=60.0, gt=0)
+    # Event ids are remembered this long for idempotency (a replay after that is stored as a repeat, no change).
+    processedEventsRetentionDays: float = Field(default=30.0, gt=0)
     # Request-body bytes held in memory at once across the worker (each body is at most 1 MiB); a request that
     # finds no room within the body-read timeout gets 503 with Retry-After.
     maxBodyBytesInFlight: int = Field(default=32 * 1024 * 1024, ge=1024 * 1024)

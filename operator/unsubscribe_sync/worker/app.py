@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hmac
 import json
 import time
@@ -115,6 +116,7 @@ class WorkerState:
         self._probes: dict[str, asyncio.Future[None]] = {}
         self.committer: GroupCommitter | None = None
         self.pusher: Pusher | None = None
+        self.pruner: asyncio.Task[None] | None = None
         self.nightly_runner: NightlyRunner | None = None
         self.nightly_running = False
         self.body_budget: BodyBudget | None = None  # shared with the public listener's app
@@ -133,7 +135,6 @@ class WorkerState:
         await asyncio.wait_for(asyncio.shield(running), PROBE_DEADLINE_SECONDS)
 
 
-
 TOKEN: web.AppKey[TokenSource] = web.AppKey("token", TokenSource)
 STATE: web.AppKey[WorkerState] = web.AppKey("state", WorkerState)
 
@@ -149,7 +150,6 @@ def _unavailable(message: str, retry_after: int = RETRY_AFTER_SECONDS) -> web.Re
     response = _error(503, f"{message}; nothing was stored, retry later")
     response.headers["Retry-After"] = str(retry_after)
     return response
-
 
 
 def _route_name(request: web.Request) -> str:
@@ -319,24 +319,43 @@ async def post_resubscribes(request: web.Request) -> web.Response:
 
 
 async def get_unsubscribe(request: web.Request) -> web.Response:
+    """The suppression check and the address's history, paged newest first (``historyLimit``, ``historyCursor``)."""
     email = request.match_info["email"]
+    raw_limit = request.query.get("historyLimit", str(DEFAULT_PAGE))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        return _error(
+            400,
+            f"historyLimit must be an integer from 1 to {MAX_PAGE}",
+            [{"field": "historyLimit", "message": "invalid"}],
+        )
+    before: int | None = None
+    if request.query.get("historyCursor"):
+        try:
+            before = _decode_cursor(request.query["historyCursor"], prefix="h")
+        except ValueError as exc:
+            return _error(400, str(exc), [{"field": "historyCursor", "message": "invalid"}])
     state = request.app[STATE]
     loop = asyncio.get_running_loop()
-    found = await loop.run_in_executor(state.executor, request.app[LEDGER].lookup, email)
+    ledger = request.app[LEDGER]
+    found = await loop.run_in_executor(
+        state.executor, lambda: ledger.lookup(email, history_limit=int(raw_limit), history_before=before)
+    )
     if found is None:
         return _error(404, "no unsubscribe for this address")
+    following = found.pop("historyNext")
+    found["historyNextCursor"] = _encode_cursor(following, prefix="h") if following is not None else None
     return web.json_response(found)
 
 
-def _encode_cursor(after: int) -> str:
-    return base64.urlsafe_b64encode(f"u:{after}".encode()).decode().rstrip("=")
+def _encode_cursor(after: int, *, prefix: str = "u") -> str:
+    return base64.urlsafe_b64encode(f"{prefix}:{after}".encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> int:
+def _decode_cursor(cursor: str, *, prefix: str = "u") -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, value = raw.partition(":")
-        if prefix != "u" or not value.isdigit():
+        found, _, value = raw.partition(":")
+        if found != prefix or not value.isdigit():
             raise ValueError
         return int(value)
     except (ValueError, binascii.Error, UnicodeDecodeError):
@@ -440,6 +459,23 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
+PRUNE_INTERVAL_SECONDS = 3600.0
+
+
+async def _prune_processed_events(ledger: Ledger, state: WorkerState, config: Config) -> None:
+    """Forget event ids past ``worker.processedEventsRetentionDays``, at start and then hourly."""
+    retention = config.worker.processedEventsRetentionDays * 86400
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            pruned = await loop.run_in_executor(state.executor, ledger.prune_processed_events, retention)
+            if pruned:
+                log.info("processed_events_pruned", events=pruned)
+        except Exception as exc:  # the ledger is away: try again next time
+            log.warning("processed_events_prune_failed", error=redact_text(f"{type(exc).__name__}: {exc}"))
+        await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
+
+
 def default_client_factory(config: Config) -> ClientFactory:
     def factory(on_request: OnRequest) -> PushClient:
         from unsubscribe_sync.salesforce.client import SalesforceClient
@@ -514,8 +550,13 @@ def create_app(
         state.committer.start()
         if state.pusher is not None:
             state.pusher.start()
+        state.pruner = loop.create_task(_prune_processed_events(ledger, state, config), name="prune-events")
 
     async def on_shutdown(app: web.Application) -> None:
+        if state.pruner is not None:
+            state.pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await state.pruner
         if state.committer is not None:
             await state.committer.stop()
         if state.pusher is not None:
