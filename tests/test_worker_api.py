@@ -383,7 +383,9 @@ async def test_the_history_is_paged_newest_first_and_repeats_are_counted(client:
 
 
 @pytest.mark.parametrize("query", ["historyLimit=0", "historyLimit=abc", "historyCursor=bm9wZQ"])
-async def test_a_bad_history_page_request_is_a_400_naming_the_parameter(client: TestClient[Any, Any], query: str) -> None:
+async def test_a_bad_history_page_request_is_a_400_naming_the_parameter(
+    client: TestClient[Any, Any], query: str
+) -> None:
     await post(client, {"email": "bad-page@example.com"})
     resp = await client.get(f"/v1/unsubscribes/bad-page@example.com?{query}", headers=AUTH)
     assert resp.status == 400
