@@ -145,7 +145,7 @@ def test_unknown_client_is_refused(sandbox: SandboxHandle, make_client: MakeClie
     creds = sandbox.write_credentials(tmp_path / "c")
     (creds / "client_id").write_text("3MVG9-unknown-client")
     exc = _refused(make_client, creds)
-    assert exc.error_code == "invalid_client" and "3MVG9-unknown-client" in str(exc)
+    assert exc.error_code == "invalid_client_id" and "3MVG9-unknown-client" in str(exc)
 
 
 def test_wrong_jwt_key_is_refused(sandbox: SandboxHandle, make_client: MakeClient, tmp_path: Path) -> None:

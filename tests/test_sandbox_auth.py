@@ -67,7 +67,7 @@ def test_client_credentials_via_http_basic(sandbox: SandboxHandle) -> None:
 @pytest.mark.parametrize(
     ("data", "error"),
     [
-        ({"grant_type": "client_credentials", "client_id": "nobody", "client_secret": "x"}, "invalid_client"),
+        ({"grant_type": "client_credentials", "client_id": "nobody", "client_secret": "x"}, "invalid_client_id"),
         ({"grant_type": "client_credentials", "client_id": "{id}", "client_secret": "wrong"}, "invalid_client"),
         ({"grant_type": "client_credentials", "client_id": "{id}"}, "invalid_client"),
         ({"grant_type": "password", "username": "u", "password": "p"}, "unsupported_grant_type"),
@@ -125,7 +125,7 @@ def _other_key() -> str:
         ({"exp": int(time.time()) - 3600}, "invalid_grant", "expired"),
         ({"exp": None}, "invalid_grant", "exp"),
         ({"sub": "stranger@example.com"}, "invalid_grant", "user hasn't approved this consumer"),
-        ({"iss": "unknown-client"}, "invalid_client", "client"),
+        ({"iss": "unknown-client"}, "invalid_client_id", "client identifier invalid"),
         ({"key": "hmac", "algorithm": "HS256"}, "invalid_grant", "RS256"),
     ],
 )

@@ -93,8 +93,8 @@ class Authority:
 
     def client_credentials(self, client_id: str, client_secret: str, instance_url: str) -> dict[str, Any]:
         app = self.apps.get(client_id)
-        if app is None or app.client_secret is None:
-            raise TokenError("invalid_client", "invalid client credentials")
+        if app is None or app.client_secret is None:  # Salesforce's answer for an id it does not know
+            raise TokenError("invalid_client_id", "client identifier invalid")
         if not hmac.compare_digest(app.client_secret.encode(), client_secret.encode()):
             raise TokenError("invalid_client", "invalid client credentials")
         return self._token_response(self._open_session(app, app.run_as), instance_url, app.client_secret)
@@ -109,7 +109,7 @@ class Authority:
             raise TokenError("invalid_grant", "invalid assertion: the signing algorithm must be RS256")
         app = self.apps.get(str(unverified.get("iss", "")))
         if app is None or app.public_key_pem is None:
-            raise TokenError("invalid_client", "invalid client identifier (iss)")
+            raise TokenError("invalid_client_id", "client identifier invalid")
         audiences = [*JWT_AUDIENCES, instance_url]
         try:
             claims = jwt.decode(
