@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.sandbox",
     "tests.fixtures.kube",
+    "tests.fixtures.ledgers",
 ]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -27,20 +25,6 @@ def lead_id(n: int) -> str:
 def unsub(email: str, sid: str | None = None, event_id: str | None = None, source: str = "webhook") -> Unsubscribe:
     obj = None if sid is None else ("Contact" if sid.startswith("003") else "Lead")
     return Unsubscribe(email=email, salesforce_id=sid, object=obj, source=source, event_id=event_id)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/ledger.db"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def ledger(ledger_url: str) -> Iterator[Ledger]:
-    led = Ledger.open(ledger_url)
-    yield led
-    led.close()
 
 
 def test_ingest_stores_and_queues_targets(ledger: Ledger) -> None:

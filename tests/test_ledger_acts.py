@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.test_ledger import contact_id
 from unsubscribe_sync.ledger import Ledger, PushOutcome, Resubscribe, Unsubscribe
 from unsubscribe_sync.ledger.policy import (
     Act,
@@ -21,15 +20,10 @@ from unsubscribe_sync.ledger.policy import (
     merge_queued_write,
     salesforce_read_is_current,
 )
-from unsubscribe_sync.salesforce.ids import normalize_id
 from unsubscribe_sync.salesforce.types import RecordResult
 from unsubscribe_sync.worker.pusher import decide_write
 
 T0 = 1_780_000_000.0  # a fixed occurredAt origin (2026)
-
-
-def contact_id(n: int) -> str:
-    return normalize_id(f"003{n:012d}")
 
 
 def unsub(email: str, sid: str | None = None, at: float | None = None) -> Unsubscribe:
@@ -38,20 +32,6 @@ def unsub(email: str, sid: str | None = None, at: float | None = None) -> Unsubs
 
 def resub(email: str, at: float | None = None) -> Resubscribe:
     return Resubscribe(email=email, requested_by="ops", reason="asked", occurred_at=at)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/ledger.db"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def ledger(ledger_url: str) -> Iterator[Ledger]:
-    led = Ledger.open(ledger_url)
-    yield led
-    led.close()
 
 
 # -- the pure rules --------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from unsubscribe_sync.ledger.models import (
     Unsubscribe,
     to_rfc3339,
 )
-from unsubscribe_sync.ledger.policy import Act, ActEffect
+from unsubscribe_sync.ledger.policy import Act, ActEffect, AddressState
 from unsubscribe_sync.ledger.schema import history, processed_events
 
 
@@ -39,6 +39,7 @@ class _Event(Protocol):
 
 
 E = TypeVar("E", bound=_Event)
+A = TypeVar("A", Unsubscribe, Resubscribe)
 
 
 def _superseded_detail(state_at: float) -> str:
@@ -46,6 +47,31 @@ def _superseded_detail(state_at: float) -> str:
 
 
 class IntakeStore(LedgerBase):
+    def _take_acts(
+        self,
+        conn: Connection,
+        items: Sequence[A],
+        unsubscribe: bool,
+        now: float,
+        result: IngestResult | ResubscribeResult,
+    ) -> tuple[list[A], list[ActEffect], dict[str, AddressState], dict[str, Target], set[str]] | None:
+        """The shared first steps of an intake: drop replays, apply the acts, add the records they name.
+
+        Returns (items kept, each one's effect, the addresses' states after, records named by items that were
+        not superseded, ids of those new to the ledger); None when every item was a replay.
+        """
+        kept = self._drop_replayed(conn, items, now, result)
+        if not kept:
+            return None
+        acts = [(i.email, Act(unsubscribe, i.occurred_at if i.occurred_at is not None else now)) for i in kept]
+        effects, states = self._apply_acts(conn, acts, now)
+        named: dict[str, Target] = {}
+        for item, effect in zip(kept, effects, strict=True):
+            if effect is not ActEffect.SUPERSEDED and item.salesforce_id is not None and item.object is not None:
+                named.setdefault(item.salesforce_id, (item.salesforce_id, item.object, item.email))
+        added = set(self._insert_targets(conn, list(named.values()), "pending", None, now))
+        return kept, effects, states, named, added
+
     def _drop_replayed(
         self, conn: Connection, items: Sequence[E], now: float, result: IngestResult | ResubscribeResult
     ) -> list[E]:
@@ -84,17 +110,11 @@ class IntakeStore(LedgerBase):
         items = [replace(i, email=normalize_email(i.email)) for i in items]
         with self._write() as conn:
             now = self._db_now(conn) if received_at is None else received_at
-            kept = self._drop_replayed(conn, items, now, result)
-            if not kept:
+            taken = self._take_acts(conn, items, True, now, result)
+            if taken is None:
                 return result
-            acts = [(i.email, Act(True, i.occurred_at if i.occurred_at is not None else now)) for i in kept]
-            effects, states = self._apply_acts(conn, acts, now)
+            kept, effects, states, named, added = taken
             live = [(i, e) for i, e in zip(kept, effects, strict=True) if e is not ActEffect.SUPERSEDED]
-            named: dict[str, Target] = {}
-            for item, _ in live:
-                if item.salesforce_id is not None and item.object is not None:
-                    named.setdefault(item.salesforce_id, (item.salesforce_id, item.object, item.email))
-            added = set(self._insert_targets(conn, list(named.values()), "pending", None, now))
             flipped = {i.email for i, e in live if e in (ActEffect.NEW, ActEffect.CHANGES)}
             repeated = {i.email for i, e in live} - flipped
             # every record of an address that (again) suppresses; for a repeat, the ones not confirmed yet
@@ -152,18 +172,11 @@ class IntakeStore(LedgerBase):
         items = [replace(i, email=normalize_email(i.email)) for i in items]
         with self._write() as conn:
             now = self._db_now(conn) if received_at is None else received_at
-            kept = self._drop_replayed(conn, items, now, result)
-            if not kept:
+            taken = self._take_acts(conn, items, False, now, result)
+            if taken is None:
                 return result
-            acts = [(i.email, Act(False, i.occurred_at if i.occurred_at is not None else now)) for i in kept]
-            effects, states = self._apply_acts(conn, acts, now)
+            kept, effects, states, named, added = taken
             live = [(i, e) for i, e in zip(kept, effects, strict=True) if e is not ActEffect.SUPERSEDED]
-            named = {
-                i.salesforce_id: (i.salesforce_id, i.object, i.email)
-                for i, _ in live
-                if i.salesforce_id is not None and i.object is not None
-            }
-            added = set(self._insert_targets(conn, list(named.values()), "pending", None, now))
             flipped = sorted({i.email for i, e in live if e is ActEffect.CHANGES})
             targets = self._targets_of(conn, flipped) + [named[sid] for sid in sorted(added)]
             writes = {t[0]: (t, False, states[t[2]].state_at) for t in targets if not states[t[2]].unsubscribed}
