@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from unsubscribe_sync.ledger import Ledger, PushOutcome, Resubscribe, Unsubscribe
 from unsubscribe_sync.ledger.schema import LATEST_VERSION
+from unsubscribe_sync.salesforce.errors import decide_write
 from unsubscribe_sync.salesforce.ids import normalize_id
 from unsubscribe_sync.salesforce.types import ErrorClass, RecordResult
 
@@ -145,11 +146,12 @@ def test_mark_targets_records_nightly_writes(ledger: Ledger) -> None:
         RecordResult(ids[1], False, "ENTITY_IS_DELETED", "deleted", ErrorClass.PERMANENT),
         RecordResult(ids[2], False, "UNABLE_TO_LOCK_ROW", "busy", ErrorClass.TRANSIENT),
     ]
-    assert ledger.mark_targets(ids, results, field="HasOptedOutOfEmail") == {"pushed": 1, "failed": 1, "retry": 1}
+    decisions = [decide_write(r, 0, 3) for r in results]
+    assert ledger.mark_targets(ids, decisions, field="HasOptedOutOfEmail") == {"pushed": 1, "failed": 1, "retry": 1}
     assert ledger.backlog() == 1
     assert ledger.stats().by_status == {"pushed": 1, "failed": 1, "pending": 1}
     with pytest.raises(ValueError, match="2 ids but 1 results"):
-        ledger.mark_targets(ids[:2], results[:1], field="HasOptedOutOfEmail")
+        ledger.mark_targets(ids[:2], decisions[:1], field="HasOptedOutOfEmail")
 
 
 def test_sync_runs(ledger: Ledger) -> None:
@@ -313,7 +315,7 @@ def test_nightly_helpers_respect_a_queued_resubscribe(ledger: Ledger) -> None:
     # Salesforce still shows the record opted out: the queued write of false is not fought
     assert ledger.add_salesforce_opt_outs([(contact_id(5), "Contact", "n@example.com")]).added == 0
     ok = RecordResult(contact_id(5), True)
-    ledger.mark_targets([contact_id(5)], [ok], field="HasOptedOutOfEmail")
+    ledger.mark_targets([contact_id(5)], [decide_write(ok, 0, 3)], field="HasOptedOutOfEmail")
     assert ledger.backlog() == 1  # a nightly write's outcome never drops the resubscribe's write
     found = ledger.lookup("n@example.com")
     assert found is not None and found["unsubscribed"] is False

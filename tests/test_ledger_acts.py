@@ -20,8 +20,8 @@ from unsubscribe_sync.ledger.policy import (
     merge_queued_write,
     salesforce_read_is_current,
 )
+from unsubscribe_sync.salesforce.errors import decide_write
 from unsubscribe_sync.salesforce.types import RecordResult
-from unsubscribe_sync.worker.pusher import decide_write
 
 T0 = 1_780_000_000.0  # a fixed occurredAt origin (2026)
 

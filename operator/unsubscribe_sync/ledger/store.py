@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, delete, func, or_, select, update
 
@@ -45,8 +45,14 @@ DEFAULT_HISTORY_LIMIT = 100
 __all__ = ["Ledger", "normalize_email"]
 
 
-def _failure_text(code: str | None, message: str | None) -> str:
-    return ": ".join(part for part in (code, message) if part) or "unknown error"
+class WriteDecisionLike(Protocol):
+    """A write outcome as the write-outcome rule states it (``salesforce.errors.decide_write``)."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def reason(self) -> str | None: ...
 
 
 class Ledger(IntakeStore, OutboxStore):
@@ -314,29 +320,30 @@ class Ledger(IntakeStore, OutboxStore):
     def mark_targets(
         self,
         ids: Sequence[str],
-        results: Sequence[Any],
+        decisions: Sequence[WriteDecisionLike],
         *,
         field: str,
         source: str = SOURCE_SALESFORCE_SYNC,
     ) -> dict[str, int]:
-        """Record the nightly's write results for targets (``ids`` in the order written, RecordResult-like).
+        """Record the nightly's write outcomes for targets (``ids`` in the order written).
 
-        Success marks the target pushed (Salesforce confirmed true); a PERMANENT failure marks it failed
-        (with the reason in its history); other failures leave it as it was (retried). A queued write of
-        true to a record settled here is dropped; a queued resubscribe (false) is newer and stays.
-        Returns counts by outcome.
+        ``decisions``: the write-outcome rule's verdict per record (``status`` pushed, failed, retry or held,
+        and the ``reason``). Pushed marks the target pushed (Salesforce confirmed true); failed marks it
+        failed with the reason in its history; retry and held leave it as it was (written again). A queued
+        write of true to a record settled here is dropped; a queued resubscribe (false) is newer and stays.
+        Returns counts: pushed, failed, retry (retry and held).
         """
-        if len(ids) != len(results):
-            raise ValueError(f"mark_targets: {len(ids)} ids but {len(results)} results")
+        if len(ids) != len(decisions):
+            raise ValueError(f"mark_targets: {len(ids)} ids but {len(decisions)} results")
         pushed: list[str] = []
         failed: dict[str, str] = {}
         counts = {"pushed": 0, "failed": 0, "retry": 0}
-        for sid, res in zip(ids, results, strict=True):
-            if res.success:
+        for sid, decision in zip(ids, decisions, strict=True):
+            if decision.status == "pushed":
                 pushed.append(sid)
                 counts["pushed"] += 1
-            elif str(getattr(res, "error_class", "") or "permanent") == "permanent":
-                failed[sid] = _failure_text(res.error_code, res.message)
+            elif decision.status == "failed":
+                failed[sid] = decision.reason or "unknown error"
                 counts["failed"] += 1
             else:
                 counts["retry"] += 1

@@ -50,6 +50,7 @@ from unsubscribe_sync.nightly.planner import Action, PlanEntry, plan_object
 from unsubscribe_sync.nightly.progress import NullProgress, Progress
 from unsubscribe_sync.nightly.staging import SortedStage
 from unsubscribe_sync.salesforce.client import SalesforceClient
+from unsubscribe_sync.salesforce.errors import decide_write
 from unsubscribe_sync.salesforce.types import ErrorClass, RecordResult, SalesforceCallError, SalesforceError
 
 log = get_logger(__name__)
@@ -311,12 +312,13 @@ class NightlySync:
             if not pending:
                 return
             results = self._write_call(object_name, pending, field_name)
+            decisions = [decide_write(r, attempt, TRANSIENT_RETRIES + 1) for r in results]
             for start in range(0, len(pending), MARK_CHUNK):
                 end = start + MARK_CHUNK
-                counts = self.ledger.mark_targets(pending[start:end], results[start:end], field=field_name)
+                counts = self.ledger.mark_targets(pending[start:end], decisions[start:end], field=field_name)
                 totals.toSalesforce += counts["pushed"]
                 totals.failed += counts["failed"]
-            pending = [sid for sid, r in zip(pending, results, strict=True) if not r.success and not _settled(r)]
+            pending = [sid for sid, d in zip(pending, decisions, strict=True) if d.status in ("retry", "held")]
             if not pending:
                 return
             if attempt < TRANSIENT_RETRIES:
@@ -397,10 +399,6 @@ def _being_cleared(entry: PlanEntry, clearing: tuple[set[str], set[str]]) -> boo
     ids, emails = clearing
     email = entry.salesforce_email
     return entry.salesforce_id in ids or (email is not None and normalize_email(email) in emails)
-
-
-def _settled(result: RecordResult) -> bool:
-    return (result.error_class or ErrorClass.PERMANENT) in (ErrorClass.PERMANENT, ErrorClass.CONFIGURATION)
 
 
 def _parse_time(value: str) -> datetime:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from unsubscribe_sync.salesforce.types import ErrorClass
+from unsubscribe_sync.salesforce.types import ErrorClass, RecordResult
 
 TRANSIENT_CODES = frozenset(
     {
@@ -156,3 +157,34 @@ def retry_delay(error_class: ErrorClass, attempt: int, *, rand: Callable[[], flo
     first, cap = _BACKOFF[error_class]
     nominal = min(cap, first * 2 ** min(attempt - 1, 30))
     return nominal / 2 + rand() * nominal / 2
+
+
+def _describe(result: RecordResult) -> str:
+    return ": ".join(p for p in (result.error_code, result.message) if p) or "unknown error"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteDecision:
+    """What one record's answer means for its queued write."""
+
+    status: str  # pushed | failed | retry | held
+    reason: str | None = None
+    error_class: ErrorClass | None = None
+    stuck: bool = False  # retried ``max_attempts`` times now: report it stuck (still retried)
+
+
+def decide_write(result: RecordResult, attempts: int, max_attempts: int) -> WriteDecision:
+    """The write-outcome rule of every writer (the push and the nightly): only a permanent error ends a record.
+
+    ``attempts``: attempts made before this one. A configuration problem holds the row (no attempt
+    counted); every other error is retried, and reported stuck once ``max_attempts`` is reached.
+    """
+    if result.success:
+        return WriteDecision("pushed")
+    error_class = result.error_class or classify(result.error_code)
+    reason = _describe(result)
+    if error_class is ErrorClass.CONFIGURATION:
+        return WriteDecision("held", reason, error_class)
+    if error_class is ErrorClass.PERMANENT:
+        return WriteDecision("failed", reason, error_class)
+    return WriteDecision("retry", reason, error_class, stuck=attempts + 1 >= max_attempts)

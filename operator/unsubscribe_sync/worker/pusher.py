@@ -40,7 +40,7 @@ from unsubscribe_sync.api.push_field import effective_push_target
 from unsubscribe_sync.api.spec import OptOutTarget
 from unsubscribe_sync.ledger import Claim, Ledger, OutboxRow, PushOutcome
 from unsubscribe_sync.logs import get_logger, mask_email, redact_text
-from unsubscribe_sync.salesforce.errors import classify, retry_delay
+from unsubscribe_sync.salesforce.errors import decide_write, retry_delay
 from unsubscribe_sync.salesforce.types import ApiUsage, ErrorClass, RecordResult, SalesforceError
 from unsubscribe_sync.worker.metrics import WorkerMetrics
 
@@ -91,37 +91,6 @@ class PushPolicy:
 
     def delay(self, error_class: ErrorClass, attempt: int) -> float:
         return min(self.max_backoff_seconds, retry_delay(error_class, max(1, attempt)) * self.backoff_scale)
-
-
-def _describe(result: RecordResult) -> str:
-    return ": ".join(p for p in (result.error_code, result.message) if p) or "unknown error"
-
-
-@dataclass(frozen=True, slots=True)
-class WriteDecision:
-    """What one record's answer means for its queued write."""
-
-    status: str  # pushed | failed | retry | held
-    reason: str | None = None
-    error_class: ErrorClass | None = None
-    stuck: bool = False  # retried ``max_attempts`` times now: report it stuck (still retried)
-
-
-def decide_write(result: RecordResult, attempts: int, max_attempts: int) -> WriteDecision:
-    """The write-outcome rule: only an error the classifier calls permanent ends a record.
-
-    ``attempts``: attempts made before this one. A configuration problem holds the row (no attempt
-    counted); every other error is retried, and reported stuck once ``max_attempts`` is reached.
-    """
-    if result.success:
-        return WriteDecision("pushed")
-    error_class = result.error_class or classify(result.error_code)
-    reason = _describe(result)
-    if error_class is ErrorClass.CONFIGURATION:
-        return WriteDecision("held", reason, error_class)
-    if error_class is ErrorClass.PERMANENT:
-        return WriteDecision("failed", reason, error_class)
-    return WriteDecision("retry", reason, error_class, stuck=attempts + 1 >= max_attempts)
 
 
 class Pusher:
