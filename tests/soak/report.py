@@ -14,6 +14,14 @@ _FAULT_HOW = {
     FaultKind.RATE_LIMIT: "every call answers 403 `REQUEST_LIMIT_EXCEEDED`",
     FaultKind.WORKER_KILL: "one worker process gets SIGKILL and is started again after a pause",
     FaultKind.POSTGRES_RESTART: "PostgreSQL stops immediately (`pg_ctl -m immediate`, like a crash) and starts again",
+    FaultKind.LONG_LOCK: "a few records answer `UNABLE_TO_LOCK_ROW` to every write for the window (longer than"
+    " `worker.maxAttempts` attempts), unsubscribed as it starts: they must end written, never failed",
+    FaultKind.OUT_OF_ORDER: "a resubscribe older than the stored unsubscribe, an unsubscribe older than the stored"
+    " resubscribe, an older unsubscribe after a resubscribe: the latest `occurredAt` wins",
+    FaultKind.REPLICA_RACE: "a resubscribe batch to one worker and an unsubscribe batch of the same addresses"
+    " (opposite order) to the other, at once, three rounds",
+    FaultKind.HOSTILE: "a lone surrogate in an email, a NUL in a source, a NUL item beside a valid one: each"
+    " must get 400 while 10 valid requests to the same worker at the same moment get 202",
 }
 
 
@@ -98,6 +106,7 @@ def render_reliability(
         f"| outbox left after the drain | {f['outbox_left']} |",
         f"| worker (re)starts | {f['worker_restarts']} |",
         f"| nightly run afterwards | {_fmt(f['nightly_summary'])} |",
+        f"| contention acts (addresses the steady traffic never touches) | {_fmt(f.get('contention', {}))} |",
         "",
         "What the workers' logs say they met (and survived):",
         "",
@@ -113,6 +122,10 @@ def render_reliability(
         f"- no record is written more than {profile.max_writes_per_record} times (sandbox per-record write counters);",
         "- the ledger holds each accepted email exactly once and owes nothing at the end;",
         "- `GET /v1/unsubscribes/{email}` answers `unsubscribed: true` with a history for a sample of them;",
+        "- records locked past `worker.maxAttempts` end written (reported stuck, never failed);",
+        "- every contention address ends in the state its own acts give (latest `occurredAt` wins), in the ledger",
+        "  and in Salesforce; Salesforce agrees with the ledger for every seeded record;",
+        "- every hostile request gets 400 (nothing of its batch stored), the valid ones beside it 202;",
         "- a nightly run afterwards exits 0 with `toSalesforce` 0 and `failed` 0.",
         "",
         "Result: " + ("**all invariants held.**" if not problems else "**FAILED**:"),

@@ -24,8 +24,10 @@ import requests
 import yaml
 
 from tests.fixtures.common import free_port
+from tests.soak import contention
+from tests.soak.contention import Contention
 from tests.soak.processes import ManagedProcess, cli, wait_http
-from tests.soak.schedule import FaultKind, FaultWindow, SoakProfile, build_schedule
+from tests.soak.schedule import CONTENTION_KINDS, FaultKind, FaultWindow, SoakProfile, build_schedule
 from tests.soak.traffic import Target, TrafficGenerator, TrafficReport
 from tests.soak.verdict import Observations, worker_evidence
 from unsubscribe_sync.sandbox import SandboxAdmin
@@ -66,6 +68,19 @@ class SoakRun:
         self.first_true_at: dict[str, float] = {}
         self.notes: list[str] = []
         self._observing = threading.Event()
+        self.contention: Contention | None = None
+        self.reserved: list[Target] = []
+        self._locked: dict[FaultWindow, list[Target]] = {}
+
+    @property
+    def reserve(self) -> int:
+        """Records kept away from the steady traffic for the contention acts."""
+        p = self.profile
+        return (
+            contention.LOCKED_PER_WINDOW * len(p.long_locks)
+            + 3 * contention.OUT_OF_ORDER_EACH * len(p.out_of_order)
+            + contention.RACE_ADDRESSES * len(p.replica_races)
+        )
 
     # ---- processes ---------------------------------------------------------------------------------
 
@@ -79,6 +94,7 @@ class SoakRun:
     def start_sandbox(self) -> None:
         state_dir = self.workdir / "sandbox"
         per_object = int(self.profile.events * (1 - self.profile.no_id_share) / len(OBJECTS)) + 50
+        per_object += self.reserve // len(OBJECTS) + 1
         argv = cli(
             "sandbox", "--port", str(free_port()), "--state-dir", str(state_dir),
             "--write-credentials", str(self.workdir / "credentials"),
@@ -117,6 +133,8 @@ class SoakRun:
                 "url": f"http://127.0.0.1:{port}",
                 # A killed worker's claimed rows wait for their lease to run out: keep it short here.
                 "leaseSeconds": 8,
+                # Small, so that the soak's long lock outlasts it: past it a record is reported stuck, still retried.
+                "maxAttempts": self.profile.max_attempts,
             },
             "logging": {"format": "json"},
         }
@@ -169,7 +187,12 @@ class SoakRun:
         admin = self.admin
         assert admin is not None
         kind = window.kind
-        if kind is FaultKind.SANDBOX_OUTAGE:
+        if kind is FaultKind.LONG_LOCK:
+            ids = [t.salesforce_id for t in self._locked[window]]
+            admin.set_faults(**({"lockIds": ids} if starting else {"unlockIds": ids}))
+        elif kind in CONTENTION_KINDS:
+            pass  # sent by _contend
+        elif kind is FaultKind.SANDBOX_OUTAGE:
             admin.set_faults(unavailable=starting)
         elif kind is FaultKind.RATE_LIMIT:
             admin.set_faults(requestLimitExceeded=starting)
@@ -199,9 +222,25 @@ class SoakRun:
             if w.duration and w.kind is not FaultKind.SESSION_EXPIRY:
                 steps.append((w.end, w, False))
         steps.sort(key=lambda s: (s[0], not s[2]))
+        acts: list[asyncio.Task[None]] = []
         for at, window, starting in steps:
             await asyncio.sleep(max(0.0, t0 + at - time.time()))
             await asyncio.to_thread(self._apply, window, starting)
+            if starting and window.kind in CONTENTION_KINDS:
+                acts.append(asyncio.create_task(self._contend(window)))
+        await asyncio.gather(*acts)
+
+    async def _contend(self, window: FaultWindow) -> None:
+        c = self.contention
+        assert c is not None
+        if window.kind is FaultKind.LONG_LOCK:
+            await c.long_lock_start(self._locked[window])
+        elif window.kind is FaultKind.OUT_OF_ORDER:
+            await c.out_of_order()
+        elif window.kind is FaultKind.REPLICA_RACE:
+            await c.race()
+        elif window.kind is FaultKind.HOSTILE:
+            await c.hostile()
 
     # ---- observation ---------------------------------------------------------------------------------
 
@@ -224,6 +263,15 @@ class SoakRun:
             row = conn.execute("SELECT count(*) FROM outbox").fetchone()
             return int(row[0]) if row else 0
 
+    def ledger_states(self) -> dict[str, bool]:
+        with psycopg.connect(self.postgres_url, connect_timeout=10) as conn:
+            return {r[0]: bool(r[1]) for r in conn.execute("SELECT email, unsubscribed FROM unsubscribes")}
+
+    def failed_targets(self) -> set[str]:
+        with psycopg.connect(self.postgres_url, connect_timeout=10) as conn:
+            rows = conn.execute("SELECT salesforce_id FROM salesforce_targets WHERE status = 'failed'")
+            return {r[0] for r in rows}
+
     def ledger_emails(self) -> list[str]:
         with psycopg.connect(self.postgres_url, connect_timeout=10) as conn:
             return [r[0] for r in conn.execute("SELECT email FROM unsubscribes")]
@@ -231,13 +279,16 @@ class SoakRun:
     def drain(self, traffic: TrafficReport) -> None:
         """Wait until every accepted unsubscribe with an ID is true in Salesforce and nothing is owed."""
         wanted = {i.salesforce_id for i in traffic.accepted if i.salesforce_id}
+        expected = self.contention.report.expected() if self.contention else {}
+        wanted |= {t.salesforce_id for t, want in expected.values() if want}
+        unwanted = {t.salesforce_id for t, want in expected.values() if not want}
         deadline = time.monotonic() + self.profile.drain_seconds
         while time.monotonic() < deadline:
             done = self.opted_out_ids()
             now = time.time()
             for record_id in done:
                 self.first_true_at.setdefault(record_id, now)
-            if wanted <= done:
+            if wanted <= done and not unwanted & done:
                 with contextlib.suppress(psycopg.Error):
                     if self.outbox_left() == 0:
                         return
@@ -268,16 +319,25 @@ class SoakRun:
 
     async def _traffic_and_faults(self, generator: TrafficGenerator) -> TrafficReport:
         t0 = time.time()
-        faults = asyncio.create_task(self._run_faults(t0))
-        report = await generator.run()
-        await faults  # every restart done: all workers run again
+        async with Contention([f"http://127.0.0.1:{p}" for p in self.worker_ports], self.token,
+                              self.reserved) as self.contention:  # fmt: skip
+            faults = asyncio.create_task(self._run_faults(t0))
+            report = await generator.run()
+            await faults  # every restart done: all workers run again; every contention act answered
         return report
 
     def run(self) -> Observations:
         self.prepare_database()
         self.start_sandbox()
         self.start_workers()
-        targets = self.targets()
+        every = self.targets()
+        targets, self.reserved = every[: len(every) - self.reserve], every[len(every) - self.reserve :]
+        locks = [w for w in self.schedule if w.kind is FaultKind.LONG_LOCK]
+        self._locked = {
+            w: self.reserved[n * contention.LOCKED_PER_WINDOW : (n + 1) * contention.LOCKED_PER_WINDOW]
+            for n, w in enumerate(locks)
+        }
+        self.reserved = self.reserved[len(locks) * contention.LOCKED_PER_WINDOW :]
         generator = TrafficGenerator(
             [f"http://127.0.0.1:{p}" for p in self.worker_ports],
             self.token,
@@ -307,6 +367,12 @@ class SoakRun:
         writes = self.admin.writes()["byId"]
         sample = [i.email for i in traffic.accepted][:: max(1, len(traffic.accepted) // 25)]
         histories = {email: self.history(email) for email in sample}
+        report = self.contention.report if self.contention else contention.ContentionReport()
+        locked_histories = {t.email: self.history(t.email) for t in report.locked}
+        ledger = self.ledger_states()
+        contention_problems = contention.problems(report, ledger, opted, every, locked_histories,
+                                                  self.failed_targets())  # fmt: skip
+        contention_figures = contention.figures(report, locked_histories)
         nightly_exit, nightly_summary, _ = self.nightly()
         return Observations(
             profile=self.profile.name,
@@ -325,4 +391,6 @@ class SoakRun:
             worker_restarts=sum(p.starts for p in self.workers),
             worker_evidence=worker_evidence(p.logs() for p in self.workers),
             notes=self.notes,
+            contention=contention_figures,
+            contention_problems=contention_problems,
         )

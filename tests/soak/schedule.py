@@ -17,6 +17,14 @@ class FaultKind(StrEnum):
     RATE_LIMIT = "REQUEST_LIMIT_EXCEEDED window"
     WORKER_KILL = "worker SIGKILL + restart"
     POSTGRES_RESTART = "PostgreSQL crash restart"
+    LONG_LOCK = "records locked past worker.maxAttempts"
+    OUT_OF_ORDER = "out-of-order acts (occurredAt older than the stored act)"
+    REPLICA_RACE = "resubscribes and unsubscribes of the same addresses on both replicas at once"
+    HOSTILE = "hostile requests (lone surrogate, NUL) beside valid ones"
+
+
+# Acts on addresses the steady traffic never touches (tests/soak/contention.py sends them).
+CONTENTION_KINDS = frozenset({FaultKind.LONG_LOCK, FaultKind.OUT_OF_ORDER, FaultKind.REPLICA_RACE, FaultKind.HOSTILE})
 
 
 # Faults during which Salesforce cannot take writes: lag is measured against their end (recovery time).
@@ -56,6 +64,11 @@ class SoakProfile:
     max_writes_per_record: int = 3
     no_id_share: float = 0.1  # share of unsubscribes sent without a Salesforce ID
     replay_share: float = 0.05  # share of requests replayed with the same event ids
+    long_locks: tuple[tuple[float, float], ...] = ()  # (start, duration): records locked past maxAttempts
+    out_of_order: tuple[float, ...] = ()
+    replica_races: tuple[float, ...] = ()
+    hostile_bursts: tuple[float, ...] = ()  # keep them away from PostgreSQL restarts (valid ones must get 202)
+    max_attempts: int = 3  # worker.maxAttempts: small, so the long lock outlasts it
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -75,6 +88,10 @@ SHORT = SoakProfile(
     restart_after=1.0,
     postgres_restarts=(19.0,),
     drain_seconds=45.0,
+    long_locks=((5.0, 10.0),),
+    out_of_order=(3.5, 13.0),
+    replica_races=(7.5, 16.5),
+    hostile_bursts=(4.5, 8.5, 12.5),
 )
 
 LONG = SoakProfile(
@@ -93,6 +110,10 @@ LONG = SoakProfile(
     restart_after=1.5,
     postgres_restarts=(70.0, 160.0),
     drain_seconds=120.0,
+    long_locks=((25.0, 20.0), (100.0, 30.0)),
+    out_of_order=(12.0, 48.0, 110.0, 150.0),
+    replica_races=(22.0, 58.0, 92.0, 130.0, 168.0),
+    hostile_bursts=(30.0, 64.0, 88.0, 125.0, 145.0),
 )
 
 PROFILES = {p.name: p for p in (SHORT, LONG)}
@@ -111,6 +132,10 @@ def build_schedule(profile: SoakProfile) -> list[FaultWindow]:
     windows += [FaultWindow(FaultKind.LOCK_ROW, s, d) for s, d in profile.lock_rows]
     windows += [FaultWindow(FaultKind.SESSION_EXPIRY, s) for s in profile.session_expiries]
     windows += [FaultWindow(FaultKind.POSTGRES_RESTART, s) for s in profile.postgres_restarts]
+    windows += [FaultWindow(FaultKind.LONG_LOCK, s, d) for s, d in profile.long_locks]
+    windows += [FaultWindow(FaultKind.OUT_OF_ORDER, s) for s in profile.out_of_order]
+    windows += [FaultWindow(FaultKind.REPLICA_RACE, s) for s in profile.replica_races]
+    windows += [FaultWindow(FaultKind.HOSTILE, s) for s in profile.hostile_bursts]
     if profile.kill_every > 0 and profile.workers > 0:
         at, n = profile.kill_first_at, 0
         while at + profile.restart_after < profile.traffic_seconds:

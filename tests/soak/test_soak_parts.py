@@ -7,6 +7,8 @@ from collections import Counter
 
 import pytest
 
+from tests.soak.contention import Act, ContentionReport
+from tests.soak.contention import problems as contention_problems
 from tests.soak.report import render_reliability
 from tests.soak.schedule import (
     LONG,
@@ -18,7 +20,7 @@ from tests.soak.schedule import (
     faults_by_kind,
     outage_end,
 )
-from tests.soak.traffic import SentItem, TrafficReport
+from tests.soak.traffic import SentItem, Target, TrafficReport
 from tests.soak.verdict import (
     NOT_STORED,
     PAUSED_RATE_LIMITED,
@@ -176,3 +178,36 @@ def test_worker_evidence_counts_what_the_logs_say() -> None:
     assert counts[RECORDS_RETRIED] == 3 and counts[RECORDS_FAILED] == 1
     assert counts[PAUSED_TRANSIENT] == 1 and counts[PAUSED_RATE_LIMITED] == 2
     assert counts[REAUTHENTICATIONS] == 1 and counts[NOT_STORED] == 1 and counts[PUSHER_ERRORS] == 0
+
+
+def _contention_report() -> tuple[ContentionReport, list[Target]]:
+    a = Target("003000000000001AAA", "Contact", "a@example.com")
+    b = Target("003000000000002AAA", "Contact", "b@example.com")
+    report = ContentionReport()
+    # a: the resubscribe arrives last but is older: still unsubscribed. b: the later resubscribe wins.
+    report.acts = [Act("unsubscribe", a, 20.0, "e1"), Act("resubscribe", a, 10.0, "e2"),
+                   Act("unsubscribe", b, 10.0, "e3"), Act("resubscribe", b, 30.0, "e4"),
+                   Act("unsubscribe", b, 20.0, "e5")]  # fmt: skip
+    return report, [a, b]
+
+
+def test_contention_expects_the_latest_occurred_at_whatever_the_arrival_order() -> None:
+    report, (a, b) = _contention_report()
+    assert {e: want for e, (_, want) in report.expected().items()} == {a.email: True, b.email: False}
+    ledger = {a.email: True, b.email: False}
+    assert contention_problems(report, ledger, {a.salesforce_id}, [a, b], {}, set()) == []
+
+
+def test_contention_problems_name_disagreements_hostile_answers_and_failed_locks() -> None:
+    report, (a, b) = _contention_report()
+    report.locked = [a]
+    report.hostile_wrong = ["NUL in source: 503"]
+    report.canaries = ["canary@soak.example.com"]
+    ledger = {a.email: True, b.email: True, "canary@soak.example.com": True}
+    found = contention_problems(report, ledger, {a.salesforce_id}, [a, b], {a.email: {"history": []}},
+                                {a.salesforce_id})  # fmt: skip
+    text = "\n".join(found)
+    assert "not answered 400" in text and "refused (400) batch were stored" in text
+    assert "b@example.com: the acts say unsubscribed=False, the ledger True" in text
+    assert "Salesforce and the ledger disagree" in text
+    assert "marked failed" in text and "not reported stuck" not in text and "was reported stuck" in text

@@ -41,5 +41,9 @@ def test_short_soak_loses_nothing(
     assert obs.faults_injected["worker SIGKILL + restart"] >= 3
     met = obs.worker_evidence
     assert met[RECORDS_RETRIED] and met[PAUSED_TRANSIENT] and met[PAUSED_RATE_LIMITED] and met[REAUTHENTICATIONS], met
+    # The contention acts really ran: records locked past maxAttempts, hostile requests refused.
+    acts = numbers["contention"]
+    assert acts["locked_records_reported_stuck"] >= 1 and acts["acts_accepted"] > 0, acts
+    assert acts["hostile_answers"].get("400", 0) >= 3 * len(SHORT.hostile_bursts), acts
     expected = [k for k in obs.faults_injected if server is not None or k != "PostgreSQL crash restart"]
     assert all(obs.faults_injected[k] >= 1 for k in expected), obs.faults_injected

@@ -31,6 +31,8 @@ class Observations:
     worker_restarts: int = 0
     worker_evidence: dict[str, int] = field(default_factory=dict)  # what the workers' logs say they met
     notes: list[str] = field(default_factory=list)
+    contention: dict[str, Any] = field(default_factory=dict)  # tests/soak/contention.py figures
+    contention_problems: list[str] = field(default_factory=list)  # ... and broken invariants (end state included)
 
 
 RECORDS_RETRIED = "records retried after a per-record error (UNABLE_TO_LOCK_ROW)"
@@ -133,6 +135,7 @@ def figures(obs: Observations) -> dict[str, Any]:
         "nightly_summary": obs.nightly_summary,
         "worker_restarts": obs.worker_restarts,
         "worker_evidence": dict(obs.worker_evidence),
+        "contention": dict(obs.contention),
     }
 
 
@@ -197,6 +200,7 @@ def violations(obs: Observations) -> list[str]:
         wanted = {"unsubscribed", "pushed" if sent is not None and sent.salesforce_id else "push_skipped"}
         if answer.get("unsubscribed") is not True or not wanted <= actions:
             problems.append(f"GET /v1/unsubscribes/{email} does not tell what happened: {answer}")
+    problems += obs.contention_problems
     if obs.nightly_exit != 0:
         problems.append(f"the nightly run after the soak exited with {obs.nightly_exit}")
     elif obs.nightly_summary is None or obs.nightly_summary.get("toSalesforce") != 0:
