@@ -9,7 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from unsubscribe_sync.api.spec import OptOutTarget, SalesforceObject, default_objects
+from unsubscribe_sync.api.spec import MatchingMode, OptOutTarget, SalesforceObject, default_objects
 
 
 class ConfigError(ValueError):
@@ -55,12 +55,30 @@ class OptOutConfig(_Section):
     marketoSalesOptOutField: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_]*__c$")
 
 
+class MatchingConfig(_Section):
+    # SalesforceId: the record named by salesforceId only. Email: every record whose Email is the address.
+    mode: MatchingMode = MatchingMode.SALESFORCE_ID
+
+    @property
+    def by_email(self) -> bool:
+        return self.mode is MatchingMode.EMAIL
+
+
 class NightlyConfig(_Section):
     enabled: bool = True
     sampleSize: int = Field(default=10, ge=0)
     # The blast-radius guard (nightly/guard.py): unset = no guard.
     maxChangeRatio: float | None = Field(default=None, gt=0, le=1)
     maxChanges: int | None = Field(default=None, ge=0)
+
+
+class SalesforcePollConfig(_Section):
+    """The incremental pull of opt-outs set in Salesforce (worker/poll.py); runs only while nightly is enabled."""
+
+    # Seconds between polls; 0 = off. Any value from 1 up here (tests use seconds); the CRD asks for 30 or more.
+    intervalSeconds: int = Field(default=300, ge=0)
+    # Each poll reads back this far before the stored watermark: SystemModstamp is not commit-ordered.
+    lookbackSeconds: int = Field(default=300, ge=0)
 
 
 class LedgerConfig(_Section):
@@ -256,7 +274,9 @@ class LoggingConfig(_Section):
 class Config(_Section):
     salesforce: SalesforceConfig = Field(default_factory=SalesforceConfig)
     optOut: OptOutConfig = Field(default_factory=OptOutConfig)
+    matching: MatchingConfig = Field(default_factory=MatchingConfig)
     nightly: NightlyConfig = Field(default_factory=NightlyConfig)
+    salesforcePoll: SalesforcePollConfig = Field(default_factory=SalesforcePollConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)

@@ -77,6 +77,17 @@ class OptOutFieldSpec(_Model):
     marketoSalesOptOutField: str = Field(default="", pattern=r"^$|^[A-Za-z][A-Za-z0-9_]*__c$", max_length=80)
 
 
+class MatchingMode(StrEnum):
+    """Which records an unsubscribe is written to (README "Matching")."""
+
+    SALESFORCE_ID = "SalesforceId"  # only the record named by salesforceId; none = skipped
+    EMAIL = "Email"  # every record of the configured objects whose Email equals the address, plus that record
+
+
+class MatchingSpec(_Model):
+    mode: MatchingMode = MatchingMode.SALESFORCE_ID
+
+
 class NightlySyncSpec(_Model):
     enabled: StrictBool = True
     # Five cron fields or a macro such as @daily (no TZ= prefix: the zone comes from timeZone).
@@ -155,6 +166,7 @@ class UnsubscribeSyncSpec(_Model):
     suspend: StrictBool = False
     salesforce: SalesforceSpec
     optOutField: OptOutFieldSpec = Field(default_factory=OptOutFieldSpec)
+    matching: MatchingSpec = Field(default_factory=MatchingSpec)
     nightlySync: NightlySyncSpec = Field(default_factory=NightlySyncSpec)
     pushWorker: PushWorkerSpec
     ledger: LedgerSpec = Field(default_factory=LedgerSpec)

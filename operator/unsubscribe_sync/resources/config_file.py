@@ -15,6 +15,7 @@ from unsubscribe_sync.api.config import (
     Config,
     LedgerConfig,
     LoggingConfig,
+    MatchingConfig,
     NightlyConfig,
     OneClickConfig,
     OptOutConfig,
@@ -56,6 +57,7 @@ def config_for(name: str, namespace: str, spec: UnsubscribeSyncSpec) -> Config:
             target=spec.optOutField.target,
             marketoSalesOptOutField=spec.optOutField.marketoSalesOptOutField or None,
         ),
+        **_matching(spec),
         nightly=_nightly(spec),
         ledger=ledger,
         worker=WorkerConfig(
@@ -75,6 +77,13 @@ def _one_click(spec: UnsubscribeSyncSpec) -> dict[str, Any]:
     if spec.oneClick is None or spec.publicEndpoint is None:
         return {}
     return {"oneClick": OneClickConfig(keyFile=Path(ONE_CLICK_KEYS_FILE), baseUrl=spec.publicEndpoint.baseUrl)}
+
+
+def _matching(spec: UnsubscribeSyncSpec) -> dict[str, Any]:
+    """The matching section, only when the mode is not the default (so existing config files stay as they are)."""
+    if spec.matching.mode == MatchingConfig().mode:
+        return {}
+    return {"matching": MatchingConfig(mode=spec.matching.mode)}
 
 
 def _nightly(spec: UnsubscribeSyncSpec) -> NightlyConfig:

@@ -23,6 +23,7 @@ from unsubscribe_sync.api.spec import (
     QUANTITY_PATTERN,
     SCHEDULE_PATTERN,
     TIME_ZONE_PATTERN,
+    MatchingMode,
     OptOutTarget,
 )
 
@@ -167,6 +168,23 @@ def _opt_out_field() -> Schema:
                 }
             ]
         },
+    )
+
+
+def _matching() -> Schema:
+    return _object(
+        "Which records an unsubscribe is written to.",
+        {
+            "mode": _string(
+                "SalesforceId: only the record named by salesforceId (none: skipped). Email: every record of the "
+                "configured objects whose Email equals the address (case-insensitive; Leads only when not "
+                "converted), plus the record named by salesforceId; an address with no record is kept and set by "
+                "the nightly once a record appears.",
+                default=MatchingMode.SALESFORCE_ID.value,
+                enum=[m.value for m in MatchingMode],
+            ),
+        },
+        default={},
     )
 
 
@@ -369,6 +387,7 @@ def spec_schema() -> Schema:
             },
             "salesforce": _salesforce(),
             "optOutField": _opt_out_field(),
+            "matching": _matching(),
             "nightlySync": _nightly_sync(),
             "pushWorker": _push_worker(),
             "ledger": _ledger(),
