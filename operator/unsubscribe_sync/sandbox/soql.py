@@ -70,13 +70,21 @@ _TOKEN = re.compile(
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "'": "'", '"': '"', "\\": "\\"}
 
 
-class SoqlError(Exception):
-    """A syntax error; `message` reads like Salesforce's MALFORMED_QUERY text."""
+MAX_SOQL_LENGTH = 100_000  # characters of one SOQL statement (Salesforce refuses longer ones before parsing)
+TOO_LONG_MESSAGE = "SOQL statements cannot be longer than 100,000 characters."
 
-    def __init__(self, message: str, column: int) -> None:
+
+class SoqlError(Exception):
+    """A syntax error; `message` reads like Salesforce's MALFORMED_QUERY text.
+
+    ``pointed`` is False for errors Salesforce reports without the query line and caret (the length limit).
+    """
+
+    def __init__(self, message: str, column: int, pointed: bool = True) -> None:
         super().__init__(message)
         self.message = message
         self.column = column
+        self.pointed = pointed
 
 
 @dataclass(frozen=True)
@@ -352,7 +360,9 @@ class _Parser:
 
 
 def parse(text: str) -> Query:
-    """Parse a SOQL query; raises SoqlError with a Salesforce-like message on bad syntax."""
+    """Parse a SOQL query; raises SoqlError with a Salesforce-like message on bad syntax or a too long statement."""
+    if len(text) > MAX_SOQL_LENGTH:
+        raise SoqlError(TOO_LONG_MESSAGE, 0, pointed=False)
     return _Parser(text).query()
 
 
@@ -368,6 +378,8 @@ def pointed_message(text: str, column: int, reason: str) -> str:
 
 def malformed_message(text: str, error: SoqlError) -> str:
     """The MALFORMED_QUERY text of a syntax error."""
+    if not error.pointed:
+        return error.message
     return pointed_message(text, error.column, error.message)
 
 
