@@ -515,6 +515,10 @@ class SalesforceClient:
                 email = row.get("Email") or None
                 yield OptedOutRecord(id=normalize_id(str(row["Id"])), object=object_name, email=email)
 
+    def query_pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
+        """Pages of the records of a REST query (``query`` then ``queryMore`` by ``nextRecordsUrl``)."""
+        return self._rest_query_pages(soql)
+
     def _rest_query_pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
         headers = {"Sforce-Query-Options": f"batchSize={self.query_batch_size}"}
         body = self._call("query", lambda sf: sf.query(soql, headers=headers))
