@@ -162,6 +162,42 @@ class OneClickSpec(_Model):
     keySecretRef: OneClickKeySecretRef
 
 
+SNS_CERT_HOST_PATTERN_DEFAULT = r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
+
+
+class SendGridSpec(_Model):
+    publicKeySecretRef: SecretKeyRef
+
+
+class MailgunSpec(_Model):
+    signingKeySecretRef: SecretKeyRef
+
+
+class PostmarkSpec(_Model):
+    basicAuthSecretRef: SecretKeyRef
+
+
+class MandrillSpec(_Model):
+    webhookKeySecretRef: SecretKeyRef
+    url: str = Field(pattern=r"^https?://\S+$", max_length=2048)
+
+
+class SesSpec(_Model):
+    topicArns: list[Annotated[str, StringConstraints(pattern=r"^arn:\S+$", max_length=256)]] = Field(min_length=1)
+    certHostPattern: str = Field(default=SNS_CERT_HOST_PATTERN_DEFAULT, min_length=1, max_length=1024)
+    caSecretRef: SecretKeyRef | None = None
+
+
+class SendersSpec(_Model):
+    """The email services whose webhooks the public listener takes; each is off until given (docs/SENDERS.md)."""
+
+    sendgrid: SendGridSpec | None = None
+    mailgun: MailgunSpec | None = None
+    postmark: PostmarkSpec | None = None
+    mandrill: MandrillSpec | None = None
+    ses: SesSpec | None = None
+
+
 class UnsubscribeSyncSpec(_Model):
     suspend: StrictBool = False
     salesforce: SalesforceSpec
@@ -173,6 +209,7 @@ class UnsubscribeSyncSpec(_Model):
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     publicEndpoint: PublicEndpointSpec | None = None
     oneClick: OneClickSpec | None = None
+    senders: SendersSpec | None = None
 
     @property
     def uses_sqlite(self) -> bool:

@@ -34,6 +34,7 @@ from unsubscribe_sync.api.constants import (
 )
 from unsubscribe_sync.api.spec import UnsubscribeSyncSpec
 from unsubscribe_sync.resources.labels import ChildNames, child_labels
+from unsubscribe_sync.resources.senders import senders_config
 
 CONFIG_KEY = Path(CONFIG_FILE).name  # the ConfigMap key, mounted as CONFIG_FILE
 
@@ -69,6 +70,7 @@ def config_for(name: str, namespace: str, spec: UnsubscribeSyncSpec) -> Config:
         ),
         logging=LoggingConfig(format="json"),
         **_one_click(spec),
+        **_senders(spec),
     )
 
 
@@ -77,6 +79,12 @@ def _one_click(spec: UnsubscribeSyncSpec) -> dict[str, Any]:
     if spec.oneClick is None or spec.publicEndpoint is None:
         return {}
     return {"oneClick": OneClickConfig(keyFile=Path(ONE_CLICK_KEYS_FILE), baseUrl=spec.publicEndpoint.baseUrl)}
+
+
+def _senders(spec: UnsubscribeSyncSpec) -> dict[str, Any]:
+    """The senders section when spec.senders is set (file paths where resources/senders.py mounts the Secrets)."""
+    section = senders_config(spec)
+    return {} if section is None else {"senders": section}
 
 
 def _matching(spec: UnsubscribeSyncSpec) -> dict[str, Any]:

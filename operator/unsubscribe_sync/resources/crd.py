@@ -22,6 +22,7 @@ from unsubscribe_sync.api.spec import (
     PUBLIC_BASE_URL_PATTERN,
     QUANTITY_PATTERN,
     SCHEDULE_PATTERN,
+    SNS_CERT_HOST_PATTERN_DEFAULT,
     TIME_ZONE_PATTERN,
     MatchingMode,
     OptOutTarget,
@@ -376,6 +377,70 @@ def _one_click() -> Schema:
     )
 
 
+def _sender_secret(what: str) -> Schema:
+    return _object(
+        f"Secret key holding {what}; mounted as a file into the worker, never copied into the config.",
+        {"name": _secret_name(what), "key": _string("Key in the Secret.", minLength=1, maxLength=253)},
+        required=["name", "key"],
+        **{"x-kubernetes-validations": _secret_ref_rules(with_key=True)},
+    )
+
+
+def _senders() -> Schema:
+    return _object(
+        "Email services whose webhooks the public listener takes (needs publicEndpoint; docs/SENDERS.md). Each "
+        "is off until given; its route is then <baseUrl>/v1/webhooks/<name>.",
+        {
+            "sendgrid": _object(
+                "Twilio SendGrid Signed Event Webhook.",
+                {"publicKeySecretRef": _sender_secret("the Signed Event Webhook verification key (base64 or PEM)")},
+                required=["publicKeySecretRef"],
+            ),
+            "mailgun": _object(
+                "Mailgun webhooks.",
+                {"signingKeySecretRef": _sender_secret("the HTTP webhook signing key")},
+                required=["signingKeySecretRef"],
+            ),
+            "postmark": _object(
+                "Postmark webhooks (HTTP basic auth in the webhook URL).",
+                {"basicAuthSecretRef": _sender_secret("user:password of the webhook URL")},
+                required=["basicAuthSecretRef"],
+            ),
+            "mandrill": _object(
+                "Mandrill (Mailchimp Transactional) webhooks.",
+                {
+                    "webhookKeySecretRef": _sender_secret("the webhook key"),
+                    "url": _string(
+                        "The webhook URL exactly as registered in Mandrill (part of what Mandrill signs).",
+                        pattern=r"^https?://\S+$",
+                        maxLength=2048,
+                    ),
+                },
+                required=["webhookKeySecretRef", "url"],
+            ),
+            "ses": _object(
+                "Amazon SES complaint notifications through Amazon SNS.",
+                {
+                    "topicArns": {
+                        "type": "array",
+                        "description": "SNS topics whose messages are accepted (others are refused).",
+                        "items": _string("An SNS topic ARN.", pattern=r"^arn:\S+$", maxLength=256),
+                        "minItems": 1,
+                    },
+                    "certHostPattern": _string(
+                        "Regular expression the host of SigningCertURL and SubscribeURL must match.",
+                        default=SNS_CERT_HOST_PATTERN_DEFAULT,
+                        minLength=1,
+                        maxLength=1024,
+                    ),
+                    "caSecretRef": _sender_secret("a CA bundle trusted for the certificate host (a re-signing proxy)"),
+                },
+                required=["topicArns"],
+            ),
+        },
+    )
+
+
 def spec_schema() -> Schema:
     return _object(
         "Desired state: keep email unsubscribes in sync with the opt-out field of Salesforce Contacts and Leads.",
@@ -394,6 +459,7 @@ def spec_schema() -> Schema:
             "monitoring": _monitoring(),
             "publicEndpoint": _public_endpoint(),
             "oneClick": _one_click(),
+            "senders": _senders(),
         },
         required=["salesforce", "pushWorker"],
         **{
@@ -410,6 +476,12 @@ def spec_schema() -> Schema:
                     "rule": "!has(self.oneClick) || has(self.publicEndpoint)",
                     "message": "oneClick needs publicEndpoint.baseUrl: the links point at the public listener",
                     "fieldPath": ".oneClick",
+                    "reason": "FieldValueRequired",
+                },
+                {
+                    "rule": "!has(self.senders) || has(self.publicEndpoint)",
+                    "message": "senders needs publicEndpoint: the webhooks arrive on the public listener",
+                    "fieldPath": ".senders",
                     "reason": "FieldValueRequired",
                 },
             ]

@@ -44,7 +44,8 @@ def salesforce_credentials_volume(spec: UnsubscribeSyncSpec) -> Volume:
     )
 
 
-def _secret_key_volume(volume: str, secret: str, key: str, file: str, directory: str) -> Volume:
+def secret_key_volume(volume: str, secret: str, key: str, file: str, directory: str) -> Volume:
+    """One key of a Secret as the file ``file`` in ``directory`` (mounted read-only; rotations reach the pod)."""
     return (
         {
             "name": volume,
@@ -60,14 +61,14 @@ def _secret_key_volume(volume: str, secret: str, key: str, file: str, directory:
 
 def webhook_token_volume(spec: UnsubscribeSyncSpec) -> Volume:
     ref = spec.pushWorker.webhookSecretRef
-    return _secret_key_volume("webhook-token", ref.name, ref.key, WEBHOOK_TOKEN_FILE, WEBHOOK_TOKEN_DIR)
+    return secret_key_volume("webhook-token", ref.name, ref.key, WEBHOOK_TOKEN_FILE, WEBHOOK_TOKEN_DIR)
 
 
 def ledger_url_volume(spec: UnsubscribeSyncSpec) -> Volume:
     ref = spec.ledger.databaseSecretRef
     if ref is None:
         raise ValueError("ledger_url_volume needs ledger.databaseSecretRef (PostgreSQL mode)")
-    return _secret_key_volume("ledger-url", ref.name, ref.key, LEDGER_URL_FILE, LEDGER_URL_DIR)
+    return secret_key_volume("ledger-url", ref.name, ref.key, LEDGER_URL_FILE, LEDGER_URL_DIR)
 
 
 def ledger_data_volume(instance: str) -> Volume:
@@ -82,4 +83,4 @@ def one_click_keys_volume(spec: UnsubscribeSyncSpec) -> Volume:
     if spec.oneClick is None:
         raise ValueError("one_click_keys_volume needs spec.oneClick")
     ref = spec.oneClick.keySecretRef
-    return _secret_key_volume("one-click-keys", ref.name, ref.key, ONE_CLICK_KEYS_FILE, ONE_CLICK_KEYS_DIR)
+    return secret_key_volume("one-click-keys", ref.name, ref.key, ONE_CLICK_KEYS_FILE, ONE_CLICK_KEYS_DIR)

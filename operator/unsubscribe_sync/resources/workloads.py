@@ -9,6 +9,7 @@ from unsubscribe_sync.api.constants import ANNOTATION_PREFIX, CONFIG_FILE, PUBLI
 from unsubscribe_sync.api.spec import UnsubscribeSyncSpec
 from unsubscribe_sync.resources.labels import ChildNames, child_labels, selector_labels
 from unsubscribe_sync.resources.pod_security import container_security_context, pod_security_context, tmp_volume
+from unsubscribe_sync.resources.senders import sender_volumes
 from unsubscribe_sync.resources.volumes import (
     Volume,
     config_volume,
@@ -79,6 +80,7 @@ def push_worker_deployment(
     volumes.append(ledger_data_volume(name) if spec.uses_sqlite else ledger_url_volume(spec))
     if spec.oneClick is not None:
         volumes.append(one_click_keys_volume(spec))
+    volumes += sender_volumes(spec)
     ports = [{"name": PORT_NAME, "containerPort": WORKER_PORT, "protocol": "TCP"}]
     if spec.publicEndpoint is not None:
         ports.append({"name": PUBLIC_PORT_NAME, "containerPort": PUBLIC_PORT, "protocol": "TCP"})
