@@ -124,7 +124,7 @@ def test_config_defaults_and_bounds() -> None:
     assert (cfg.salesforcePoll.intervalSeconds, cfg.salesforcePoll.lookbackSeconds) == (300, 300)
     assert parse_config({"salesforcePoll": {"intervalSeconds": 1}}).salesforcePoll.intervalSeconds == 1
     assert parse_config({"salesforcePoll": {"intervalSeconds": 0}}).salesforcePoll.intervalSeconds == 0
-    with pytest.raises(ConfigError, match="salesforcePoll.intervalSeconds"):
+    with pytest.raises(ConfigError, match=r"salesforcePoll\.intervalSeconds"):
         parse_config({"salesforcePoll": {"intervalSeconds": -1}})
-    with pytest.raises(ConfigError, match="salesforcePoll.unknown: unknown key"):
+    with pytest.raises(ConfigError, match=r"salesforcePoll\.unknown: unknown key"):
         parse_config({"salesforcePoll": {"unknown": 1}})

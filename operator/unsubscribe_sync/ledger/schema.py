@@ -165,6 +165,26 @@ _V2_COLUMNS = [
 ]
 
 
+# The Salesforce poll (version 5): one row per object ("object:<name>": its watermark and last success) and
+# the poller's lease ("lease": owner, expiry, fence), so exactly one replica polls and a dead one is taken over.
+salesforce_poll_state = Table(
+    "salesforce_poll_state",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("watermark", Float),
+    Column("last_success_at", Float),
+    Column("owner", String(200)),
+    Column("expires_at", Float),
+    Column("fence", Integer, nullable=False, default=0),
+    Column("updated_at", Float, nullable=False),
+)
+
+
+def _migrate_v5(conn: Connection) -> None:
+    """The Salesforce poll's watermarks and lease (a ledger created by this release has the table already)."""
+    salesforce_poll_state.create(conn, checkfirst=True)
+
+
 def _migrate_v2(conn: Connection) -> None:
     """Outbox rows carry the value to write; history rows who asked for a resubscribe and why.
 
@@ -210,6 +230,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _migrate_v1),
     (2, _migrate_v2),
     (3, _migrate_v3),
+    (5, _migrate_v5),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -31,6 +31,7 @@ from unsubscribe_sync.ledger.models import (
 )
 from unsubscribe_sync.ledger.outbox import OutboxStore
 from unsubscribe_sync.ledger.policy import Act, ActEffect, salesforce_read_is_current
+from unsubscribe_sync.ledger.poll_state import PollStateStore
 from unsubscribe_sync.ledger.schema import (
     history,
     migrate,
@@ -55,7 +56,7 @@ class WriteDecisionLike(Protocol):
     def reason(self) -> str | None: ...
 
 
-class Ledger(IntakeStore, OutboxStore):
+class Ledger(IntakeStore, OutboxStore, PollStateStore):
     """The durable store behind the worker and the nightly sync."""
 
     @classmethod
