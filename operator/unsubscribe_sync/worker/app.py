@@ -117,6 +117,7 @@ class WorkerState:
         self.committer: GroupCommitter | None = None
         self.pusher: Pusher | None = None
         self.pruner: asyncio.Task[None] | None = None
+        self.poller: Any = None  # worker.poll.SalesforcePoller while the Salesforce poll runs
         self.nightly_runner: NightlyRunner | None = None
         self.nightly_running = False
         self.body_budget: BodyBudget | None = None  # shared with the public listener's app
@@ -551,12 +552,20 @@ def create_app(
         if state.pusher is not None:
             state.pusher.start()
         state.pruner = loop.create_task(_prune_processed_events(ledger, state, config), name="prune-events")
+        if push:
+            from unsubscribe_sync.worker.poll import SalesforcePoller, poll_enabled
+
+            if poll_enabled(config):
+                state.poller = SalesforcePoller(config, ledger, factory, metrics, state.executor)
+                state.poller.start()
 
     async def on_shutdown(app: web.Application) -> None:
         if state.pruner is not None:
             state.pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await state.pruner
+        if state.poller is not None:
+            await state.poller.stop()
         if state.committer is not None:
             await state.committer.stop()
         if state.pusher is not None:

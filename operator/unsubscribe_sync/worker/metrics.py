@@ -201,6 +201,23 @@ class WorkerMetrics:
             "The budget on request-body bytes in flight (worker.maxBodyBytesInFlight)",
             registry=r,
         )
+        self.poll_last_success = Gauge(
+            "unsubscribe_sync_salesforce_poll_last_success_timestamp_seconds",
+            "When the Salesforce poll last read every object (from the ledger: the same on every replica); "
+            "0 before the first poll",
+            registry=r,
+        )
+        self.poll_records = Counter(
+            "unsubscribe_sync_salesforce_poll_records",
+            "Opt-outs set in Salesforce that the poll added to the ledger, by object",
+            ["object"],
+            registry=r,
+        )
+        self.poll_paused = Gauge(
+            "unsubscribe_sync_salesforce_poll_paused",
+            "1 while the Salesforce poll is paused (REQUEST_LIMIT_EXCEEDED or the API reserve reached)",
+            registry=r,
+        )
         self.push_healthy.set(1)
         self.ledger: LedgerCollector | None = None
         if ledger is not None:
