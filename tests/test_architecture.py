@@ -13,8 +13,9 @@ ALLOWED: dict[str, set[str]] = {
     "resources": {"api"},
     "salesforce": {"api", "logs"},
     "ledger": {"api", "logs"},
-    "worker": {"api", "ledger", "salesforce", "logs"},
-    "nightly": {"api", "ledger", "salesforce", "logs"},
+    "writer": {"api", "ledger", "salesforce", "logs"},
+    "worker": {"api", "ledger", "salesforce", "logs", "writer"},
+    "nightly": {"api", "ledger", "salesforce", "logs", "writer"},
     "controller": {"api", "resources", "salesforce", "logs"},
     "sandbox": set(),
 }

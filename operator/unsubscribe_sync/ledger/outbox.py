@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
@@ -49,6 +49,7 @@ class Completion:
     settled: int = 0
     replaced: int = 0
     lost: int = 0
+    lost_ids: set[int] = field(default_factory=set)  # rows whose fence moved on: re-queued, their answer untrusted
 
 
 def _pushed_detail(field: str, value: bool) -> str:
@@ -161,10 +162,13 @@ class OutboxStore(LedgerBase):
             replaced: list[PushOutcome] = []
             retries: list[PushOutcome] = []
             held: list[PushOutcome] = []
+            lost: list[OutboxRow] = []
             for o in ordered:
                 state = current.get(o.row.id)
                 if state is None or state[0] != o.row.fence:
                     result.lost += 1
+                    result.lost_ids.add(o.row.id)
+                    lost.append(o.row)
                 elif state[1] != o.row.seq:
                     replaced.append(o)
                 elif o.status in ("pushed", "failed"):
@@ -211,6 +215,7 @@ class OutboxStore(LedgerBase):
             ]
             if rows:
                 conn.execute(history.insert(), rows)
+            self._requeue(conn, lost, now)
             result.settled = len(done)
             result.replaced = len(replaced)
         return result
@@ -284,6 +289,61 @@ class OutboxStore(LedgerBase):
             detail = _pushed_detail(field, row.value)
             return history_row(now, row.email, row.salesforce_id, source, ACTION_PUSHED, "success", detail)
         return history_row(now, row.email, row.salesforce_id, source, ACTION_PUSH_FAILED, "failed", outcome.error)
+
+    def requeue_lost(self, rows: Sequence[OutboxRow]) -> int:
+        """Rows whose lease was lost while their write was in flight: have them written again, due now.
+
+        The stale write may land after the new holder's, so one more write of the record's current value
+        must follow it. A row still queued (perhaps held by another writer) gets its ``seq`` bumped and is due
+        now: its holder's completion then leaves it for one more write. A row already settled by the other
+        writer is queued again with the value the ledger last confirmed for the record. Returns rows re-queued.
+        """
+        if not rows:
+            return 0
+        with self._write() as conn:
+            return self._requeue(conn, rows, self._db_now(conn))
+
+    def _requeue(self, conn: Connection, rows: Sequence[OutboxRow], now: float) -> int:
+        if not rows:
+            return 0
+        by_sid = {r.salesforce_id: r for r in rows}
+        sids = sorted(by_sid)
+        queued: set[str] = set()
+        for chunk in chunks(sids):
+            queued.update(conn.execute(select(outbox.c.salesforce_id).where(outbox.c.salesforce_id.in_(chunk))).scalars())
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.salesforce_id.in_(chunk))
+                .values(seq=outbox.c.seq + 1, next_attempt_at=now)
+            )
+        gone = [sid for sid in sids if sid not in queued]
+        confirmed: dict[str, bool] = {}
+        for chunk in chunks(gone):
+            confirmed.update(
+                (sid, bool(v))
+                for sid, v in conn.execute(
+                    select(salesforce_targets.c.salesforce_id, salesforce_targets.c.confirmed_value).where(
+                        salesforce_targets.c.salesforce_id.in_(chunk), salesforce_targets.c.confirmed_value.is_not(None)
+                    )
+                ).all()
+            )
+        fresh = [
+            {
+                "salesforce_id": sid,
+                "object": by_sid[sid].object,
+                "email": by_sid[sid].email,
+                "value": confirmed.get(sid, by_sid[sid].value),
+                "act_at": 0.0,  # any newer act replaces it
+                "seq": 0,
+                "received_at": now,
+                "attempts": 0,
+                "next_attempt_at": now,
+            }
+            for sid in gone
+        ]
+        if fresh:
+            conn.execute(self._insert(outbox).on_conflict_do_nothing(index_elements=["salesforce_id"]), fresh)
+        return len(sids)
 
     def release(self, claim: Claim, *, error: str | None = None, rows: Sequence[OutboxRow] | None = None) -> None:
         """Give a claim's rows (or some of them) back untouched: the call failed as a whole, or the writer stops."""

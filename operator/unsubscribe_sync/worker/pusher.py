@@ -33,16 +33,17 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from unsubscribe_sync.api.config import Config, WorkerConfig
 from unsubscribe_sync.api.push_field import effective_push_target
 from unsubscribe_sync.api.spec import OptOutTarget
-from unsubscribe_sync.ledger import Claim, Ledger, OutboxRow, PushOutcome
+from unsubscribe_sync.ledger import Claim, Ledger, PushOutcome
 from unsubscribe_sync.logs import get_logger, mask_email, redact_text
-from unsubscribe_sync.salesforce.errors import decide_write, retry_delay
+from unsubscribe_sync.salesforce.errors import WriteDecision, retry_delay
 from unsubscribe_sync.salesforce.types import ApiUsage, ErrorClass, RecordResult, SalesforceError
 from unsubscribe_sync.worker.metrics import WorkerMetrics
+from unsubscribe_sync.writer import WriteSettings, write_claim
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -272,64 +273,34 @@ class Pusher:
             )
         self._set_pause(pause)
 
-    async def _keep_lease(self, claim: Claim, lost: set[int]) -> None:
-        """Renew the claim's lease every third of its length while the call runs; note rows lost to others."""
-        interval = max(0.05, self.policy.lease_seconds / 3)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                held, _ = await self._in_thread(self._ledger.renew, claim, self.policy.lease_seconds)
-            except Exception as exc:  # the ledger is away: the completion's fence check still guards
-                log.warning("push_lease_renewal_failed", error=redact_text(f"{type(exc).__name__}: {exc}"))
-                continue
-            lost.update(r.id for r in claim.rows if r.id not in held)
-
     async def _push(self, claim: Claim) -> None:
+        """The claim-write-complete step is the writer part's (one path for every writer); metrics and logs here."""
         client, field = self._client, self.field
         assert client is not None and field is not None
-        rows = claim.rows
-        object_name = rows[0].object
-        value = rows[0].value  # a claim holds rows of one value
-        ids = [r.salesforce_id for r in rows]
-        lost: set[int] = set()
-        renewer = asyncio.get_running_loop().create_task(self._keep_lease(claim, lost))
+        settings = WriteSettings(self.policy.lease_seconds, self.policy.max_attempts, self.policy.delay)
         try:
-            results = await self._in_thread(client.update_opt_out, object_name, ids, field, value)
-            if len(results) != len(rows):
-                raise SalesforceError(f"expected {len(rows)} results, got {len(results)}")
-        except Exception as exc:
-            error_class = exc.error_class if isinstance(exc, SalesforceError) else ErrorClass.TRANSIENT
-            message = str(exc) if isinstance(exc, SalesforceError) else f"{type(exc).__name__}: {exc}"
-            await self._in_thread(self._ledger.release, claim, error=redact_text(message))
-            self._call_failed(error_class, message, "update_opt_out")
-            return
+            report = await write_claim(self._ledger, client, claim, field, settings, self._in_thread)
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
             usage = client.api_usage()
             if usage is not None:
                 self._metrics.api_usage.set(usage.ratio)
+        if report.error is not None:
+            self._call_failed(report.error.error_class, str(report.error), "update_opt_out")
+            return
         self._failures = 0
         if not self.healthy:
             self._set_healthy(True)
-        if lost:
-            log.warning("push_lease_lost", records=len(lost), reason="another writer holds them; results not trusted")
-        kept = [(r, res) for r, res in zip(rows, results, strict=True) if r.id not in lost]
-        await self._record(claim, kept, field)
+        self._record(claim, report.decided, field)
 
-    async def _record(self, claim: Claim, answered: list[tuple[OutboxRow, RecordResult]], field: str) -> None:
+    def _record(self, claim: Claim, decided: list[tuple[PushOutcome, WriteDecision]], field: str) -> None:
         rows = claim.rows
-        now = time.time()
-        outcomes: list[PushOutcome] = []
+        outcomes = [o for o, _ in decided]
         configuration: str | None = None
         pause_class: ErrorClass | None = None
-        for row, result in answered:
-            decision = decide_write(result, row.attempts, self.policy.max_attempts)
-            if decision.status == "retry":
+        for outcome, decision in decided:
+            row = outcome.row
+            if outcome.status == "retry":
                 assert decision.error_class is not None
-                delay = self.policy.delay(decision.error_class, row.attempts + 1)
-                outcomes.append(PushOutcome(row, "retry", decision.reason, now + delay, stuck=decision.stuck))
                 self._metrics.push_retries.labels(object=row.object, error_class=str(decision.error_class)).inc()
                 if decision.error_class is ErrorClass.RATE_LIMITED:
                     pause_class = ErrorClass.RATE_LIMITED
@@ -342,13 +313,8 @@ class Pusher:
                         attempts=row.attempts + 1,
                         error=decision.reason,
                     )
-            elif decision.status == "held":
+            elif outcome.status == "held":
                 configuration = configuration or decision.reason
-                outcomes.append(PushOutcome(row, "held", decision.reason))
-            else:
-                status: Literal["pushed", "failed"] = "pushed" if decision.status == "pushed" else "failed"
-                outcomes.append(PushOutcome(row, status, decision.reason))
-        await self._in_thread(self._ledger.complete, claim, outcomes, field=field)
         confirmed = time.time()
         counts = {"pushed": 0, "failed": 0, "retry": 0, "held": 0}
         for outcome in outcomes:

@@ -1,0 +1,151 @@
+"""The claim-write-complete step shared by every writer of Salesforce (the pusher and the nightly).
+
+One writer means one path: rows are claimed from the outbox under fenced leases, the lease is renewed while
+the call runs (every third of its length, so it never lapses during a call shorter than the lease: every
+Salesforce HTTP call has a hard deadline, ``salesforce.requestTimeoutSeconds``), each record's answer is
+decided by ``salesforce.errors.decide_write`` and the completion presents each row's fence.
+
+A row whose lease was lost while its write was in flight (another writer claimed it after this one stalled)
+is not trusted: its write may still land after the new holder's. It is re-queued, due now, with the
+record's current value (``Ledger.requeue_lost``), so a stale write can never be the last one to land.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeVar
+
+from unsubscribe_sync.ledger import Claim, Ledger, OutboxRow, PushOutcome
+from unsubscribe_sync.ledger.models import SOURCE_PUSH
+from unsubscribe_sync.logs import get_logger, redact_text
+from unsubscribe_sync.salesforce.errors import WriteDecision, decide_write
+from unsubscribe_sync.salesforce.types import ErrorClass, RecordResult, SalesforceError
+
+log = get_logger(__name__)
+T = TypeVar("T")
+InThread = Callable[..., Awaitable[Any]]
+
+
+class WriteClient(Protocol):
+    """What a writer needs of the Salesforce connector."""
+
+    def update_opt_out(
+        self, object_name: str, ids: Sequence[str], field: str, value: bool = True
+    ) -> list[RecordResult]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WriteSettings:
+    """Leasing and retry settings of one writer."""
+
+    lease_seconds: float
+    max_attempts: int
+    delay: Callable[[ErrorClass, int], float]  # backoff of a record's retry: (error class, attempt) -> seconds
+    source: str = SOURCE_PUSH  # history source of the writes (the nightly uses salesforce-sync)
+
+
+@dataclass(slots=True)
+class WriteReport:
+    """What one claim's write came to.
+
+    ``error``: the call failed as a whole (rows given back untouched); else ``decided`` holds each trusted row's
+    outcome with the decision behind it, and ``lost`` the rows whose lease was lost (re-queued, not trusted).
+    """
+
+    claim: Claim
+    decided: list[tuple[PushOutcome, WriteDecision]] = field(default_factory=list)
+    lost: int = 0
+    error: SalesforceError | None = None
+
+    @property
+    def outcomes(self) -> list[PushOutcome]:
+        return [o for o, _ in self.decided]
+
+
+def decide_outcomes(
+    answered: Sequence[tuple[OutboxRow, RecordResult]], now: float, max_attempts: int,
+    delay: Callable[[ErrorClass, int], float],
+) -> list[tuple[PushOutcome, WriteDecision]]:
+    """Each answered row's outcome by the one write-outcome rule (pure: no I/O)."""
+    out: list[tuple[PushOutcome, WriteDecision]] = []
+    for row, result in answered:
+        decision = decide_write(result, row.attempts, max_attempts)
+        if decision.status == "retry":
+            assert decision.error_class is not None
+            wait = delay(decision.error_class, row.attempts + 1)
+            out.append((PushOutcome(row, "retry", decision.reason, now + wait, stuck=decision.stuck), decision))
+        elif decision.status == "held":
+            out.append((PushOutcome(row, "held", decision.reason), decision))
+        else:
+            status: Literal["pushed", "failed"] = "pushed" if decision.status == "pushed" else "failed"
+            out.append((PushOutcome(row, status, decision.reason), decision))
+    return out
+
+
+async def _keep_lease(
+    ledger: Ledger, claim: Claim, lease_seconds: float, lost: set[int], in_thread: InThread
+) -> None:
+    """Renew the claim's lease every third of its length while the call runs; note rows lost to others."""
+    interval = max(0.05, lease_seconds / 3)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            held, _ = await in_thread(ledger.renew, claim, lease_seconds)
+        except Exception as exc:  # the ledger is away: the completion's fence check still guards
+            log.warning("push_lease_renewal_failed", error=redact_text(f"{type(exc).__name__}: {exc}"))
+            continue
+        lost.update(r.id for r in claim.rows if r.id not in held)
+
+
+async def write_claim(
+    ledger: Ledger,
+    client: WriteClient,
+    claim: Claim,
+    field_name: str,
+    settings: WriteSettings,
+    in_thread: InThread,
+) -> WriteReport:
+    """Write one claim (rows of one object and one value), decide each answer, complete fenced.
+
+    A call that fails as a whole gives the rows back untouched and returns the error (the caller pauses).
+    """
+    rows = claim.rows
+    report = WriteReport(claim)
+    if not rows:
+        return report
+    object_name, value = rows[0].object, rows[0].value
+    lost: set[int] = set()
+    ids = [r.salesforce_id for r in rows]
+    renewer = asyncio.get_running_loop().create_task(
+        _keep_lease(ledger, claim, settings.lease_seconds, lost, in_thread)
+    )
+    try:
+        results = await in_thread(client.update_opt_out, object_name, ids, field_name, value)
+        if len(results) != len(rows):
+            raise SalesforceError(f"expected {len(rows)} results, got {len(results)}")
+    except Exception as exc:
+        error = exc if isinstance(exc, SalesforceError) else SalesforceError(f"{type(exc).__name__}: {exc}")
+        await in_thread(ledger.release, claim, error=redact_text(str(error)))
+        report.error = error
+        return report
+    finally:
+        renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewer
+    kept = [(r, res) for r, res in zip(rows, results, strict=True) if r.id not in lost]
+    report.decided = decide_outcomes(kept, time.time(), settings.max_attempts, settings.delay)
+    completion = await in_thread(ledger.complete, claim, report.outcomes, field=field_name, source=settings.source)
+    report.decided = [(o, d) for o, d in report.decided if o.row.id not in completion.lost_ids]
+    stale = [r for r in rows if r.id in lost]
+    if stale:
+        await in_thread(ledger.requeue_lost, stale)
+    report.lost = len(stale) + completion.lost
+    if report.lost:
+        log.warning(
+            "push_lease_lost", records=report.lost, reason="another writer holds them; results not trusted, re-queued"
+        )
+    return report
