@@ -96,3 +96,33 @@ async def test_an_unusable_secret_file_stops_the_start_naming_the_key(tmp_path: 
     with pytest.raises(ConfigError, match=r"oneClick\.keyFile: line 1 is shorter than 32"):
         async with running(config):
             pass
+
+
+async def test_public_listener_reads_request_bodies_through_a_small_buffer(tmp_path: Path) -> None:
+    """As on the internal listener: the socket is read at most READ_BUFFER_BYTES ahead of the handler (aiohttp
+    pauses reading above twice that), so a large or slow body waits in the kernel, not in the worker's memory."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from unsubscribe_sync.ledger import Ledger
+    from unsubscribe_sync.worker.app import MAX_BODY_BYTES, READ_BUFFER_BYTES, create_app
+    from unsubscribe_sync.worker.public import create_public_app
+
+    config = public_config(tmp_path)
+    ledger = Ledger.open(config.ledger.resolve_url())
+    try:
+        public_app = create_public_app(create_app(config, ledger=ledger, push=False), senders=[])
+        seen: list[tuple[int, int]] = []
+
+        async def probe(request: web.Request) -> web.Response:
+            seen.append(request.content.get_read_buffer_limits())
+            await request.read()
+            return web.Response()
+
+        public_app.router.add_post("/probe", probe)
+        async with TestClient(TestServer(public_app)) as client:
+            answer = await client.post("/probe", data=b"x" * (MAX_BODY_BYTES // 2))
+            assert answer.status == 200
+    finally:
+        ledger.close()
+    assert seen == [(READ_BUFFER_BYTES, 2 * READ_BUFFER_BYTES)]

@@ -22,6 +22,7 @@ from unsubscribe_sync.worker.app import (
     CONFIG,
     MAX_BODY_BYTES,
     METRICS,
+    READ_BUFFER_BYTES,
     STATE,
     _error,
     _read_body,
@@ -205,7 +206,12 @@ def create_public_app(
     if senders is None:
         senders = senders_from_config(config)
     one_click = internal.get(ONE_CLICK)
-    app = web.Application(middlewares=[public_metrics], client_max_size=MAX_BODY_BYTES + 1)
+    # The internal listener's read-ahead bound: an internet client's body waits in the kernel, not in the worker.
+    app = web.Application(
+        middlewares=[public_metrics],
+        client_max_size=MAX_BODY_BYTES + 1,
+        handler_args={"read_bufsize": READ_BUFFER_BYTES},
+    )
     app[CONFIG] = config
     app[METRICS] = internal[METRICS]
     app[STATE] = internal[STATE]
