@@ -14,7 +14,7 @@ from typing import Protocol, TypeVar
 from sqlalchemy import Connection, delete
 
 from unsubscribe_sync.api.addresses import normalize_email
-from unsubscribe_sync.ledger.base import LedgerBase, Target, chunks, history_row
+from unsubscribe_sync.ledger.base import Target, chunks, history_row
 from unsubscribe_sync.ledger.models import (
     ACTION_PUSH_SKIPPED,
     ACTION_RESUBSCRIBED,
@@ -30,6 +30,7 @@ from unsubscribe_sync.ledger.models import (
     to_rfc3339,
 )
 from unsubscribe_sync.ledger.policy import Act, ActEffect, AddressState
+from unsubscribe_sync.ledger.resolutions import ResolutionStore
 from unsubscribe_sync.ledger.schema import history, processed_events
 
 
@@ -46,7 +47,7 @@ def _superseded_detail(state_at: float) -> str:
     return f"older than the address's latest act ({to_rfc3339(state_at)}): changed nothing"
 
 
-class IntakeStore(LedgerBase):
+class IntakeStore(ResolutionStore):
     def _take_acts(
         self,
         conn: Connection,
@@ -65,6 +66,14 @@ class IntakeStore(LedgerBase):
             return None
         acts = [(i.email, Act(unsubscribe, i.occurred_at if i.occurred_at is not None else now)) for i in kept]
         effects, states = self._apply_acts(conn, acts, now)
+        if self.match_by_email:  # Email mode: find every record of each address whose state this changed
+            changed = {
+                i.email for i, e in zip(kept, effects, strict=True)
+                if e is ActEffect.CHANGES or (e is ActEffect.NEW and unsubscribe)
+            }  # fmt: skip
+            self._queue_resolutions(
+                conn, {e: (states[e].unsubscribed, states[e].state_at) for e in changed if e in states}, now
+            )
         named: dict[str, Target] = {}
         for item, effect in zip(kept, effects, strict=True):
             if effect is not ActEffect.SUPERSEDED and item.salesforce_id is not None and item.object is not None:
@@ -144,7 +153,8 @@ class IntakeStore(LedgerBase):
                     result.repeats += 1  # counted on the address (``repeats``), no history row
                     continue
                 rows.append(history_row(at, item.email, item.salesforce_id, item.source, ACTION_UNSUBSCRIBED))
-                if item.salesforce_id is None and item.email not in with_records:
+                # (Email mode: the resolver records the address's records, or "no matching record")
+                if item.salesforce_id is None and item.email not in with_records and not self.match_by_email:
                     result.skipped_no_salesforce_id += 1
                     rows.append(
                         history_row(

@@ -185,6 +185,33 @@ def _migrate_v5(conn: Connection) -> None:
     salesforce_poll_state.create(conn, checkfirst=True)
 
 
+# Email matching (version 4): one row per address whose records are still to be found (README "Matching").
+# An act that changes the address's state queues (or replaces, later act wins) its row; the resolver claims
+# rows under fenced leases like the outbox, finds the records by Email and queues their writes.
+resolutions = Table(
+    "resolutions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", _Email, nullable=False, unique=True),
+    Column("value", Boolean, nullable=False),
+    Column("act_at", Float, nullable=False),
+    Column("seq", Integer, nullable=False, default=0),
+    Column("received_at", Float, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_owner", String(200)),
+    Column("lease_expires_at", Float),
+    Column("fence", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Index("ix_resolutions_due", "next_attempt_at"),
+)
+
+
+def _migrate_v4(conn: Connection) -> None:
+    """The Email-matching queue (a ledger created by this release has the table already)."""
+    resolutions.create(conn, checkfirst=True)
+
+
 def _migrate_v2(conn: Connection) -> None:
     """Outbox rows carry the value to write; history rows who asked for a resubscribe and why.
 
@@ -230,6 +257,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _migrate_v1),
     (2, _migrate_v2),
     (3, _migrate_v3),
+    (4, _migrate_v4),
     (5, _migrate_v5),
 ]
 LATEST_VERSION = MIGRATIONS[-1][0]

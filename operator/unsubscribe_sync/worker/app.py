@@ -23,6 +23,7 @@ from unsubscribe_sync.worker.body_budget import BodyBudget, BudgetExhausted
 from unsubscribe_sync.worker.ingest import RETRY_AFTER_SECONDS, GroupCommitter, IngestRefused, IngestUnavailable
 from unsubscribe_sync.worker.metrics import WorkerMetrics
 from unsubscribe_sync.worker.pusher import ClientFactory, OnRequest, PushClient, Pusher, PushPolicy
+from unsubscribe_sync.worker.resolver import ResolvePolicy, Resolver
 from unsubscribe_sync.worker.validation import InvalidRequest, parse_resubscribes, parse_unsubscribes
 
 log = get_logger(__name__)
@@ -116,6 +117,7 @@ class WorkerState:
         self._probes: dict[str, asyncio.Future[None]] = {}
         self.committer: GroupCommitter | None = None
         self.pusher: Pusher | None = None
+        self.resolver: Resolver | None = None  # Email mode only
         self.pruner: asyncio.Task[None] | None = None
         self.poller: Any = None  # worker.poll.SalesforcePoller while the Salesforce poll runs
         self.nightly_runner: NightlyRunner | None = None
@@ -523,6 +525,7 @@ def create_app(
     state.body_budget = BodyBudget(config.worker.maxBodyBytesInFlight, on_change=metrics.body_bytes_in_flight.set)
     factory = salesforce_client_factory or default_client_factory(config)
     policy = push_policy or PushPolicy.from_config(config.worker)
+    ledger.match_by_email = config.matching.by_email  # intake queues resolutions in Email mode
 
     async def on_startup(app: web.Application) -> None:
         loop = asyncio.get_running_loop()
@@ -532,6 +535,16 @@ def create_app(
                 log.info("leases_released", records=released)
         if push:
             state.pusher = Pusher(config, ledger, factory, metrics, state.executor, policy)
+            if config.matching.by_email:
+                resolve_policy = ResolvePolicy(
+                    batch_size=policy.batch_size,
+                    lease_seconds=policy.lease_seconds,
+                    poll_interval_seconds=policy.poll_interval_seconds,
+                    base_backoff_seconds=2.0 * policy.backoff_scale,
+                )
+                state.resolver = Resolver(
+                    config, ledger, factory, metrics, state.executor, resolve_policy, on_queued=state.pusher.wake
+                )
 
         def committed(result: IngestResult) -> None:
             metrics.received.inc(result.stored)
@@ -551,6 +564,8 @@ def create_app(
         state.committer.start()
         if state.pusher is not None:
             state.pusher.start()
+        if state.resolver is not None:
+            state.resolver.start()
         state.pruner = loop.create_task(_prune_processed_events(ledger, state, config), name="prune-events")
         if push:
             from unsubscribe_sync.worker.poll import SalesforcePoller, poll_enabled
@@ -568,6 +583,8 @@ def create_app(
             await state.poller.stop()
         if state.committer is not None:
             await state.committer.stop()
+        if state.resolver is not None:
+            await state.resolver.stop()
         if state.pusher is not None:
             await state.pusher.stop()
         state.executor.shutdown(wait=True)

@@ -158,6 +158,12 @@ class WorkerMetrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
+        self.email_matches = Histogram(
+            "unsubscribe_sync_email_matches",
+            "Email mode: Salesforce records found per resolved address",
+            buckets=(0, 1, 2, 3, 5, 10, 25, 100),
+            registry=r,
+        )
         self.salesforce_requests = Counter(
             "unsubscribe_sync_salesforce_requests",
             "Salesforce API requests by operation and HTTP status",

@@ -1,0 +1,224 @@
+"""Email matching's queue: addresses whose Salesforce records are still to be found (README "Matching").
+
+In Email mode an act that changes an address's state queues a resolution in the act's own transaction
+(``queue_resolutions``, called from intake). The resolver (worker/resolver.py) claims due rows under fenced
+leases, exactly like the outbox, asks Salesforce which records carry each address, and completes the rows
+(``complete_resolutions``): the records found become targets and get their write queued through the outbox
+(the one writer), each appears in the address's history. A row replaced by a newer act while it was being
+resolved keeps the new value and stays due; a row whose fence moved on (another resolver holds it) is left
+alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
+
+from unsubscribe_sync.ledger.base import LedgerBase, Target, chunks, history_row
+from unsubscribe_sync.ledger.models import ACTION_PUSH_SKIPPED, SOURCE_PUSH
+from unsubscribe_sync.ledger.schema import history, resolutions, unsubscribes
+
+ACTION_EMAIL_MATCHED = "email_matched"  # a record found by the address (history: record ID, object)
+DETAIL_NO_MATCH = "no matching record"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolutionRow:
+    id: int
+    email: str
+    value: bool
+    act_at: float
+    seq: int
+    fence: int
+    attempts: int
+
+
+@dataclass(slots=True)
+class ResolutionClaim:
+    token: str
+    rows: list[ResolutionRow] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ResolutionResult:
+    """What a completion recorded: addresses settled, records matched (per address), writes queued."""
+
+    settled: int = 0
+    replaced: int = 0
+    lost: int = 0
+    unmatched: int = 0
+    queued_writes: int = 0
+    matches_per_address: list[int] = field(default_factory=list)
+    matched_by_object: dict[str, int] = field(default_factory=dict)
+
+
+class ResolutionStore(LedgerBase):
+    # Set from config (matching.mode) by whoever opens the ledger; the intake queues resolutions only when True.
+    match_by_email: bool = False
+
+    def _queue_resolutions(self, conn: Connection, acts: Mapping[str, tuple[bool, float]], now: float) -> None:
+        """Queue (or replace, the later act wins) the resolution of each address: email -> (value, act_at)."""
+        if not acts:
+            return
+        stmt = self._insert(resolutions)
+        rows = [
+            {
+                "email": email,
+                "value": value,
+                "act_at": act_at,
+                "seq": 0,
+                "received_at": now,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "fence": 0,
+            }
+            for email, (value, act_at) in sorted(acts.items())
+        ]
+        for chunk in chunks(rows):
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["email"],
+                    set_={
+                        "value": stmt.excluded.value,
+                        "act_at": stmt.excluded.act_at,
+                        "seq": resolutions.c.seq + 1,
+                        "received_at": stmt.excluded.received_at,
+                        "attempts": 0,
+                        "next_attempt_at": stmt.excluded.next_attempt_at,
+                        "last_error": None,
+                    },
+                    where=resolutions.c.act_at <= stmt.excluded.act_at,
+                ),
+                list(chunk),
+            )
+
+    def claim_resolutions(
+        self, owner: str, limit: int, lease_seconds: float, *, now: float | None = None
+    ) -> ResolutionClaim:
+        """Lease up to ``limit`` due resolutions (SKIP LOCKED on PostgreSQL); each claimed row's fence moves on."""
+        token = f"{owner}/{uuid.uuid4().hex[:12]}"
+        r = resolutions
+        with self._write() as conn:
+            now = self._db_now(conn) if now is None else now
+            due = and_(r.c.next_attempt_at <= now, or_(r.c.lease_expires_at.is_(None), r.c.lease_expires_at < now))
+            ids = list(
+                conn.execute(
+                    select(r.c.id).where(due).order_by(r.c.next_attempt_at, r.c.id).limit(limit)
+                    .with_for_update(skip_locked=True)
+                ).scalars()
+            )  # fmt: skip
+            if not ids:
+                return ResolutionClaim(token)
+            rows = conn.execute(
+                update(r)
+                .where(r.c.id.in_(ids))
+                .values(fence=r.c.fence + 1, lease_owner=token, lease_expires_at=now + lease_seconds)
+                .returning(r.c.id, r.c.email, r.c.value, r.c.act_at, r.c.seq, r.c.fence, r.c.attempts)
+            ).all()
+        claimed = [
+            ResolutionRow(x.id, x.email, bool(x.value), float(x.act_at), x.seq, x.fence, x.attempts) for x in rows
+        ]
+        claimed.sort(key=lambda row: row.email)
+        return ResolutionClaim(token, claimed)
+
+    def release_resolutions(self, claim: ResolutionClaim, error: str, delays: Sequence[float]) -> None:
+        """A transient failure: each row is tried again after its delay (never given up), fenced."""
+        if not claim.rows:
+            return
+        r = resolutions
+        with self._write() as conn:
+            now = self._db_now(conn)
+            conn.execute(
+                update(r)
+                .where(r.c.id == bindparam("b_id"), r.c.fence == bindparam("b_fence"))
+                .values(
+                    attempts=r.c.attempts + 1,
+                    next_attempt_at=bindparam("b_next"),
+                    last_error=error[:2000],
+                    lease_owner=None,
+                    lease_expires_at=None,
+                ),
+                [
+                    {"b_id": row.id, "b_fence": row.fence, "b_next": now + delay}
+                    for row, delay in zip(claim.rows, delays, strict=True)
+                ],
+            )
+
+    def complete_resolutions(
+        self, claim: ResolutionClaim, matches: Mapping[str, Sequence[tuple[str, str]]]
+    ) -> ResolutionResult:
+        """Record what Salesforce answered for a claim: ``matches`` maps each address to (record id, object).
+
+        One transaction, under the addresses' row locks (as intake takes them): the records become targets,
+        each gets a write of the resolution's value at its act time (merged with what is queued), and a
+        history row; an address with none gets one "no matching record" row (counted skipped).
+        """
+        result = ResolutionResult()
+        if not claim.rows:
+            return result
+        r = resolutions
+        with self._write() as conn:
+            now = self._db_now(conn)
+            emails = sorted({row.email for row in claim.rows})
+            for chunk in chunks(emails):  # lock order: addresses first, as intake does
+                conn.execute(
+                    select(unsubscribes.c.email)
+                    .where(unsubscribes.c.email.in_(chunk))
+                    .order_by(unsubscribes.c.email)
+                    .with_for_update()
+                ).all()
+            current: dict[int, tuple[int, int, bool, float]] = {}
+            for id_chunk in chunks([row.id for row in claim.rows]):
+                current.update(
+                    (i, (fence, seq, bool(value), float(at)))
+                    for i, fence, seq, value, at in conn.execute(
+                        select(r.c.id, r.c.fence, r.c.seq, r.c.value, r.c.act_at).where(r.c.id.in_(id_chunk))
+                    ).all()
+                )
+            held = [row for row in claim.rows if row.id in current and current[row.id][0] == row.fence]
+            result.lost = len(claim.rows) - len(held)
+            targets: list[Target] = []
+            writes: list[tuple[Target, bool, float]] = []
+            rows: list[dict[str, Any]] = []
+            for row in held:
+                found = sorted(set(matches.get(row.email, ())))
+                result.matches_per_address.append(len(found))
+                for sid, obj in found:
+                    target = (sid, obj, row.email)
+                    targets.append(target)
+                    writes.append((target, row.value, row.act_at))
+                    result.matched_by_object[obj] = result.matched_by_object.get(obj, 0) + 1
+                    rows.append(history_row(now, row.email, sid, SOURCE_PUSH, ACTION_EMAIL_MATCHED, "matched", obj))
+                if not found:
+                    result.unmatched += 1
+                    rows.append(
+                        history_row(now, row.email, None, SOURCE_PUSH, ACTION_PUSH_SKIPPED, "skipped", DETAIL_NO_MATCH)
+                    )
+            # a record the ledger already held for this address had its write queued by the act itself (intake
+            # fans out to held records): queue only records new to the address
+            held_here = set(self._targets_of(conn, emails))
+            self._insert_targets(conn, targets, "pending", None, now)
+            result.queued_writes = self._queue_writes(conn, [w for w in writes if w[0] not in held_here], now)
+            if rows:
+                conn.execute(history.insert(), rows)
+            done = [row.id for row in held if current[row.id][1] == row.seq]
+            replaced = [row.id for row in held if current[row.id][1] != row.seq]
+            for id_chunk in chunks(done):
+                conn.execute(delete(r).where(r.c.id.in_(id_chunk)))
+            for id_chunk in chunks(replaced):  # a newer act: due again at once with its value
+                conn.execute(
+                    update(r)
+                    .where(r.c.id.in_(id_chunk))
+                    .values(lease_owner=None, lease_expires_at=None, next_attempt_at=now, attempts=0)
+                )
+            result.settled, result.replaced = len(done), len(replaced)
+        return result
+
+    def pending_resolutions(self) -> int:
+        """Addresses whose records are still to be found (a gauge)."""
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).select_from(resolutions)).scalar_one())
