@@ -70,6 +70,9 @@ class NightlyConfig(_Section):
     # The blast-radius guard (nightly/guard.py): unset = no guard.
     maxChangeRatio: float | None = Field(default=None, gt=0, le=1)
     maxChanges: int | None = Field(default=None, ge=0)
+    # How long a run waits for the writes it queued to be written; rows still queued then are counted
+    # retryLater and left to the push, which writes them later.
+    drainTimeoutSeconds: float = Field(default=1800.0, ge=0)
 
 
 class SalesforcePollConfig(_Section):
