@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
-from unsubscribe_sync.worker.secret_files import SecretFile
+from unsubscribe_sync.worker.secret_files import ParsedSecret, SecretFile
 from unsubscribe_sync.worker.senders import Malformed, SenderBatch, SenderEvent, Unauthorized, epoch_of, same
 
 SIGNATURE_HEADER = "X-Mandrill-Signature"
@@ -59,12 +59,12 @@ class Mandrill:
     name = "mandrill"
 
     def __init__(self, key_file: SecretFile, url: str) -> None:
-        self._key = key_file
+        self._key = ParsedSecret(key_file, str, unusable="the file holds no webhook key")
         self._url = url
 
     async def parse(self, headers: Mapping[str, str], body: bytes, now: float) -> SenderBatch:
         presented = headers.get(SIGNATURE_HEADER)
-        key = self._key.value
+        key = self._key.current()
         if not presented or not key:
             raise Unauthorized("the request is not signed")
         try:

@@ -17,8 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from unsubscribe_sync.api.config import ConfigError
-from unsubscribe_sync.worker.secret_files import SecretFile
+from unsubscribe_sync.worker.secret_files import ParsedSecret, SecretFile
 from unsubscribe_sync.worker.senders import Malformed, SenderBatch, SenderEvent, Unauthorized, epoch_of
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -83,25 +82,11 @@ class SendGrid:
     name = "sendgrid"
 
     def __init__(self, key_file: SecretFile) -> None:
-        self._file = key_file
-        self._text = ""
-        self._key: ec.EllipticCurvePublicKey | None = None
-        if self._current() is None:
-            raise ConfigError(f"{key_file.key}: the file holds no usable ECDSA P-256 public key")
-
-    def _current(self) -> ec.EllipticCurvePublicKey | None:
-        text = self._file.value
-        if text != self._text:
-            self._text = text
-            try:
-                self._key = load_public_key(text) if text else None
-            except ValueError:
-                self._key = None
-        return self._key
+        self._key = ParsedSecret(key_file, load_public_key, unusable="the file holds no usable ECDSA P-256 public key")
 
     async def parse(self, headers: Mapping[str, str], body: bytes, now: float) -> SenderBatch:
         signature, timestamp = headers.get(SIGNATURE_HEADER), headers.get(TIMESTAMP_HEADER)
-        key = self._current()
+        key = self._key.current()
         if not signature or not timestamp or key is None:
             raise Unauthorized("the request is not signed")
         if not verify(key, signature, timestamp, body):
