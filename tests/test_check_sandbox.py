@@ -104,3 +104,19 @@ def test_json_output(sandbox: SandboxHandle, tmp_path: Path, capsys: pytest.Capt
     assert by_name["opt-out field on Contact"]["status"] == "fail"
     assert by_name["opt-out field on Lead"]["status"] == "ok"
     assert by_name["credentials"]["status"] == "ok"
+
+
+def test_email_mode_checks_that_email_can_be_queried(
+    sandbox: SandboxHandle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run_check(write_config(sandbox, tmp_path, matching={"mode": "Email"}), capsys)
+    assert code == 0, out
+    assert "✓ Email matching on Contact" in out and "Email and IsConverted can be queried" in out
+    # (a field hidden by field-level security: tests/test_email_matching_soql.py::test_matching_field_problem)
+
+
+def test_salesforce_id_mode_does_not_check_email(
+    sandbox: SandboxHandle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, out = run_check(write_config(sandbox, tmp_path), capsys)
+    assert "Email matching" not in out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.fixtures.sandbox import SandboxHandle
@@ -12,6 +14,7 @@ from unsubscribe_sync.salesforce.matching import (
     email_in_queries,
     email_in_soql,
     encoded_length,
+    matching_field_problem,
     soql_string,
 )
 from unsubscribe_sync.sandbox.errors import ApiError
@@ -109,3 +112,20 @@ def test_sandbox_refuses_a_statement_over_100000_characters(sandbox: SandboxHand
     ]
     with pytest.raises(ApiError, match="cannot be longer"):
         sandbox.state.query(soql, "62.0")
+
+
+@pytest.mark.parametrize(
+    ("obj", "describe", "problem"),
+    [
+        ("Contact", {"fields": [{"name": "Email", "filterable": True}]}, None),
+        ("Lead", {"fields": [{"name": "Email", "filterable": True}]}, "Lead.IsConverted is not readable"),
+        ("Lead", {"fields": [{"name": "Email"}, {"name": "IsConverted"}]}, None),
+        ("Contact", {"fields": [{"name": "Email", "filterable": False}]}, "cannot be filtered"),
+        ("Contact", {"fields": []}, "field-level security"),
+        ("Contact", {"queryable": False, "fields": []}, "not queryable"),
+        ("Contact", None, "not visible"),
+    ],
+)
+def test_matching_field_problem(obj: str, describe: dict[str, Any] | None, problem: str | None) -> None:
+    found = matching_field_problem(obj, describe)
+    assert found is None if problem is None else (found is not None and problem in found)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TextIO
 
@@ -19,6 +20,7 @@ from unsubscribe_sync.api.spec import OptOutTarget
 from unsubscribe_sync.commands.common import BAD_CONFIG_EXIT, load_config_for
 from unsubscribe_sync.salesforce.client import SalesforceClient
 from unsubscribe_sync.salesforce.fields import FieldReport
+from unsubscribe_sync.salesforce.matching import matching_field_problem, matching_fields
 from unsubscribe_sync.salesforce.types import SalesforceError
 
 OK, FAIL, NOTE = "ok", "fail", "note"
@@ -60,6 +62,21 @@ def _field_requirements(role: str, report: FieldReport) -> list[Requirement]:
     return out
 
 
+def _matching_requirements(client: SalesforceClient, objects: Sequence[str]) -> list[Requirement]:
+    """Email mode: the integration user can query Email (and IsConverted on Lead) on each object."""
+    out = []
+    for obj in objects:
+        name = f"Email matching on {obj}"
+        try:
+            problem = matching_field_problem(obj, client.describe(obj))
+        except SalesforceError as exc:
+            out.append(Requirement(name, FAIL, f"describe failed: {exc}"))
+            continue
+        fields = " and ".join(matching_fields(obj))
+        out.append(Requirement(name, FAIL, problem) if problem else Requirement(name, OK, f"{fields} can be queried"))
+    return out
+
+
 def run_checks(cfg: Config) -> list[Requirement]:
     """Every preflight requirement, in order; stops at the first one the rest depend on (login)."""
     sf = cfg.salesforce
@@ -97,6 +114,9 @@ def run_checks(cfg: Config) -> list[Requirement]:
                 results.append(Requirement(role, FAIL, f"describe failed: {exc}"))
                 continue
             results.extend(_field_requirements(role, report))
+
+        if cfg.matching.by_email:
+            results.extend(_matching_requirements(client, sf.objects))
 
         try:
             usage = client.limits()

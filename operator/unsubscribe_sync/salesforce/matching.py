@@ -7,6 +7,7 @@ queries through the client. Addresses are always SOQL string literals escaped he
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 from urllib.parse import quote
 
 MAX_SOQL_LENGTH = 100_000  # Salesforce refuses longer statements (MALFORMED_QUERY)
@@ -76,3 +77,28 @@ def email_in_queries(
 def all_with_email_soql(object_name: str, field: str) -> str:
     """The nightly's Salesforce side in Email mode: every record with an Email, and its opt-out field."""
     return f"SELECT Id, Email, {field} FROM {object_name} WHERE Email != null{_tail(object_name)}"
+
+
+def matching_fields(object_name: str) -> tuple[str, ...]:
+    """The fields Email matching filters on for ``object_name``."""
+    return ("Email", "IsConverted") if object_name == "Lead" else ("Email",)
+
+
+def matching_field_problem(object_name: str, describe: dict[str, Any] | None) -> str | None:
+    """Why the integration user cannot match by Email on ``object_name`` (from its describe), or None.
+
+    A field the user cannot read is absent from the describe (field-level security); one present must be
+    ``filterable`` to appear in a WHERE clause.
+    """
+    if describe is None:
+        return f"{object_name} is not visible to the integration user"
+    if describe.get("queryable") is False:
+        return f"{object_name} is not queryable by the integration user"
+    fields = {f.get("name"): f for f in describe.get("fields", []) if isinstance(f, dict)}
+    for name in matching_fields(object_name):
+        found = fields.get(name)
+        if found is None:
+            return f"{object_name}.{name} is not readable by the integration user (field-level security)"
+        if found.get("filterable") is False:
+            return f"{object_name}.{name} cannot be filtered on"
+    return None
