@@ -410,13 +410,16 @@ class SalesforceClient:
             )
         return results
 
-    def bulk_update_opt_out(self, object_name: str, ids: Sequence[str], field: str) -> list[RecordResult]:
-        """Set ``field`` true on ``ids`` with Bulk API 2.0 ingest jobs; results in input order."""
+    def bulk_update_opt_out(
+        self, object_name: str, ids: Sequence[str], field: str, value: bool = True
+    ) -> list[RecordResult]:
+        """Set ``field`` to ``value`` on ``ids`` with Bulk API 2.0 ingest jobs; results in input order."""
         _check_name("object", object_name)
         _check_name("field", field)
         results: list[RecordResult] = []
         for start in range(0, len(ids), BULK_INGEST_CHUNK):
-            results.extend(self._bulk_ingest(object_name, list(ids[start : start + BULK_INGEST_CHUNK]), field))
+            chunk = list(ids[start : start + BULK_INGEST_CHUNK])
+            results.extend(self._bulk_ingest(object_name, chunk, field, value))
         return results
 
     def write_opt_out(self, object_name: str, ids: Sequence[str], field: str) -> list[RecordResult]:
@@ -457,9 +460,10 @@ class SalesforceClient:
             error_code=code,
         )
 
-    def _bulk_ingest(self, object_name: str, ids: list[str], field: str) -> list[RecordResult]:
+    def _bulk_ingest(self, object_name: str, ids: list[str], field: str, value: bool = True) -> list[RecordResult]:
         op = "bulk_ingest"
-        data = f"Id,{field}\n" + "".join(f"{record_id},true\n" for record_id in ids)
+        cell = "true" if value else "false"
+        data = f"Id,{field}\n" + "".join(f"{record_id},{cell}\n" for record_id in ids)
         job = self._call(op, lambda sf: self._bulk(sf, object_name).create_job(Operation.update))
         job_id = str(job["id"])
         try:
@@ -514,6 +518,15 @@ class SalesforceClient:
             for row in page:
                 email = row.get("Email") or None
                 yield OptedOutRecord(id=normalize_id(str(row["Id"])), object=object_name, email=email)
+
+    def count_query(self, soql: str) -> int:
+        """``totalSize`` of a ``SELECT COUNT() ...`` query."""
+        body = self._call("query", lambda sf: sf.query(soql))
+        return int(body["totalSize"])
+
+    def query_pages_at_volume(self, object_name: str, soql: str, *, use_bulk: bool) -> Iterator[list[dict[str, Any]]]:
+        """Pages of a query's records: a Bulk 2.0 query job when ``use_bulk``, else REST paging."""
+        return self._bulk_query_pages(object_name, soql) if use_bulk else self._rest_query_pages(soql)
 
     def query_pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
         """Pages of the records of a REST query (``query`` then ``queryMore`` by ``nextRecordsUrl``)."""
