@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import yaml
 
 from unsubscribe_sync.api.config import ConfigError, parse_config
 from unsubscribe_sync.salesforce.poll import (
@@ -128,3 +129,43 @@ def test_config_defaults_and_bounds() -> None:
         parse_config({"salesforcePoll": {"intervalSeconds": -1}})
     with pytest.raises(ConfigError, match=r"salesforcePoll\.unknown: unknown key"):
         parse_config({"salesforcePoll": {"unknown": 1}})
+
+
+SPEC = {
+    "salesforce": {"credentialsSecretRef": {"name": "sf"}},
+    "pushWorker": {"webhookSecretRef": {"name": "hook"}},
+}
+
+
+@pytest.mark.parametrize(("interval", "rendered"), [(None, None), (0, 0), (30, 30), (600, 600)])
+def test_spec_interval_is_rendered_into_the_config_only_when_set(interval: int | None, rendered: int | None) -> None:
+    from unsubscribe_sync.api.spec import UnsubscribeSyncSpec
+    from unsubscribe_sync.resources.config_file import config_for, config_yaml
+
+    poll = {} if interval is None else {"salesforcePoll": {"intervalSeconds": interval}}
+    spec = UnsubscribeSyncSpec.model_validate({**SPEC, **poll})
+    text = config_yaml(config_for("acme", "ns", spec))
+    section = parse_config(yaml.safe_load(text)).salesforcePoll
+    if rendered is None:
+        assert "salesforcePoll" not in text and section.intervalSeconds == 300
+    else:
+        assert section.intervalSeconds == rendered
+
+
+@pytest.mark.parametrize("interval", [1, 29, -1])
+def test_spec_interval_below_30_is_refused(interval: int) -> None:
+    from pydantic import ValidationError
+
+    from unsubscribe_sync.api.spec import UnsubscribeSyncSpec
+
+    with pytest.raises(ValidationError, match=r"salesforcePoll\.intervalSeconds"):
+        UnsubscribeSyncSpec.model_validate({**SPEC, "salesforcePoll": {"intervalSeconds": interval}})
+
+
+def test_crd_rule_says_0_or_at_least_30() -> None:
+    from unsubscribe_sync.resources.crd import crd_manifest
+
+    spec = crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    interval = spec["properties"]["salesforcePoll"]["properties"]["intervalSeconds"]
+    assert interval["minimum"] == 0
+    assert interval["x-kubernetes-validations"][0]["rule"] == "self == 0 || self >= 30"

@@ -20,6 +20,8 @@ from pydantic import (
     field_validator,
 )
 
+MIN_POLL_INTERVAL_SECONDS = 30  # spec.salesforcePoll.intervalSeconds: the config file takes any value from 1
+
 
 class OptOutTarget(StrEnum):
     EMAIL_OPT_OUT = "EmailOptOut"
@@ -96,6 +98,18 @@ class NightlySyncSpec(_Model):
     # The blast-radius guard (absent: no guard): a run that would change more stops before writing.
     maxChangeRatio: StrictFloat | None = Field(default=None, gt=0, le=1)
     maxChanges: StrictInt | None = Field(default=None, ge=0)
+
+
+class SalesforcePollSpec(_Model):
+    # Seconds between polls of Salesforce for opt-outs set there; 0 = off; unset: the worker's default (300).
+    intervalSeconds: StrictInt | None = Field(default=None, ge=0)
+
+    @field_validator("intervalSeconds")
+    @classmethod
+    def _not_too_often(cls, value: int | None) -> int | None:
+        if value is not None and 0 < value < MIN_POLL_INTERVAL_SECONDS:
+            raise ValueError(f"must be 0 (off) or at least {MIN_POLL_INTERVAL_SECONDS}")
+        return value
 
 
 class WebhookSecretRef(_Model):
@@ -204,6 +218,7 @@ class UnsubscribeSyncSpec(_Model):
     optOutField: OptOutFieldSpec = Field(default_factory=OptOutFieldSpec)
     matching: MatchingSpec = Field(default_factory=MatchingSpec)
     nightlySync: NightlySyncSpec = Field(default_factory=NightlySyncSpec)
+    salesforcePoll: SalesforcePollSpec = Field(default_factory=SalesforcePollSpec)
     pushWorker: PushWorkerSpec
     ledger: LedgerSpec = Field(default_factory=LedgerSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)

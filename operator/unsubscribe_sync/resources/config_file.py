@@ -20,6 +20,7 @@ from unsubscribe_sync.api.config import (
     OneClickConfig,
     OptOutConfig,
     SalesforceConfig,
+    SalesforcePollConfig,
     WorkerConfig,
 )
 from unsubscribe_sync.api.constants import (
@@ -60,6 +61,7 @@ def config_for(name: str, namespace: str, spec: UnsubscribeSyncSpec) -> Config:
         ),
         **_matching(spec),
         nightly=_nightly(spec),
+        **_salesforce_poll(spec),
         ledger=ledger,
         worker=WorkerConfig(
             listen=f"0.0.0.0:{WORKER_PORT}",
@@ -92,6 +94,12 @@ def _matching(spec: UnsubscribeSyncSpec) -> dict[str, Any]:
     if spec.matching.mode == MatchingConfig().mode:
         return {}
     return {"matching": MatchingConfig(mode=spec.matching.mode)}
+
+
+def _salesforce_poll(spec: UnsubscribeSyncSpec) -> dict[str, Any]:
+    """The salesforcePoll section, only when spec.salesforcePoll.intervalSeconds is set (else the default)."""
+    interval = spec.salesforcePoll.intervalSeconds
+    return {} if interval is None else {"salesforcePoll": SalesforcePollConfig(intervalSeconds=interval)}
 
 
 def _nightly(spec: UnsubscribeSyncSpec) -> NightlyConfig:

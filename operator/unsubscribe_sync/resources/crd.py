@@ -19,6 +19,7 @@ import yaml
 from unsubscribe_sync.api.constants import CATEGORY, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION
 from unsubscribe_sync.api.spec import (
     HOSTNAME_PATTERN,
+    MIN_POLL_INTERVAL_SECONDS,
     PUBLIC_BASE_URL_PATTERN,
     QUANTITY_PATTERN,
     SCHEDULE_PATTERN,
@@ -184,6 +185,28 @@ def _matching() -> Schema:
                 default=MatchingMode.SALESFORCE_ID.value,
                 enum=[m.value for m in MatchingMode],
             ),
+        },
+        default={},
+    )
+
+
+def _salesforce_poll() -> Schema:
+    return _object(
+        "The incremental pull of opt-outs set in Salesforce (runs only while nightlySync is enabled).",
+        {
+            "intervalSeconds": {
+                "type": "integer",
+                "description": "Seconds between polls (records changed since the last poll, by SystemModstamp); "
+                "0 turns the poll off. Unset: 300.",
+                "minimum": 0,
+                "x-kubernetes-validations": [
+                    {
+                        "rule": f"self == 0 || self >= {MIN_POLL_INTERVAL_SECONDS}",
+                        "message": f"must be 0 (off) or at least {MIN_POLL_INTERVAL_SECONDS}",
+                        "reason": "FieldValueInvalid",
+                    }
+                ],
+            },
         },
         default={},
     )
@@ -454,6 +477,7 @@ def spec_schema() -> Schema:
             "optOutField": _opt_out_field(),
             "matching": _matching(),
             "nightlySync": _nightly_sync(),
+            "salesforcePoll": _salesforce_poll(),
             "pushWorker": _push_worker(),
             "ledger": _ledger(),
             "monitoring": _monitoring(),
