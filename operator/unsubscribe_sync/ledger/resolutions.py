@@ -12,7 +12,7 @@ alone.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -222,3 +222,32 @@ class ResolutionStore(LedgerBase):
         """Addresses whose records are still to be found (a gauge)."""
         with self._read() as conn:
             return int(conn.execute(select(func.count()).select_from(resolutions)).scalar_one())
+
+    def iter_unsubscribed_emails(self) -> Iterator[str]:
+        """Every unsubscribed address, streamed (the nightly's Email-mode ledger side)."""
+        with self._engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=5000).execute(
+                select(unsubscribes.c.email).where(unsubscribes.c.unsubscribed)
+            )
+            for (email,) in result:
+                yield str(email)
+
+    def add_email_targets(self, targets: Sequence[Target]) -> int:
+        """Add records found by address (the nightly, Email mode) whose address is still unsubscribed; returns
+        how many are new. Their write is then planned by the nightly as for any held record."""
+        if not targets:
+            return 0
+        with self._write() as conn:
+            now = self._db_now(conn)
+            emails = sorted({t[2] for t in targets})
+            still: set[str] = set()
+            for chunk in chunks(emails):
+                still.update(
+                    conn.execute(
+                        select(unsubscribes.c.email)
+                        .where(unsubscribes.c.email.in_(chunk), unsubscribes.c.unsubscribed)
+                        .order_by(unsubscribes.c.email)
+                        .with_for_update()
+                    ).scalars()
+                )
+            return len(self._insert_targets(conn, [t for t in targets if t[2] in still], "pending", None, now))

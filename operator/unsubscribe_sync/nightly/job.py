@@ -45,6 +45,7 @@ from unsubscribe_sync.api.push_field import nightly_target
 from unsubscribe_sync.ledger import Ledger, normalize_email
 from unsubscribe_sync.ledger.connect import open_ledger
 from unsubscribe_sync.logs import get_logger, mask_email, redact_text
+from unsubscribe_sync.nightly.email_mode import stage_email_matches
 from unsubscribe_sync.nightly.guard import ChangeGuard
 from unsubscribe_sync.nightly.planner import Action, PlanEntry, plan_object
 from unsubscribe_sync.nightly.progress import NullProgress, Progress
@@ -194,6 +195,12 @@ class NightlySync:
     def stage_object(self, state: RunState, object_name: str, stage: SortedStage) -> None:
         assert state.field is not None
         totals = state.objects.setdefault(object_name, ObjectTotals())
+        if self.config.matching.by_email:  # records of unsubscribed addresses join the plan (nightly/email_mode.py)
+            self.progress.start(f"{object_name}: match unsubscribed addresses by Email")
+            stage_email_matches(
+                self.client, self.ledger, stage, object_name, state.field, dry_run=state.dry_run,
+                bulk_threshold=self.config.salesforce.bulkThreshold,
+            )  # fmt: skip
         self._stage(stage, object_name, state.field, totals)
         totals.stagedBytes = stage.size()
 
@@ -370,6 +377,8 @@ class NightlySync:
         try:
             state.skipped_no_salesforce_id = self.ledger.count_without_salesforce_id()
             stopped = self.sync_all(state)
+            if self.config.matching.by_email and not state.dry_run:  # records found by Email are held now
+                state.skipped_no_salesforce_id = self.ledger.count_without_salesforce_id()
         except SalesforceError as exc:
             summary = state.summary("Failed", redact_text(f"Salesforce: {exc}"))
         else:

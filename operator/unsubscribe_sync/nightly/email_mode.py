@@ -1,0 +1,168 @@
+"""The nightly in Email mode: find every record whose address is unsubscribed, before the object is planned.
+
+Salesforce side: every record of the object with a non-empty Email whose field is false (Leads unconverted;
+the records whose field is true reach the planner through the usual opted-out read), streamed into an on-disk
+sort keyed by the normalised address. Ledger side: the unsubscribed addresses, staged the same way. A merge
+join (SQLite's, over the two sorted tables) yields the records whose address is unsubscribed: a real run adds
+them to the ledger as targets, so the object's usual plan writes them (``toSalesforce``) and the guard counts
+them; a dry run stages them on the plan's ledger side only, changing nothing. Memory stays bounded by SQLite's
+page cache whatever the volume (the same bound as staging.SortedStage).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+from unsubscribe_sync.api.addresses import normalize_email
+from unsubscribe_sync.salesforce.ids import normalize_id
+from unsubscribe_sync.salesforce.matching import all_with_email_soql
+
+_FETCH = 5_000
+
+
+class EmailQueryClient(Protocol):
+    def count_query(self, soql: str) -> int: ...
+
+    def query_pages_at_volume(
+        self, object_name: str, soql: str, *, use_bulk: bool
+    ) -> Iterator[list[dict[str, Any]]]: ...
+
+
+def unset_with_email_soql(object_name: str, field: str, *, count: bool = False) -> str:
+    """Records with an Email whose ``field`` is false (the only ones Email matching can still have to set)."""
+    soql = all_with_email_soql(object_name, field) + f" AND {field} = false"
+    return soql.replace("SELECT Id, Email, " + field, "SELECT COUNT()", 1) if count else soql
+
+
+class AddressStage:
+    """Salesforce records keyed by normalised address, and the unsubscribed addresses, on disk."""
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="usync-email-", dir=directory)
+        self.path = Path(self._tmp.name) / "addresses.db"
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-16000", "temp_store=FILE"):
+            self._db.execute(f"PRAGMA {pragma}")
+        self._db.execute("CREATE TABLE records (email TEXT, id TEXT, PRIMARY KEY (email, id)) WITHOUT ROWID")
+        self._db.execute("CREATE TABLE addresses (email TEXT PRIMARY KEY) WITHOUT ROWID")
+
+    def __enter__(self) -> AddressStage:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._db.close()
+        self._tmp.cleanup()
+
+    def load_records(self, pages: Iterable[list[dict[str, Any]]]) -> int:
+        read = 0
+
+        def rows() -> Iterator[tuple[str, str]]:
+            nonlocal read
+            for page in pages:
+                for row in page:
+                    email = row.get("Email")
+                    if email:
+                        read += 1
+                        yield normalize_email(str(email)), normalize_id(str(row["Id"]))
+
+        self._db.execute("BEGIN")
+        self._db.executemany("INSERT OR IGNORE INTO records (email, id) VALUES (?, ?)", rows())
+        self._db.execute("COMMIT")
+        return read
+
+    def load_addresses(self, emails: Iterable[str]) -> int:
+        read = 0
+
+        def rows() -> Iterator[tuple[str]]:
+            nonlocal read
+            for email in emails:
+                read += 1
+                yield (email,)
+
+        self._db.execute("BEGIN")
+        self._db.executemany("INSERT OR IGNORE INTO addresses (email) VALUES (?)", rows())
+        self._db.execute("COMMIT")
+        return read
+
+    def matches(self) -> Iterator[tuple[str, str]]:
+        """(record id, address) of every record whose address is unsubscribed, in address order."""
+        cur = self._db.execute(
+            "SELECT r.id, r.email FROM records r JOIN addresses a ON a.email = r.email ORDER BY r.email, r.id"
+        )
+        while rows := cur.fetchmany(_FETCH):
+            yield from rows
+
+
+def email_matches(
+    client: EmailQueryClient,
+    object_name: str,
+    field: str,
+    unsubscribed: Iterable[str],
+    *,
+    bulk_threshold: int,
+    directory: str | Path | None = None,
+) -> Iterator[tuple[str, str]]:
+    """Stream (record id, address) of ``object_name``'s unset records whose address is in ``unsubscribed``."""
+    count = client.count_query(unset_with_email_soql(object_name, field, count=True))
+    pages = client.query_pages_at_volume(
+        object_name, unset_with_email_soql(object_name, field), use_bulk=count >= bulk_threshold
+    )
+    with AddressStage(directory) as stage:
+        stage.load_records(pages)
+        stage.load_addresses(unsubscribed)
+        yield from stage.matches()
+
+
+class _Stage(Protocol):
+    def load_ledger(self, targets: Iterable[tuple[str, str]]) -> int: ...
+
+
+class _Ledger(Protocol):
+    def iter_unsubscribed_emails(self) -> Iterator[str]: ...
+
+    def add_email_targets(self, targets: Sequence[tuple[str, str, str]]) -> int: ...
+
+
+def stage_email_matches(
+    client: EmailQueryClient,
+    ledger: _Ledger,
+    stage: _Stage,
+    object_name: str,
+    field: str,
+    *,
+    dry_run: bool,
+    bulk_threshold: int,
+    chunk: int = 2_000,
+) -> int:
+    """Email mode, before an object is staged: make its records of unsubscribed addresses part of the plan.
+
+    A real run adds them to the ledger (the object's ledger side then holds them); a dry run stages them on the
+    plan's ledger side only. Returns how many records were found.
+    """
+    found = 0
+    batch: list[tuple[str, str, str]] = []
+    for record_id, email in email_matches(
+        client, object_name, field, ledger.iter_unsubscribed_emails(), bulk_threshold=bulk_threshold
+    ):
+        found += 1
+        batch.append((record_id, object_name, email))
+        if len(batch) >= chunk:
+            _flush(ledger, stage, batch, dry_run)
+            batch = []
+    if batch:
+        _flush(ledger, stage, batch, dry_run)
+    return found
+
+
+def _flush(ledger: _Ledger, stage: _Stage, batch: list[tuple[str, str, str]], dry_run: bool) -> None:
+    if dry_run:
+        stage.load_ledger((sid, email) for sid, _, email in batch)
+    else:
+        ledger.add_email_targets(batch)
