@@ -126,3 +126,21 @@ async def test_public_listener_reads_request_bodies_through_a_small_buffer(tmp_p
     finally:
         ledger.close()
     assert seen == [(READ_BUFFER_BYTES, 2 * READ_BUFFER_BYTES)]
+
+
+async def test_both_listeners_count_requests_by_route_pattern_and_status(tmp_path: Path) -> None:
+    """One request-metrics middleware on both apps: the public requests (a tampered link's 404 labelled by the route
+    pattern, never the token) and the internal ones (a 401 before any handler) land in the same series."""
+    key_file = tmp_path / "oneclick"
+    key_file.write_text("k" * 40 + "\n")
+    config = public_config(tmp_path, oneClick={"keyFile": str(key_file), "baseUrl": "https://unsub.example.com"})
+    async with running(config) as apps:
+        assert (await apps.public.post("/u/not-a-token-secret")).status == 404
+        assert (await apps.public.get("/nothing-here")).status == 404
+        assert (await apps.internal.post("/v1/unsubscribes", json={})).status == 401
+        text = await (await apps.internal.get("/metrics")).text()
+        assert "not-a-token-secret" not in text and "nothing-here" not in text
+        total = "unsubscribe_sync_http_requests_total"
+        assert await apps.metric(total, method="POST", route="/u/{token}", status="404") == 1
+        assert await apps.metric(total, method="GET", route="unmatched", status="404") == 1
+        assert await apps.metric(total, method="POST", route="/v1/unsubscribes", status="401") == 1

@@ -162,22 +162,16 @@ def _route_name(request: web.Request) -> str:
 
 
 @web.middleware
-async def metrics_and_auth(
+async def request_metrics(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    """Request counts and durations, on both listeners (the public one too): the route label is the route
+    pattern (never a token or an address from the path), the method one of a fixed set (never client text)."""
     metrics = request.app[METRICS]
     route = _route_name(request)
     start = time.perf_counter()
     status = 500
     try:
-        if request.path.startswith("/v1/"):
-            header = request.headers.get("Authorization", "")
-            scheme, _, presented = header.partition(" ")
-            if scheme.lower() != "bearer" or not request.app[TOKEN].matches(presented.strip()):
-                response: web.StreamResponse = _error(401, "missing or invalid bearer token")
-                response.headers["WWW-Authenticate"] = 'Bearer realm="unsubscribe-sync"'
-                status = 401
-                return response
         try:
             response = await handler(request)
         except web.HTTPException as exc:
@@ -189,6 +183,21 @@ async def metrics_and_auth(
         method = request.method if request.method in _KNOWN_METHODS else "other"  # labels never take client text
         metrics.http_requests.labels(method=method, route=route, status=str(status)).inc()
         metrics.http_duration.labels(route=route).observe(time.perf_counter() - start)
+
+
+@web.middleware
+async def bearer_auth(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """The internal listener's ``/v1/...`` take the bearer token (probes and /metrics do not)."""
+    if request.path.startswith("/v1/"):
+        header = request.headers.get("Authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not request.app[TOKEN].matches(presented.strip()):
+            response = _error(401, "missing or invalid bearer token")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="unsubscribe-sync"'
+            return response
+    return await handler(request)
 
 
 async def _read_body(request: web.Request) -> bytes | web.Response:
@@ -509,7 +518,7 @@ def create_app(
     The caller owns ``ledger`` (and closes it). The public listener's app is ``worker.public.create_public_app``.
     """
     app = web.Application(
-        middlewares=[metrics_and_auth],
+        middlewares=[request_metrics, bearer_auth],
         client_max_size=MAX_BODY_BYTES + 1,
         handler_args={"read_bufsize": READ_BUFFER_BYTES},
     )

@@ -18,7 +18,6 @@ from unsubscribe_sync.api.config import Config
 from unsubscribe_sync.ledger import Unsubscribe
 from unsubscribe_sync.logs import get_logger, mask_email, redact_text
 from unsubscribe_sync.worker.app import (
-    _KNOWN_METHODS,
     CONFIG,
     MAX_BODY_BYTES,
     METRICS,
@@ -26,7 +25,7 @@ from unsubscribe_sync.worker.app import (
     STATE,
     _error,
     _read_body,
-    _route_name,
+    request_metrics,
 )
 from unsubscribe_sync.worker.oneclick import ONE_CLICK, confirm_page, done_page, not_found_page
 from unsubscribe_sync.worker.secret_files import SecretFile
@@ -52,29 +51,6 @@ def sender_events_counter(registry: object) -> Counter:
         ["sender", "outcome"],
         registry=registry,  # type: ignore[arg-type]
     )
-
-
-@web.middleware
-async def public_metrics(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Request counts and durations as on the internal listener (route label: the route pattern, never the token)."""
-    metrics = request.app[METRICS]
-    route = _route_name(request)
-    start = time.perf_counter()
-    status = 500
-    try:
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        status = response.status
-        return response
-    finally:
-        method = request.method if request.method in _KNOWN_METHODS else "other"
-        metrics.http_requests.labels(method=method, route=route, status=str(status)).inc()
-        metrics.http_duration.labels(route=route).observe(time.perf_counter() - start)
 
 
 async def store(request: web.Request, items: list[Unsubscribe]) -> bool:
@@ -208,7 +184,7 @@ def create_public_app(
     one_click = internal.get(ONE_CLICK)
     # The internal listener's read-ahead bound: an internet client's body waits in the kernel, not in the worker.
     app = web.Application(
-        middlewares=[public_metrics],
+        middlewares=[request_metrics],
         client_max_size=MAX_BODY_BYTES + 1,
         handler_args={"read_bufsize": READ_BUFFER_BYTES},
     )
