@@ -38,6 +38,9 @@ WORKER_METRICS = frozenset(
         "unsubscribe_sync_salesforce_api_usage_ratio",
         "unsubscribe_sync_nightly_last_success_timestamp_seconds",
         "unsubscribe_sync_nightly_records_total",
+        # issue 18 (the Salesforce poll)
+        "unsubscribe_sync_salesforce_poll_last_success_timestamp_seconds",
+        "unsubscribe_sync_salesforce_poll_records_total",
     }
 )
 OPERATOR_METRICS = frozenset(

@@ -32,13 +32,16 @@ EXPECTED_ALERTS = {
     "UnsubscribeSyncNotReady",
     "UnsubscribeDeadlineAtRisk",
     "PushRecordsStuck",
+    "SalesforcePollStale",
 }
 # Metrics from outside the project the rules may use (Prometheus itself, kube-state-metrics), and the
 # project's own additions beyond the contract list: the worker's age of the oldest pending unsubscribe and
 # the operator's per-resource Ready gauge, the worker's count of stuck writes.
 EXTERNAL_METRICS = {"up", "kube_job_status_failed", "kube_job_status_start_time",
                     "kube_deployment_status_replicas_available", "unsubscribe_sync_push_oldest_pending_seconds",
-                    "unsubscribe_sync_operator_resource_ready", "unsubscribe_sync_push_stuck_records"}
+                    "unsubscribe_sync_operator_resource_ready", "unsubscribe_sync_push_stuck_records",
+                    "unsubscribe_sync_salesforce_poll_last_success_timestamp_seconds",
+                    "unsubscribe_sync_salesforce_poll_interval_seconds"}
 needs_promtool = pytest.mark.skipif(
     promtool_path() is None, reason="promtool not installed (apt-get install prometheus; scripts/test-services.sh)"
 )

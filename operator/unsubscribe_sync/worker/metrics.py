@@ -213,6 +213,11 @@ class WorkerMetrics:
             "0 before the first poll",
             registry=r,
         )
+        self.poll_interval = Gauge(
+            "unsubscribe_sync_salesforce_poll_interval_seconds",
+            "salesforcePoll.intervalSeconds while the poll runs (the SalesforcePollStale alert allows 3 of them)",
+            registry=r,
+        )
         self.poll_records = Counter(
             "unsubscribe_sync_salesforce_poll_records",
             "Opt-outs set in Salesforce that the poll added to the ledger, by object",

@@ -92,6 +92,7 @@ class SalesforcePoller:
         self.interval = float(config.salesforcePoll.intervalSeconds)
         self.step = self.interval / 3
         self.lease_seconds = 2 * self.step
+        metrics.poll_interval.set(self.interval)
         self._client: PollClient | None = None
         self.field: str | None = None
         self._fence: int | None = None
