@@ -133,14 +133,14 @@ def test_the_lookback_catches_a_change_stamped_before_the_watermark(
         watermark = ledger.poll_watermark("Contact")
         assert watermark is not None
         stamp = parse_stamp(sandbox.admin.get_record(recent)["SystemModstamp"])  # type: ignore[index]
-        assert stamp == watermark
+        assert stamp is not None and watermark >= stamp  # the read's start: all changes before it were seen
         # A change committed late: visible only now, stamped a minute before the watermark.
         late = sandbox.admin.add_record("Contact", "late@example.com")
         earlier = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(watermark - 60))
         sandbox.admin.set_fields(late, {"HasOptedOutOfEmail": True, "SystemModstamp": earlier})
         assert p.tick(force=True).polled
         assert unsubscribed(ledger, "late@example.com") is caught
-        assert ledger.poll_watermark("Contact") == watermark  # never moves back
+        assert (ledger.poll_watermark("Contact") or 0) >= watermark  # never moves back
     finally:
         ledger.close()
 

@@ -10,6 +10,7 @@ import yaml
 from unsubscribe_sync.api.config import ConfigError, parse_config
 from unsubscribe_sync.salesforce.poll import (
     FIRST_START_LOOKBACK_SECONDS,
+    completed_watermark,
     first_watermark,
     next_watermark,
     parse_stamp,
@@ -88,6 +89,11 @@ def test_parse_stamp(value: object, expected: float | None) -> None:
 )
 def test_next_watermark(current: float, stamps: list[str | None], expected: float) -> None:
     assert next_watermark(current, [{"SystemModstamp": s} for s in stamps]) == expected
+
+
+@pytest.mark.parametrize(("current", "started", "expected"), [(T0, T0 + 60, T0 + 60), (T0, T0 - 60, T0)])
+def test_completed_watermark(current: float, started: float, expected: float) -> None:
+    assert completed_watermark(current, started) == expected
 
 
 @pytest.mark.parametrize(

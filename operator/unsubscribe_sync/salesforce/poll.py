@@ -70,6 +70,13 @@ def next_watermark(current: float, rows: Iterable[Mapping[str, Any]]) -> float:
     return latest
 
 
+def completed_watermark(current: float, read_started_at: float) -> float:
+    """The watermark after a complete read that began at ``read_started_at``: every change stamped before then
+    and committed within the lookback is seen by the next read (which starts ``lookback`` earlier). Without this,
+    an idle org would re-read the last lookback window before its latest change on every poll."""
+    return max(current, read_started_at)
+
+
 def reserve_reached(usage: ApiUsage | None, reserve_ratio: float) -> bool:
     """True when the daily API requests left are at or below ``salesforce.apiReserveRatio`` of the maximum
     (the rule ``check`` applies): the poll is optional work and leaves the reserve to the push and the nightly."""

@@ -31,7 +31,14 @@ from unsubscribe_sync.ledger.poll_state import SOURCE_SALESFORCE_POLL
 from unsubscribe_sync.logs import get_logger, redact_text
 from unsubscribe_sync.salesforce.errors import RATE_LIMITED_CODES
 from unsubscribe_sync.salesforce.ids import InvalidSalesforceId, normalize_id
-from unsubscribe_sync.salesforce.poll import first_watermark, next_watermark, poll_soql, read_from, reserve_reached
+from unsubscribe_sync.salesforce.poll import (
+    completed_watermark,
+    first_watermark,
+    next_watermark,
+    poll_soql,
+    read_from,
+    reserve_reached,
+)
 from unsubscribe_sync.salesforce.types import ApiUsage, ErrorClass, SalesforceError
 from unsubscribe_sync.worker.metrics import WorkerMetrics
 
@@ -201,9 +208,7 @@ class SalesforcePoller:
                     run = self._ledger.last_sync_run(successful_only=True)
                     first = first_watermark(run["startedAtEpoch"] if run else None, time.time())
                 watermark = first
-                since = watermark
-            else:
-                since = read_from(watermark, lookback)
+            since = read_from(watermark, lookback)
             read_at = time.time()
             added = 0
             for page in client.query_pages(poll_soql(object_name, field_name, since)):
@@ -220,6 +225,7 @@ class SalesforcePoller:
                 if not self._ledger.advance_poll_watermark(object_name, watermark, fence):
                     self._fence = None
                     return
+            watermark = completed_watermark(watermark, read_at)
             if not self._ledger.advance_poll_watermark(object_name, watermark, fence):
                 self._fence = None
                 return
