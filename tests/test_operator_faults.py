@@ -3,7 +3,9 @@ faults injected by ``FaultyClusterEmulator`` (tests/fixtures/kube.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import kopf
@@ -11,14 +13,18 @@ import pytest
 import pytest_asyncio
 
 from tests.fixtures.kube import (
+    USYNC_RESOURCE,
     Fault,
     FaultyClusterEmulator,
     RunningCluster,
+    RunningOperator,
     running_faulty_cluster,
     start_operator,
     wait_for,
 )
 from tests.test_operator import CR_PATH, NS, Client, children_present, condition, cr, usync
+from unsubscribe_sync.api.constants import GROUP, PLURAL
+from unsubscribe_sync.controller.health import crd_problem
 from unsubscribe_sync.controller.kubeapi import KubeApi, KubeApiError
 
 
@@ -178,3 +184,60 @@ async def test_the_client_does_not_retry_refusals(faulty: RunningCluster, status
         await api.close()
     assert excinfo.value.status == status
     assert sum(api.requests.values()) == 1
+
+
+# ---- 2: the operator's CRD installed after start-up -------------------------------------------------------
+CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+
+
+async def health(running: RunningOperator, expected: int) -> None:
+    """Wait until /healthz answers ``expected`` (the endpoint starts a moment after the operator is ready)."""
+    port = running.runtime.options.liveness_port
+    seen: list[int] = []
+
+    async def probe() -> None:
+        try:
+            async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/healthz") as r:
+                seen.append(r.status)
+        except aiohttp.ClientConnectionError:
+            seen.append(0)
+
+    for _ in range(200):
+        await probe()
+        if seen[-1] == expected:
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail(f"/healthz never answered {expected}: {sorted(set(seen))}")
+
+
+async def test_a_crd_installed_after_start_up_is_served_and_liveness_fails_until_then(client: Client) -> None:
+    """GitOps ordering: the operator starts before its CRD exists. /healthz fails meanwhile (a restart would
+    not help either, but the Deployment shows why); once the CRD is installed, resources are served."""
+    async with running_faulty_cluster(without=(USYNC_RESOURCE,)) as cluster:
+        client = Client(cluster, client.session)
+        running = await start_operator(cluster)
+        try:
+            await health(running, 500)
+            await wait_for(lambda: cluster.emulator.watch_params(CRD_PATH), what="kopf watching CRDs")
+            emulator(cluster).declare(USYNC_RESOURCE, "UnsubscribeSync", subresources=("status",))
+            await client.post(CRD_PATH, {"metadata": {"name": f"{PLURAL}.{GROUP}"}, "spec": {"group": GROUP}})
+            await client.secrets()
+            await client.post(CR_PATH, cr())
+            await wait_for(lambda: children_present(cluster), timeout=15, what="children of the late CRD")
+            await health(running, 200)
+        finally:
+            await running.stopped()
+
+
+@pytest.mark.parametrize(
+    ("discovery", "problem"),
+    [
+        (None, "is not installed"),
+        ({"resources": [{"name": "other"}]}, "is not served"),
+        ({"resources": [{"name": PLURAL}, {"name": f"{PLURAL}/status"}]}, None),
+    ],
+    ids=["no-group-version", "plural-missing", "served"],
+)
+def test_crd_problem(discovery: dict[str, Any] | None, problem: str | None) -> None:
+    found = crd_problem(discovery)
+    assert (found is None) if problem is None else (found is not None and problem in found)

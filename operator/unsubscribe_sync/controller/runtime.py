@@ -18,7 +18,7 @@ from unsubscribe_sync.api.constants import (
     OPERATOR_HEALTH_PORT,
     OPERATOR_METRICS_PORT,
 )
-from unsubscribe_sync.controller import handlers, kinds
+from unsubscribe_sync.controller import handlers, health, kinds
 from unsubscribe_sync.controller.kubeapi import KubeApi
 from unsubscribe_sync.controller.login_hosts import effective_patterns
 from unsubscribe_sync.controller.metrics import OperatorMetrics
@@ -90,8 +90,11 @@ def build_settings(options: OperatorOptions) -> kopf.OperatorSettings:
         settings.peering.name = options.peering_name
         # Replicas of equal priority all pause (kopf's rule), so each replica needs its own.
         settings.peering.priority = options.priority
-    # No runtime scanning of namespaces and CRDs (no RBAC for them) unless namespace globs need it.
-    settings.scanning.disabled = not any(GLOB_CHARS & set(ns) for ns in options.namespaces)
+    # Scanning on: a CRD installed after start-up (the operator's own, in a GitOps ordering, or ServiceMonitor's)
+    # is served once it appears (RBAC: customresourcedefinitions get/list/watch). kopf couples it with namespace
+    # scanning, so with a fixed list of namespaces (no globs; namespaced RBAC without namespace access) it
+    # stays off: there a CRD installed later is served after a restart (the liveness probe restarts it).
+    settings.scanning.disabled = bool(options.namespaces) and not any(GLOB_CHARS & set(ns) for ns in options.namespaces)
     # Watch only managed children server-side (Deployments etc. of other apps never reach the operator).
     for kind in (*kinds.CHILD_KINDS, kinds.JOB):
         settings.watching.label_selectors[kind.group, kind.plural] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
@@ -132,6 +135,7 @@ class OperatorRuntime:
         if options.preflight_interval > 0:
             interval = min(interval, options.preflight_interval)
         handlers.register(self.registry, self.reconciler, resync_interval=interval, login=self._login)
+        health.register(self.registry, self.api)
 
     def _login(self, **kwargs: Any) -> kopf.ConnectionInfo | None:
         """kopf's login handler; the operator's own client then uses the same credentials."""
