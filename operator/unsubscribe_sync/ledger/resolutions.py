@@ -20,7 +20,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, u
 
 from unsubscribe_sync.ledger.base import LedgerBase, Target, chunks, history_row
 from unsubscribe_sync.ledger.models import ACTION_PUSH_SKIPPED, SOURCE_PUSH
-from unsubscribe_sync.ledger.schema import history, resolutions, unsubscribes
+from unsubscribe_sync.ledger.schema import history, outbox, resolutions, salesforce_targets, unsubscribes
 
 ACTION_EMAIL_MATCHED = "email_matched"  # a record found by the address (history: record ID, object)
 DETAIL_NO_MATCH = "no matching record"
@@ -198,11 +198,11 @@ class ResolutionStore(LedgerBase):
                     rows.append(
                         history_row(now, row.email, None, SOURCE_PUSH, ACTION_PUSH_SKIPPED, "skipped", DETAIL_NO_MATCH)
                     )
-            # a record the ledger already held for this address had its write queued by the act itself (intake
-            # fans out to held records): queue only records new to the address
-            held_here = set(self._targets_of(conn, emails))
+            # a record already confirmed at this value with nothing queued needs no second write (the act's own
+            # fan-out, or the record named by salesforceId, wrote it already)
+            done_ids = self._confirmed_unqueued(conn, [(t[0], v) for t, v, _ in writes])
             self._insert_targets(conn, targets, "pending", None, now)
-            result.queued_writes = self._queue_writes(conn, [w for w in writes if w[0] not in held_here], now)
+            result.queued_writes = self._queue_writes(conn, [w for w in writes if w[0][0] not in done_ids], now)
             if rows:
                 conn.execute(history.insert(), rows)
             done = [row.id for row in held if current[row.id][1] == row.seq]
@@ -217,6 +217,20 @@ class ResolutionStore(LedgerBase):
                 )
             result.settled, result.replaced = len(done), len(replaced)
         return result
+
+    def _confirmed_unqueued(self, conn: Connection, wanted: Sequence[tuple[str, bool]]) -> set[str]:
+        """Ids of ``wanted`` (id, value) whose record is confirmed at that value and has no write queued."""
+        values = dict(wanted)
+        t = salesforce_targets
+        queued = select(outbox.c.id).where(outbox.c.salesforce_id == t.c.salesforce_id).exists()
+        found: set[str] = set()
+        for chunk in chunks(sorted(values)):
+            for sid, confirmed in conn.execute(
+                select(t.c.salesforce_id, t.c.confirmed_value).where(t.c.salesforce_id.in_(chunk), ~queued)
+            ).all():
+                if confirmed is not None and bool(confirmed) == values[sid]:
+                    found.add(sid)
+        return found
 
     def pending_resolutions(self) -> int:
         """Addresses whose records are still to be found (a gauge)."""
