@@ -138,20 +138,27 @@ def test_add_salesforce_opt_outs_is_idempotent_and_settles_pending(ledger: Ledge
     assert new["history"][-1]["source"] == "salesforce-sync"
 
 
-def test_mark_targets_records_nightly_writes(ledger: Ledger) -> None:
+def test_nightly_writes_are_recorded_by_the_outbox_completion(ledger: Ledger) -> None:
     ledger.ingest([unsub(f"m{i}@example.com", contact_id(i)) for i in range(3)])
     ids = [contact_id(i) for i in range(3)]
+    assert ledger.queue_nightly_writes(ids) == (ids, 0)  # already queued with true: not queued twice
+    assert ledger.backlog() == 3
+    claim = ledger.claim("nightly", 10, 60, among=ids)
+    by_id = {r.salesforce_id: r for r in claim}
     results = [
         RecordResult(ids[0], True),
         RecordResult(ids[1], False, "ENTITY_IS_DELETED", "deleted", ErrorClass.PERMANENT),
         RecordResult(ids[2], False, "UNABLE_TO_LOCK_ROW", "busy", ErrorClass.TRANSIENT),
     ]
-    decisions = [decide_write(r, 0, 3) for r in results]
-    assert ledger.mark_targets(ids, decisions, field="HasOptedOutOfEmail") == {"pushed": 1, "failed": 1, "retry": 1}
+    outcomes = []
+    for r in results:
+        d = decide_write(r, 0, 3)
+        outcomes.append(PushOutcome(by_id[r.id], d.status, d.reason, time.time() + 60))  # type: ignore[arg-type]
+    ledger.complete(claim, outcomes, field="HasOptedOutOfEmail", source="salesforce-sync")
     assert ledger.backlog() == 1
     assert ledger.stats().by_status == {"pushed": 1, "failed": 1, "pending": 1}
-    with pytest.raises(ValueError, match="2 ids but 1 results"):
-        ledger.mark_targets(ids[:2], decisions[:1], field="HasOptedOutOfEmail")
+    found = ledger.lookup("m0@example.com")
+    assert found is not None and "salesforce-sync" in {h["source"] for h in found["history"]}
 
 
 def test_sync_runs(ledger: Ledger) -> None:
@@ -314,9 +321,8 @@ def test_nightly_helpers_respect_a_queued_resubscribe(ledger: Ledger) -> None:
     assert ledger.pending_clears() == ({contact_id(5)}, {"n@example.com"})
     # Salesforce still shows the record opted out: the queued write of false is not fought
     assert ledger.add_salesforce_opt_outs([(contact_id(5), "Contact", "n@example.com")]).added == 0
-    ok = RecordResult(contact_id(5), True)
-    ledger.mark_targets([contact_id(5)], [decide_write(ok, 0, 3)], field="HasOptedOutOfEmail")
-    assert ledger.backlog() == 1  # a nightly write's outcome never drops the resubscribe's write
+    assert ledger.queue_nightly_writes([contact_id(5)]) == ([], 1)
+    assert ledger.backlog() == 1  # a nightly write never replaces the resubscribe's write
     found = ledger.lookup("n@example.com")
     assert found is not None and found["unsubscribed"] is False
     claim = ledger.claim("w", 10, 60)
@@ -360,8 +366,8 @@ def test_schema_v1_ledger_is_migrated_to_v2(ledger_url: str) -> None:
         led.close()
 
 
-def test_still_to_set_leaves_out_addresses_resubscribed_since_the_plan(ledger: Ledger) -> None:
+def test_nightly_queue_leaves_out_addresses_resubscribed_since_the_plan(ledger: Ledger) -> None:
     ledger.ingest([unsub("keep@example.com", contact_id(10)), unsub("gone@example.com", contact_id(11))])
     planned = [contact_id(11), contact_id(10)]
     ledger.resubscribe([resub("gone@example.com")])
-    assert ledger.still_to_set(planned) == [contact_id(10)]
+    assert ledger.queue_nightly_writes(planned) == ([contact_id(10)], 1)

@@ -26,16 +26,17 @@ from unsubscribe_sync.ledger.models import (
     OutboxRow,
     PushOutcome,
 )
-from unsubscribe_sync.ledger.schema import history, outbox, salesforce_targets
+from unsubscribe_sync.ledger.schema import history, outbox, salesforce_targets, unsubscribes
 
 
 class Claim(list[OutboxRow]):
     """The rows leased to one writer (a list, in due order), with the token its renewals and releases present."""
 
-    def __init__(self, token: str, rows: list[OutboxRow], lease_expires_at: float) -> None:
+    def __init__(self, token: str, rows: list[OutboxRow], lease_expires_at: float, *, bulk: bool = False) -> None:
         super().__init__(rows)
         self.token = token
         self.lease_expires_at = lease_expires_at  # by the database clock
+        self.bulk = bulk  # the object's due rows exceeded the bulk threshold: a bulk-sized claim, one Bulk job
 
     @property
     def rows(self) -> list[OutboxRow]:
@@ -58,13 +59,27 @@ def _pushed_detail(field: str, value: bool) -> str:
 
 
 class OutboxStore(LedgerBase):
-    def claim(self, owner: str, limit: int, lease_seconds: float, *, now: float | None = None) -> Claim:
+    def claim(
+        self,
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        now: float | None = None,
+        bulk_threshold: int | None = None,
+        bulk_limit: int = 0,
+        among: Sequence[str] | None = None,
+    ) -> Claim:
         """Lease up to ``limit`` due writes of one object and one value (those of the oldest due row).
 
-        On PostgreSQL rows are locked with SKIP LOCKED so writers never claim the same row; a lease that
-        expires (its writer died or stalled) makes the row claimable again, with a new fence.
+        With ``bulk_threshold``: when more than that many rows of that object and value are due, up to
+        ``bulk_limit`` are leased instead (``Claim.bulk``: one Bulk 2.0 job writes them). ``among``: only rows
+        of these Salesforce ids (the nightly drains what it queued). On PostgreSQL rows are locked with SKIP
+        LOCKED so writers never claim the same row; a lease that expires (its writer died or stalled) makes
+        the row claimable again, with a new fence.
         """
         token = f"{owner}/{uuid.uuid4().hex[:12]}"
+        scopes: list[Any] = [None] if among is None else [outbox.c.salesforce_id.in_(c) for c in chunks(sorted(among))]
         with self._write() as conn:
             now = self._db_now(conn) if now is None else now
             expires = now + lease_seconds
@@ -72,43 +87,72 @@ class OutboxStore(LedgerBase):
                 outbox.c.next_attempt_at <= now,
                 or_(outbox.c.lease_expires_at.is_(None), outbox.c.lease_expires_at < now),
             )
-            first = conn.execute(
-                select(outbox.c.object, outbox.c.value)
-                .where(due)
-                .order_by(outbox.c.next_attempt_at, outbox.c.id)
-                .limit(1)
-            ).first()
+
+            def where(scope: Any, *more: Any) -> Any:
+                return and_(due, *more) if scope is None else and_(due, scope, *more)
+
+            first = None
+            for scope in scopes:
+                found = conn.execute(
+                    select(outbox.c.object, outbox.c.value, outbox.c.next_attempt_at, outbox.c.id)
+                    .where(where(scope))
+                    .order_by(outbox.c.next_attempt_at, outbox.c.id)
+                    .limit(1)
+                ).first()
+                if found is not None and (first is None or (found[2], found[3]) < (first[2], first[3])):
+                    first = found
             if first is None:
                 return Claim(token, [], expires)
-            object_name, value = first
-            ids = list(
-                conn.execute(
-                    select(outbox.c.id)
-                    .where(due, outbox.c.object == object_name, outbox.c.value == bool(value))
-                    .order_by(outbox.c.next_attempt_at, outbox.c.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                ).scalars()
-            )
+            object_name, value = first[0], bool(first[1])
+            same = (outbox.c.object == object_name, outbox.c.value == value)
+            bulk = False
+            if bulk_threshold is not None and bulk_limit > limit:
+                waiting = 0
+                for scope in scopes:
+                    waiting += conn.execute(
+                        select(func.count()).select_from(
+                            select(outbox.c.id).where(where(scope, *same)).limit(bulk_threshold + 1).subquery()
+                        )
+                    ).scalar_one()
+                    if waiting > bulk_threshold:
+                        bulk, limit = True, bulk_limit
+                        break
+            ids: list[int] = []
+            for scope in scopes:
+                ids.extend(
+                    conn.execute(
+                        select(outbox.c.id)
+                        .where(where(scope, *same))
+                        .order_by(outbox.c.next_attempt_at, outbox.c.id)
+                        .limit(limit - len(ids))
+                        .with_for_update(skip_locked=True)
+                    ).scalars()
+                )
+                if len(ids) >= limit:
+                    break
             if not ids:
                 return Claim(token, [], expires)
-            rows = conn.execute(
-                update(outbox)
-                .where(outbox.c.id.in_(ids))
-                .values(fence=outbox.c.fence + 1, lease_owner=token, lease_expires_at=expires)
-                .returning(
-                    outbox.c.id,
-                    outbox.c.salesforce_id,
-                    outbox.c.object,
-                    outbox.c.email,
-                    outbox.c.received_at,
-                    outbox.c.attempts,
-                    outbox.c.value,
-                    outbox.c.seq,
-                    outbox.c.fence,
-                    outbox.c.stuck_at,
+            rows: list[Any] = []
+            for chunk in chunks(ids):
+                rows.extend(
+                    conn.execute(
+                        update(outbox)
+                        .where(outbox.c.id.in_(chunk))
+                        .values(fence=outbox.c.fence + 1, lease_owner=token, lease_expires_at=expires)
+                        .returning(
+                            outbox.c.id,
+                            outbox.c.salesforce_id,
+                            outbox.c.object,
+                            outbox.c.email,
+                            outbox.c.received_at,
+                            outbox.c.attempts,
+                            outbox.c.value,
+                            outbox.c.seq,
+                            outbox.c.fence,
+                            outbox.c.stuck_at,
+                        )
+                    ).all()
                 )
-            ).all()
         claimed = [
             OutboxRow(
                 r.id, r.salesforce_id, r.object, r.email, r.received_at, r.attempts, bool(r.value), r.seq, r.fence,
@@ -118,7 +162,7 @@ class OutboxStore(LedgerBase):
         ]
         position = {row_id: n for n, row_id in enumerate(ids)}
         claimed.sort(key=lambda r: position[r.id])  # due order
-        return Claim(token, claimed, expires)
+        return Claim(token, claimed, expires, bulk=bulk)
 
     def renew(self, claim: Claim, lease_seconds: float) -> tuple[set[int], float]:
         """Extend the lease of a claim's rows; returns (ids still held, new expiry by the database clock).
@@ -383,6 +427,55 @@ class OutboxStore(LedgerBase):
     def backlog(self) -> int:
         with self._read() as conn:
             return int(conn.execute(select(func.count()).select_from(outbox)).scalar() or 0)
+
+    def queue_nightly_writes(self, ids: Sequence[str]) -> tuple[list[str], int]:
+        """Queue the nightly's writes of true on ``ids`` (records of unsubscribed addresses Salesforce lacks).
+
+        Each write's act time is its address's ``state_at``, merged by the one queue rule (``_queue_writes``):
+        a newer resubscribe queued meanwhile is never replaced, and a record already queued with true is not
+        queued twice. Records whose address is no longer unsubscribed, or that have a resubscribe's write of
+        false queued, are left out. Returns (ids now owed a write of true, ids left out).
+        """
+        t, u = salesforce_targets, unsubscribes
+        writes: list[tuple[tuple[str, str, str], bool, float]] = []
+        with self._write() as conn:
+            now = self._db_now(conn)
+            for chunk in chunks(sorted(set(ids))):
+                writes.extend(
+                    ((sid, obj, email), True, float(at if at is not None else 0.0))
+                    for sid, obj, email, at in conn.execute(
+                        select(t.c.salesforce_id, t.c.object, t.c.email, u.c.state_at)
+                        .join(u, u.c.email == t.c.email)
+                        .where(t.c.salesforce_id.in_(chunk), u.c.unsubscribed)
+                    ).all()
+                )
+            self._queue_writes(conn, writes, now)
+            owed: set[str] = set()
+            for chunk in chunks(sorted(w[0][0] for w in writes)):
+                owed.update(
+                    conn.execute(
+                        select(outbox.c.salesforce_id).where(
+                            outbox.c.salesforce_id.in_(chunk), outbox.c.value.is_(True)
+                        )
+                    ).scalars()
+                )
+        kept = [sid for sid in ids if sid in owed]
+        return kept, len(set(ids)) - len(owed)
+
+    def queued_true(self, ids: Sequence[str]) -> tuple[set[str], float | None]:
+        """Of ``ids``, those with a write of true still queued, and the earliest time one of them is due."""
+        found: set[str] = set()
+        earliest: float | None = None
+        with self._read() as conn:
+            for chunk in chunks(sorted(set(ids))):
+                for sid, at in conn.execute(
+                    select(outbox.c.salesforce_id, outbox.c.next_attempt_at).where(
+                        outbox.c.salesforce_id.in_(chunk), outbox.c.value.is_(True)
+                    )
+                ).all():
+                    found.add(sid)
+                    earliest = at if earliest is None else min(earliest, at)
+        return found, earliest
 
     def pending_clears(self) -> tuple[set[str], set[str]]:
         """(Salesforce ids, emails) of the records, of any object, with a resubscribe's write of false queued."""

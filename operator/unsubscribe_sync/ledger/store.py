@@ -14,15 +14,13 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from unsubscribe_sync.api.addresses import normalize_email
 from unsubscribe_sync.ledger.base import Target, chunks, history_row
 from unsubscribe_sync.ledger.engine import create_ledger_engine
 from unsubscribe_sync.ledger.intake import IntakeStore
 from unsubscribe_sync.ledger.models import (
-    ACTION_PUSH_FAILED,
-    ACTION_PUSHED,
     ACTION_UNSUBSCRIBED,
     SOURCE_SALESFORCE_SYNC,
     OptOutsAdded,
@@ -194,25 +192,6 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
                 return
             after = page[-1][0]
 
-    def still_to_set(self, ids: Sequence[str]) -> list[str]:
-        """Those of ``ids`` (in order) whose address is still unsubscribed and that have no resubscribe's write of
-        false queued: the nightly re-checks its plan just before writing, so a resubscribe that arrived meanwhile
-        is not overwritten."""
-        keep: set[str] = set()
-        t = salesforce_targets
-        suppressed = (
-            select(unsubscribes.c.id).where(unsubscribes.c.email == t.c.email, unsubscribes.c.unsubscribed).exists()
-        )
-        clearing = select(outbox.c.id).where(outbox.c.salesforce_id == t.c.salesforce_id, outbox.c.value.is_(False))
-        with self._read() as conn:
-            for chunk in chunks(list(ids)):
-                keep.update(
-                    conn.execute(
-                        select(t.c.salesforce_id).where(t.c.salesforce_id.in_(chunk), suppressed, ~clearing.exists())
-                    ).scalars()
-                )
-        return [sid for sid in ids if sid in keep]
-
     def count_without_salesforce_id(self) -> int:
         """Unsubscribed addresses with no Salesforce record to write (reported as skipped)."""
         no_target = (
@@ -317,76 +296,6 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
                 )
             result.added = len(added)
         return result
-
-    def mark_targets(
-        self,
-        ids: Sequence[str],
-        decisions: Sequence[WriteDecisionLike],
-        *,
-        field: str,
-        source: str = SOURCE_SALESFORCE_SYNC,
-    ) -> dict[str, int]:
-        """Record the nightly's write outcomes for targets (``ids`` in the order written).
-
-        ``decisions``: the write-outcome rule's verdict per record (``status`` pushed, failed, retry or held,
-        and the ``reason``). Pushed marks the target pushed (Salesforce confirmed true); failed marks it
-        failed with the reason in its history; retry and held leave it as it was (written again). A queued
-        write of true to a record settled here is dropped; a queued resubscribe (false) is newer and stays.
-        Returns counts: pushed, failed, retry (retry and held).
-        """
-        if len(ids) != len(decisions):
-            raise ValueError(f"mark_targets: {len(ids)} ids but {len(decisions)} results")
-        pushed: list[str] = []
-        failed: dict[str, str] = {}
-        counts = {"pushed": 0, "failed": 0, "retry": 0}
-        for sid, decision in zip(ids, decisions, strict=True):
-            if decision.status == "pushed":
-                pushed.append(sid)
-                counts["pushed"] += 1
-            elif decision.status == "failed":
-                failed[sid] = decision.reason or "unknown error"
-                counts["failed"] += 1
-            else:
-                counts["retry"] += 1
-        settled = sorted([*pushed, *failed])
-        if not settled:
-            return counts
-        t = salesforce_targets
-        with self._write() as conn:
-            now = self._db_now(conn)
-            emails: dict[str, str] = {}
-            for chunk in chunks(settled):
-                emails.update(
-                    conn.execute(select(t.c.salesforce_id, t.c.email).where(t.c.salesforce_id.in_(chunk))).all()
-                )
-                conn.execute(delete(outbox).where(outbox.c.salesforce_id.in_(chunk), outbox.c.value.is_(True)))
-            where = t.c.salesforce_id == bindparam("b_sid")
-            ok = [{"b_sid": sid} for sid in sorted(pushed) if sid in emails]
-            bad = [{"b_sid": sid, "b_error": failed[sid]} for sid in sorted(failed) if sid in emails]
-            if ok:
-                conn.execute(
-                    update(t)
-                    .where(where)
-                    .values(
-                        status="pushed", field=field, last_error=None, updated_at=now,
-                        confirmed_value=True, confirmed_at=now,
-                    ),
-                    ok,
-                )
-            if bad:
-                conn.execute(
-                    update(t).where(where).values(status="failed", last_error=bindparam("b_error"), updated_at=now), bad
-                )
-            rows = [
-                history_row(now, emails[r["b_sid"]], r["b_sid"], source, ACTION_PUSHED, "success", field) for r in ok
-            ]
-            rows += [
-                history_row(now, emails[r["b_sid"]], r["b_sid"], source, ACTION_PUSH_FAILED, "failed", r["b_error"])
-                for r in bad
-            ]
-            if rows:
-                conn.execute(history.insert(), rows)
-        return counts
 
     def record_sync_run(
         self,

@@ -15,10 +15,14 @@ Order of work:
    naming the direction, the count and the limit. Nothing is written to Salesforce or the ledger (the run
    itself is recorded in the sync runs as Failed). A dry run skips the extra pass: its plan is the count.
 4. Per object, the staged sides are merged by the pure planner. ``fromSalesforce`` entries are added to
-   the ledger (source ``salesforce-sync``, with a history row); ``toSalesforce`` ids are written with
-   ``write_opt_out`` in chunks of up to 100,000 (Bulk 2.0 ingest at volume, sObject Collections below the
-   bulk threshold) and their outcomes recorded in the ledger (``mark_targets``): permanent failures are
-   counted as ``failed`` and never retried by later runs.
+   the ledger (source ``salesforce-sync``, with a history row); ``toSalesforce`` ids are queued into the
+   ledger's outbox (``queue_nightly_writes``, act time = the address's state time, merged by the one queue
+   rule: a newer resubscribe is never replaced, a record already queued is not queued twice). One writer:
+   once every object is planned, the run drains what it queued through the writer part (``writer.drain``:
+   the pusher's fenced claims, Bulk 2.0 ingest above ``salesforce.bulkThreshold``, sObject Collections below),
+   waiting at most ``nightly.drainTimeoutSeconds``; outcomes are recorded by the outbox's completion
+   (history source ``salesforce-sync``). Permanent failures are counted as ``failed`` and never retried by
+   later runs; rows still queued at the end are counted ``retryLater`` and written later by the push.
    Explicit resubscribes: the ledger side holds only addresses that are unsubscribed, so a resubscribed
    address's records are never set again; a record opted out in Salesforce whose id or address still has a
    resubscribe's write of false queued is left alone (counted as ``pendingResubscribe``): that write is on
@@ -32,7 +36,9 @@ every write is a set-to-true or an idempotent ledger upsert.
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -44,6 +50,7 @@ from unsubscribe_sync.api.config import Config, ConfigError
 from unsubscribe_sync.api.push_field import nightly_target
 from unsubscribe_sync.ledger import Ledger, normalize_email
 from unsubscribe_sync.ledger.connect import open_ledger
+from unsubscribe_sync.ledger.models import SOURCE_SALESFORCE_SYNC
 from unsubscribe_sync.logs import get_logger, mask_email, redact_text
 from unsubscribe_sync.nightly.email_mode import stage_email_matches
 from unsubscribe_sync.nightly.guard import ChangeGuard
@@ -51,16 +58,16 @@ from unsubscribe_sync.nightly.planner import Action, PlanEntry, plan_object
 from unsubscribe_sync.nightly.progress import NullProgress, Progress
 from unsubscribe_sync.nightly.staging import SortedStage
 from unsubscribe_sync.salesforce.client import SalesforceClient
-from unsubscribe_sync.salesforce.errors import decide_write
-from unsubscribe_sync.salesforce.types import ErrorClass, RecordResult, SalesforceCallError, SalesforceError
+from unsubscribe_sync.salesforce.errors import retry_delay
+from unsubscribe_sync.salesforce.types import ErrorClass, SalesforceError
+from unsubscribe_sync.writer import WriteSettings, drain
 
 log = get_logger(__name__)
 
-WRITE_CHUNK = 100_000  # ids per write_opt_out call: one Bulk 2.0 ingest job each, ~7 MB of ids in memory
+WRITE_CHUNK = 20_000  # ids queued into the outbox per ledger transaction
+BULK_BATCH = 100_000  # rows per claim (one Bulk 2.0 ingest job) when an object's due rows exceed the threshold
 LEDGER_CHUNK = 2_000  # Salesforce opt-outs per ledger transaction
-MARK_CHUNK = 5_000  # write outcomes per ledger transaction (keeps the job's memory flat)
-TRANSIENT_RETRIES = 2  # extra attempts for a write call (or records) that met a transient error
-RETRY_PAUSE_SECONDS = 1.0
+MAX_RETRY_PAUSE_SECONDS = 900.0
 # Bulk 2.0 job status polls: first after 0.25 s, doubling up to 15 s. A batch job is in no hurry, and every
 # poll is an API call: a 60 s ingest job costs 9 polls instead of ~18 with a 50 ms start and a 5 s cap.
 BULK_POLL_INTERVAL = (0.25, 15.0)
@@ -140,6 +147,8 @@ class NightlySync:
         self.client = client
         self.ledger = ledger
         self.progress = progress
+        self.queued: dict[str, list[str]] = {}  # object -> ids this run queued a write of true for
+        self._drain_deadline: float | None = None  # time.monotonic() when the run stops waiting for its writes
 
     # -- requirements --------------------------------------------------------------------
 
@@ -249,7 +258,7 @@ class NightlySync:
             if entry.action is Action.TO_SALESFORCE:
                 to_write.append(entry.salesforce_id)
                 if len(to_write) >= WRITE_CHUNK:
-                    self._write(object_name, to_write, state.field, totals)
+                    self._queue(object_name, to_write, totals)
                     to_write = []
             else:
                 to_add.append(entry)
@@ -259,7 +268,7 @@ class NightlySync:
         if to_add:
             self._add(to_add, state.field, totals)
         if to_write:
-            self._write(object_name, to_write, state.field, totals)
+            self._queue(object_name, to_write, totals)
         self.progress.finish()
 
     def _count_planned(self, state: RunState, totals: ObjectTotals, entry: PlanEntry) -> None:
@@ -293,44 +302,53 @@ class NightlySync:
         found = self.ledger.lookup(entry.salesforce_email)
         return bool(found and found.get("unsubscribed"))
 
-    def _write_call(self, object_name: str, ids: list[str], field_name: str) -> list[RecordResult]:
-        attempt = 0
-        while True:
-            try:
-                return self.client.write_opt_out(object_name, ids, field_name)
-            except SalesforceCallError as exc:
-                if exc.error_class not in (ErrorClass.TRANSIENT, ErrorClass.REAUTH) or attempt >= TRANSIENT_RETRIES:
-                    raise
-                attempt += 1
-                log.warning("nightly.write_retry", object=object_name, attempt=attempt, error=redact_text(str(exc)))
-                time.sleep(RETRY_PAUSE_SECONDS * attempt)
+    def _queue(self, object_name: str, ids: list[str], totals: ObjectTotals) -> None:
+        """Queue writes of true on ``ids`` into the outbox; records resubscribed since staging are left out."""
+        kept, left_out = self.ledger.queue_nightly_writes(ids)
+        totals.pendingResubscribe += left_out
+        self.queued.setdefault(object_name, []).extend(kept)
 
-    def _write(self, object_name: str, ids: list[str], field_name: str, totals: ObjectTotals) -> None:
-        """Set the field on ``ids``, retry records that met transient errors, record every outcome.
-
-        Records resubscribed since they were staged are left out (counted as ``pendingResubscribe``).
-        """
-        pending = list(ids)
-        for attempt in range(TRANSIENT_RETRIES + 1):
-            # checked again before every attempt: a resubscribe made meanwhile is never overwritten
-            still = self.ledger.still_to_set(pending)
-            totals.pendingResubscribe += len(pending) - len(still)
-            pending = still
-            if not pending:
-                return
-            results = self._write_call(object_name, pending, field_name)
-            decisions = [decide_write(r, attempt, TRANSIENT_RETRIES + 1) for r in results]
-            for start in range(0, len(pending), MARK_CHUNK):
-                end = start + MARK_CHUNK
-                counts = self.ledger.mark_targets(pending[start:end], decisions[start:end], field=field_name)
-                totals.toSalesforce += counts["pushed"]
-                totals.failed += counts["failed"]
-            pending = [sid for sid, d in zip(pending, decisions, strict=True) if d.status in ("retry", "held")]
-            if not pending:
-                return
-            if attempt < TRANSIENT_RETRIES:
-                time.sleep(RETRY_PAUSE_SECONDS * (attempt + 1))
-        totals.retryLater += len(pending)
+    def drain(self, state: RunState) -> None:
+        """Write what this run queued through the one writer; the run waits at most ``nightly.drainTimeoutSeconds``
+        in all (rows still queued then are ``retryLater``: the push writes them)."""
+        assert state.field is not None
+        ids = [sid for queued in self.queued.values() for sid in queued]
+        if not ids:
+            return
+        cfg = self.config
+        if self._drain_deadline is None:
+            self._drain_deadline = time.monotonic() + cfg.nightly.drainTimeoutSeconds
+        settings = WriteSettings(
+            lease_seconds=cfg.worker.leaseSeconds,
+            max_attempts=cfg.worker.maxAttempts,
+            delay=lambda cls, n: min(MAX_RETRY_PAUSE_SECONDS, retry_delay(cls, max(1, n))),
+            source=SOURCE_SALESFORCE_SYNC,
+        )
+        self.progress.start("write to Salesforce", len(ids))
+        result = asyncio.run(
+            drain(
+                self.ledger,
+                self.client,
+                state.field,
+                f"nightly-{uuid.uuid4().hex[:12]}",
+                ids,
+                settings,
+                batch_size=cfg.worker.batchSize,
+                bulk_threshold=cfg.salesforce.bulkThreshold,
+                bulk_limit=BULK_BATCH,
+                timeout_seconds=max(0.0, self._drain_deadline - time.monotonic()),
+                in_thread=_in_thread,
+            )
+        )
+        self.progress.finish()
+        for object_name, queued in self.queued.items():
+            totals = state.objects.setdefault(object_name, ObjectTotals())
+            totals.toSalesforce += result.pushed.get(object_name, 0)
+            totals.failed += result.failed.get(object_name, 0)
+            totals.retryLater += sum(1 for sid in queued if sid in result.left)
+        if result.error is not None:
+            log.error("nightly.write_held", error=redact_text(result.error))
+        self.queued = {}
 
     # -- the run --------------------------------------------------------------------------------
 
@@ -360,6 +378,8 @@ class NightlySync:
                     return reason
             for name, stage in stages.items():
                 self.sync_object(state, name, stage)
+                if not state.dry_run:
+                    self.drain(state)  # object by object: an interrupted run has written the objects before
         if guard.active and state.dry_run:
             planned = {"toSalesforce": state.total("toSalesforce"), "fromSalesforce": state.total("fromSalesforce")}
             state.guard = guard.report(planned, self._read_totals(state), dry_run=True)
@@ -386,7 +406,7 @@ class NightlySync:
             if stopped is not None:
                 summary = state.summary("Failed", stopped)
             elif left:
-                error = f"{left} records met transient Salesforce errors and were not written; a re-run retries them"
+                error = f"{left} records met transient Salesforce errors and were not written yet; the push writes them"
                 summary = state.summary("Failed", error)
             else:
                 summary = state.summary("Succeeded")
@@ -408,6 +428,10 @@ def _being_cleared(entry: PlanEntry, clearing: tuple[set[str], set[str]]) -> boo
     ids, emails = clearing
     email = entry.salesforce_email
     return entry.salesforce_id in ids or (email is not None and normalize_email(email) in emails)
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return await asyncio.to_thread(fn, *args, **kwargs)
 
 
 def _parse_time(value: str) -> datetime:

@@ -3,8 +3,10 @@
 Loop: claim up to ``batchSize`` due rows of one object and one value (a lease, so replicas on
 one PostgreSQL ledger never write the same row), write the effective push field with one
 sObject Collections call (true for unsubscribes, false for explicit resubscribes), then record
-each record's outcome. Rows leave the outbox only
-after Salesforce answered for them, so a worker killed at any instant loses nothing (an
+each record's outcome. When more than ``salesforce.bulkThreshold`` rows of the object are due,
+a claim takes up to 100,000 of them and one Bulk 2.0 ingest job writes them (its lease renewed through the job).
+The claim-write-complete step is the writer part's (``writer.write_claim``), shared with the nightly.
+Rows leave the outbox only after Salesforce answered for them, so a worker killed at any instant loses nothing (an
 expired lease makes the row claimable again).
 
 What an error means (``salesforce.errors.classify``):
@@ -47,6 +49,7 @@ from unsubscribe_sync.writer import WriteSettings, write_claim
 
 log = get_logger(__name__)
 T = TypeVar("T")
+BULK_BATCH_SIZE = 100_000
 
 
 class PushClient(Protocol):
@@ -55,6 +58,10 @@ class PushClient(Protocol):
     def resolve_field(self, target: OptOutTarget | str, marketo_field: str | None, objects: Sequence[str]) -> str: ...
 
     def update_opt_out(
+        self, object_name: str, ids: Sequence[str], field: str, value: bool = True
+    ) -> list[RecordResult]: ...
+
+    def bulk_update_opt_out(
         self, object_name: str, ids: Sequence[str], field: str, value: bool = True
     ) -> list[RecordResult]: ...
 
@@ -78,6 +85,8 @@ class PushPolicy:
     max_backoff_seconds: float = 900.0  # a record retried for hours is tried again at least every 15 minutes
     shutdown_grace_seconds: float = 20.0
     lanes: int = 2  # batches in flight at once per worker (claim/record of one overlaps the call of another)
+    # rows per claim when an object's due rows exceed salesforce.bulkThreshold: one Bulk 2.0 ingest job
+    bulk_batch_size: int = BULK_BATCH_SIZE
 
     @classmethod
     def from_config(cls, cfg: WorkerConfig, **overrides: Any) -> PushPolicy:
@@ -217,7 +226,12 @@ class Pusher:
                 if self.field is None and not await self._prepare():
                     return
         claim = await self._in_thread(
-            self._ledger.claim, self.owner, self.policy.batch_size, self.policy.lease_seconds
+            self._ledger.claim,
+            self.owner,
+            self.policy.batch_size,
+            self.policy.lease_seconds,
+            bulk_threshold=self._config.salesforce.bulkThreshold,
+            bulk_limit=self.policy.bulk_batch_size,
         )
         if not claim.rows:
             if await self._wait_for_work(self.policy.poll_interval_seconds):

@@ -1,5 +1,13 @@
 """The one writer step: every Salesforce write (push, resubscribe, nightly) is a fenced outbox claim written here."""
 
-from unsubscribe_sync.writer.step import WriteClient, WriteReport, WriteSettings, decide_outcomes, write_claim
+from unsubscribe_sync.writer.step import (
+    DrainResult,
+    WriteClient,
+    WriteReport,
+    WriteSettings,
+    decide_outcomes,
+    drain,
+    write_claim,
+)
 
-__all__ = ["WriteClient", "WriteReport", "WriteSettings", "decide_outcomes", "write_claim"]
+__all__ = ["DrainResult", "WriteClient", "WriteReport", "WriteSettings", "decide_outcomes", "drain", "write_claim"]

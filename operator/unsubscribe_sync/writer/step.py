@@ -37,6 +37,10 @@ class WriteClient(Protocol):
         self, object_name: str, ids: Sequence[str], field: str, value: bool = True
     ) -> list[RecordResult]: ...
 
+    def bulk_update_opt_out(
+        self, object_name: str, ids: Sequence[str], field: str, value: bool = True
+    ) -> list[RecordResult]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class WriteSettings:
@@ -111,7 +115,9 @@ async def write_claim(
 ) -> WriteReport:
     """Write one claim (rows of one object and one value), decide each answer, complete fenced.
 
-    A call that fails as a whole gives the rows back untouched and returns the error (the caller pauses).
+    A bulk-sized claim (``Claim.bulk``) is written with one Bulk 2.0 ingest job, its lease renewed all along;
+    any other with sObject Collections. A call that fails as a whole gives the rows back untouched and returns
+    the error (the caller pauses).
     """
     rows = claim.rows
     report = WriteReport(claim)
@@ -124,7 +130,8 @@ async def write_claim(
         _keep_lease(ledger, claim, settings.lease_seconds, lost, in_thread)
     )
     try:
-        results = await in_thread(client.update_opt_out, object_name, ids, field_name, value)
+        write = client.bulk_update_opt_out if claim.bulk else client.update_opt_out
+        results = await in_thread(write, object_name, ids, field_name, value)
         if len(results) != len(rows):
             raise SalesforceError(f"expected {len(rows)} results, got {len(results)}")
     except Exception as exc:
@@ -149,3 +156,75 @@ async def write_claim(
             "push_lease_lost", records=report.lost, reason="another writer holds them; results not trusted, re-queued"
         )
     return report
+
+
+@dataclass(slots=True)
+class DrainResult:
+    """What a drain of some records' writes of true came to (per object), and which are still queued."""
+
+    pushed: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    left: set[str] = field(default_factory=set)
+    error: str | None = None  # a configuration problem ended the drain early
+
+
+async def drain(
+    ledger: Ledger,
+    client: WriteClient,
+    field_name: str,
+    owner: str,
+    ids: Sequence[str],
+    settings: WriteSettings,
+    *,
+    batch_size: int,
+    bulk_threshold: int,
+    bulk_limit: int,
+    timeout_seconds: float,
+    in_thread: InThread,
+    poll_seconds: float = 0.2,
+) -> DrainResult:
+    """Drain the outbox as one more writer until none of ``ids`` has a write of true queued, or time is up.
+
+    The same fenced claims as every writer, limited to the rows of ``ids``: rows another writer holds are not
+    touched (waited for: the one holding them writes them). Only the writes of true are counted.
+    """
+    wanted = set(ids)
+    out = DrainResult()
+    deadline = time.monotonic() + timeout_seconds
+    failures = 0
+    while True:
+        left, earliest = await in_thread(ledger.queued_true, ids)
+        out.left = left
+        remaining = deadline - time.monotonic()
+        if not left or remaining <= 0:
+            return out
+        claim = await in_thread(
+            ledger.claim, owner, batch_size, settings.lease_seconds, bulk_threshold=bulk_threshold,
+            bulk_limit=bulk_limit, among=sorted(left),
+        )
+        if not claim.rows:  # held by another writer, or due later
+            wait = poll_seconds if earliest is None else max(poll_seconds, earliest - time.time())
+            if wait > remaining:
+                return out
+            await asyncio.sleep(wait)
+            continue
+        report = await write_claim(ledger, client, claim, field_name, settings, in_thread)
+        if report.error is not None:
+            failures += 1
+            if report.error.error_class is ErrorClass.CONFIGURATION:
+                out.error = redact_text(str(report.error))
+                out.left = (await in_thread(ledger.queued_true, ids))[0]
+                return out
+            await asyncio.sleep(min(remaining, settings.delay(report.error.error_class, failures)))
+            continue
+        failures = 0
+        for outcome in report.outcomes:
+            row = outcome.row
+            if row.value and row.salesforce_id in wanted and outcome.status in ("pushed", "failed"):
+                counts = out.pushed if outcome.status == "pushed" else out.failed
+                counts[row.object] = counts.get(row.object, 0) + 1
+            if outcome.status == "held":
+                out.error = outcome.error
+        if out.error is not None:
+            out.left = (await in_thread(ledger.queued_true, ids))[0]
+            return out
