@@ -562,6 +562,8 @@ def create_app(
                 metrics.push_records.labels(object="unknown", outcome="skipped").inc(result.skipped_no_salesforce_id)
             if result.enqueued and state.pusher is not None:
                 state.pusher.wake()
+            if result.stored and state.resolver is not None:
+                state.resolver.wake()
 
         state.committer = GroupCommitter(
             ledger,
