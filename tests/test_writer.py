@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tests.test_ledger import contact_id
-from unsubscribe_sync.ledger import Ledger, PushOutcome, Unsubscribe
+from unsubscribe_sync.ledger import Ledger, PushOutcome, Resubscribe, Unsubscribe
 from unsubscribe_sync.salesforce.types import ErrorClass, RecordResult, SalesforceError
 from unsubscribe_sync.writer import WriteSettings, write_claim
 
@@ -91,3 +91,44 @@ def test_a_lease_lost_after_the_new_holder_settled_queues_the_current_value_agai
     assert report.lost == 1
     again = ledger.claim("c", 10, 60, now=time.time() + 1)
     assert [(r.salesforce_id, r.value) for r in again] == [(sid, True)]  # the value the ledger last confirmed
+
+
+class BulkClient(Client):
+    """Also answers Bulk 2.0 writes, running ``during`` while the job is in flight."""
+
+    def __init__(self, during: Callable[[], None] | None = None) -> None:
+        super().__init__()
+        self.bulk_calls: list[int] = []
+        self.bulk_during = during
+
+    def bulk_update_opt_out(
+        self, object_name: str, ids: Sequence[str], field: str, value: bool = True
+    ) -> list[RecordResult]:
+        self.bulk_calls.append(len(ids))
+        if self.bulk_during is not None:
+            self.bulk_during()
+        return [RecordResult(i, True) for i in ids]
+
+
+def test_above_the_bulk_threshold_one_bulk_job_writes_a_bulk_sized_claim(ledger: Ledger) -> None:
+    queue(ledger, 5)
+    client = BulkClient()
+    assert not ledger.claim("probe", 2, 60, bulk_threshold=10, bulk_limit=100).bulk  # below: a small claim
+    ledger.release_all_leases()
+    claim = ledger.claim("a", 2, 60, bulk_threshold=3, bulk_limit=100)
+    assert claim.bulk and len(claim) == 5
+    report = asyncio.run(write_claim(ledger, client, claim, FIELD, SETTINGS, in_thread))
+    assert client.bulk_calls == [5] and client.calls == [] and ledger.backlog() == 0
+    assert [o.status for o in report.outcomes] == ["pushed"] * 5
+
+
+def test_an_act_replacing_a_row_during_a_bulk_job_is_written_after_it(ledger: Ledger) -> None:
+    sids = queue(ledger, 5)
+
+    def resubscribed_meanwhile() -> None:
+        ledger.resubscribe([Resubscribe(email="w2@example.com", requested_by="ops", reason="asked")])
+
+    claim = ledger.claim("a", 2, 60, bulk_threshold=3, bulk_limit=100)
+    asyncio.run(write_claim(ledger, BulkClient(resubscribed_meanwhile), claim, FIELD, SETTINGS, in_thread))
+    after = ledger.claim("b", 10, 60)
+    assert [(r.salesforce_id, r.value) for r in after] == [(sids[2], False)]  # the newer act is still owed
