@@ -250,3 +250,49 @@ async def test_one_poller_across_replicas_and_a_killed_one_is_taken_over(
         await b.stop()
         one.close()
         two.close()
+
+
+def test_the_api_reserve_pauses_the_poll_without_a_limits_call(
+    tmp_path: Path, sandbox: SandboxHandle, sqlite_url: str, executor: ThreadPoolExecutor
+) -> None:
+    config = make_config(tmp_path, sandbox, sqlite_url)  # apiReserveRatio 0.1 (the default)
+    ledger = Ledger.open(sqlite_url)
+    try:
+        p = poller(config, ledger, executor, "a")
+        assert p.tick(force=True).paused is None
+        sandbox.state.set_daily_api_limit(1000, used=950)  # 50 left: below the reserve of 100
+        before = sandbox.admin.calls()
+        result = p.tick(force=True)
+        assert result.paused == "reserve"
+        assert p._metrics.poll_paused._value.get() == 1
+        assert "limits" not in {k for k, v in sandbox.admin.calls().items() if v != before.get(k, 0)}
+        assert p.tick(force=True).paused == "paused"
+    finally:
+        ledger.close()
+
+
+@pytest.mark.parametrize("nightly", [True, False])
+async def test_the_worker_app_runs_the_poll_only_with_nightly_enabled(
+    tmp_path: Path, sandbox: SandboxHandle, sqlite_url: str, nightly: bool
+) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from unsubscribe_sync.worker.app import STATE, create_app
+
+    config = make_config(tmp_path, sandbox, sqlite_url)
+    config = config.model_copy(update={"nightly": config.nightly.model_copy(update={"enabled": nightly})})
+    ledger = Ledger.open(sqlite_url)
+    sandbox.admin.add_record("Contact", "via.app@example.com", opted_out=True)
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(config, ledger=ledger, token="t")))
+    await client.start_server()
+    try:
+        if nightly:
+            await wait_for(lambda: unsubscribed(ledger, "via.app@example.com"))
+            metrics = await (await client.get("/metrics", headers={"Authorization": "Bearer t"})).text()
+            assert "unsubscribe_sync_salesforce_poll_interval_seconds 1.0" in metrics
+        else:
+            assert client.server.app[STATE].poller is None
+            assert ledger.poll_last_success() is None and not unsubscribed(ledger, "via.app@example.com")
+    finally:
+        await client.close()
+        ledger.close()
