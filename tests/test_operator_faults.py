@@ -241,3 +241,27 @@ async def test_a_crd_installed_after_start_up_is_served_and_liveness_fails_until
 def test_crd_problem(discovery: dict[str, Any] | None, problem: str | None) -> None:
     found = crd_problem(discovery)
     assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+# ---- 4: an optional cache the RBAC does not allow -------------------------------------------------------
+async def test_jobs_not_listable_degrade_the_nightly_condition_instead_of_blocking(
+    faulty: RunningCluster, client: Client
+) -> None:
+    """Tightened RBAC without list/watch on batch/jobs: the children are still made and the status says why the
+    nightly runs are not followed; the operator keeps running."""
+    forbidden = 'jobs.batch is forbidden: User "system:serviceaccount:ops:usync" cannot list resource "jobs"'
+    emulator(faulty).inject(Fault(403, path="/apis/batch/v1/jobs", times=None, message=forbidden))
+    running = await start_operator(faulty)
+    try:
+        await client.secrets()
+        await client.post(CR_PATH, cr())
+        await wait_for(lambda: children_present(faulty), timeout=15, what="children despite the refused Jobs")
+        nightly = await wait_for(
+            lambda: (c := condition(usync(faulty), "NightlySyncSucceeded")) and c["reason"] == "JobsNotWatchable" and c,
+            timeout=15,
+            what="JobsNotWatchable",
+        )
+        assert nightly["status"] == "Unknown" and forbidden in nightly["message"] and "Job" in nightly["message"]
+        assert running.alive
+    finally:
+        await running.stopped()

@@ -89,6 +89,7 @@ class StatusInputs:
     wrote_children: bool = False
     child_errors: tuple[str, ...] = ()  # writes that failed for now (retried)
     child_rejected: tuple[str, ...] = ()  # writes the API server refused as invalid (retrying will not help)
+    jobs_not_watchable: str | None = None  # the RBAC refuses listing Jobs: the nightly runs cannot be followed
 
 
 def _clip(message: str) -> str:
@@ -152,6 +153,8 @@ def _nightly(inputs: StatusInputs) -> Verdict:
             "are not added to the ledger",
         )
     last = inputs.last_nightly
+    if inputs.jobs_not_watchable and (last is None or last.outcome is None):
+        return Verdict("Unknown", "JobsNotWatchable", f"{inputs.jobs_not_watchable}; grant list/watch on batch/jobs")
     if last is None or last.outcome is None:
         return Verdict("Unknown", "NoRunYet", "no nightly sync has finished yet")
     counts = last.counts

@@ -38,6 +38,7 @@ def register(
     resync_interval: float,
     login: Callable[..., kopf.ConnectionInfo | None],
     child_kinds: tuple[kinds.Kind, ...] = kinds.CHILD_KINDS,
+    watch_jobs: bool = True,
 ) -> None:
     """Register every handler of the operator on ``registry``."""
     usync = _resource(kinds.USYNC)
@@ -48,7 +49,8 @@ def register(
     kopf.index(*usync, id=OWNERS_INDEX, registry=registry)(index_by_name)
     for kind in child_kinds:
         kopf.index(*_resource(kind), id=index_id(kind), labels=MANAGED, registry=registry)(index_by_name)
-    kopf.index(*_resource(kinds.JOB), id=JOBS_INDEX, labels=MANAGED, registry=registry)(index_job_by_cronjob)
+    if watch_jobs:  # optional (controller/caches.py): refused by the RBAC, the nightly condition says so
+        kopf.index(*_resource(kinds.JOB), id=JOBS_INDEX, labels=MANAGED, registry=registry)(index_job_by_cronjob)
 
     # ---- the owner -------------------------------------------------------------------------
     async def reconcile(**kwargs: Any) -> None:
@@ -80,7 +82,10 @@ def register(
         kopf.on.event(*_resource(kind), id=f"drift-{kind.plural}", labels=MANAGED, registry=registry)(
             _child_event(reconciler, kind)
         )
-    kopf.on.event(*_resource(kinds.JOB), id="nightly-jobs", labels=MANAGED, registry=registry)(_job_event(reconciler))
+    if watch_jobs:
+        kopf.on.event(*_resource(kinds.JOB), id="nightly-jobs", labels=MANAGED, registry=registry)(
+            _job_event(reconciler)
+        )
 
 
 def index_by_name(**kwargs: Any) -> Any:

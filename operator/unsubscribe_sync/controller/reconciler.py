@@ -143,6 +143,7 @@ class Reconciler:
         self.metrics = metrics
         self.options = options
         self._preflight = preflight
+        self.degraded_caches: dict[str, str] = {}  # Kind -> why its optional cache is off (controller/caches.py)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._pending: set[tuple[str, str]] = set()
         self._fresh: set[tuple[str, str]] = set()  # pending triggers that must read children from the API
@@ -319,6 +320,7 @@ class Reconciler:
             login_refused=refused,
             suspended=spec.suspend,
             nightly_enabled=spec.nightlySync.enabled,
+            jobs_not_watchable=self.degraded_caches.get(kinds.JOB.kind),
             push_field=effective_push_field(spec, preflight.discovered_field if preflight else None),
             credentials_secret=f"{namespace}/{spec.salesforce.credentialsSecretRef.name}",
             missing_secrets=missing,

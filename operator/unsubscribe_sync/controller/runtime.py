@@ -18,8 +18,8 @@ from unsubscribe_sync.api.constants import (
     OPERATOR_HEALTH_PORT,
     OPERATOR_METRICS_PORT,
 )
-from unsubscribe_sync.controller import handlers, health, kinds
-from unsubscribe_sync.controller.kubeapi import KubeApi
+from unsubscribe_sync.controller import caches, handlers, health, kinds
+from unsubscribe_sync.controller.kubeapi import KubeApi, KubeApiError
 from unsubscribe_sync.controller.login_hosts import effective_patterns
 from unsubscribe_sync.controller.metrics import OperatorMetrics
 from unsubscribe_sync.controller.preflight import run_preflight
@@ -130,12 +130,37 @@ class OperatorRuntime:
             preflight=preflight,
         )
         self.registry = kopf.OperatorRegistry()
+        health.register(self.registry, self.api)
+
+    def register(self, refused: dict[kinds.Kind, str]) -> None:
+        """Register the handlers; optional kinds the API refuses to list are not watched (controller/caches.py)."""
+        options = self.options
         # The timer runs the full reconcile, which also runs the preflight once it is older than its interval.
         interval = options.resync_interval
         if options.preflight_interval > 0:
             interval = min(interval, options.preflight_interval)
-        handlers.register(self.registry, self.reconciler, resync_interval=interval, login=self._login)
-        health.register(self.registry, self.api)
+        self.reconciler.degraded_caches = {kind.kind: message for kind, message in refused.items()}
+        for message in refused.values():
+            log.warning("optional cache degraded", reason=message)
+        handlers.register(
+            self.registry,
+            self.reconciler,
+            resync_interval=interval,
+            login=self._login,
+            child_kinds=tuple(k for k in kinds.CHILD_KINDS if k not in refused),
+            watch_jobs=kinds.JOB not in refused,
+        )
+
+    async def _refused_caches(self) -> dict[kinds.Kind, str]:
+        if self.connection is None:
+            self.connection = kopf.login_via_client(
+                logger=logging.getLogger("kopf.activities.authentication"), settings=build_settings(self.options)
+            )
+        try:
+            return await caches.refused_kinds(self.api, self.options.namespaces)
+        except KubeApiError as exc:  # no answer at all: kopf's own retries decide; watch everything
+            log.warning("cannot check the optional caches", reason=str(exc))
+            return {}
 
     def _login(self, **kwargs: Any) -> kopf.ConnectionInfo | None:
         """kopf's login handler; the operator's own client then uses the same credentials."""
@@ -145,6 +170,7 @@ class OperatorRuntime:
 
     async def run(self, *, stop_flag: Any = None, ready_flag: Any = None) -> None:
         options = self.options
+        self.register(await self._refused_caches())
         runner = None
         if options.metrics_port is not None:
             runner = await self.metrics.serve(options.metrics_host, options.metrics_port)
