@@ -67,6 +67,7 @@ def worker_process(tmp_path: Path, sandbox: SandboxHandle) -> Iterator[Callable[
     config = {
         "salesforce": {"loginUrl": sandbox.url, "credentialsDir": str(creds), "caFile": str(sandbox.ca_file)},
         "ledger": {"url": f"sqlite:///{tmp_path}/ledger.db"},
+        "salesforcePoll": {"intervalSeconds": 0},  # the nightly's reads are counted here, not the poll's
         "worker": {
             "listen": f"127.0.0.1:{port}",
             "publicListen": None,  # parallel tests would share 8081
