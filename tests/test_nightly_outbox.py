@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from tests.test_nightly_sync import Env, _Interrupt, build_world, opted_out
 from tests.test_nightly_sync import env as env
+from unsubscribe_sync.api.config import Config
 from unsubscribe_sync.ledger import Ledger, Resubscribe
 from unsubscribe_sync.nightly.job import run_nightly
 from unsubscribe_sync.salesforce.client import SalesforceClient
@@ -40,9 +42,9 @@ class Racing:
         return self.inner.bulk_update_opt_out(*args, **kwargs)
 
 
-def push_everything(env: Env) -> None:
+def push_everything(env: Env, config: Config | None = None) -> None:
     """What the worker's pusher does: drain the outbox through the same writer step."""
-    config = env.config()
+    config = config or env.config()
     ledger = env.ledger()
     client = SalesforceClient.from_config(config.salesforce)
     settings = WriteSettings(lease_seconds=60, max_attempts=5, delay=lambda cls, n: 0.0)
@@ -94,3 +96,27 @@ def test_a_nightly_killed_after_queueing_loses_nothing(env: Env) -> None:
     assert opted_out(env, w.c_ledger_only) and opted_out(env, w.l_ledger_only)
     again = run_nightly(config, dry_run=False)
     assert again["toSalesforce"] == 0
+
+
+def test_a_pusher_and_a_nightly_racing_on_the_same_records_write_each_record_once(env: Env) -> None:
+    w = build_world(env)
+    config = env.config()
+    done = threading.Event()
+
+    def pusher() -> None:
+        while not done.is_set():
+            push_everything(env, config)
+
+    racer = threading.Thread(target=pusher)
+    racer.start()
+    try:
+        summary = run_nightly(config, dry_run=False)
+    finally:
+        done.set()
+        racer.join()
+    push_everything(env)
+    assert summary["outcome"] == "Succeeded", summary.get("error")
+    for rid in (w.c_ledger_only, w.l_ledger_only, w.l_ledger_15, w.c_both):
+        assert env.state.write_count(rid) <= 1
+    for rid in (w.c_ledger_only, w.l_ledger_only, w.l_ledger_15):
+        assert opted_out(env, rid) and env.state.write_count(rid) == 1
