@@ -100,6 +100,8 @@ def write_local_config(
         },
         "optOut": {"target": "EmailOptOut"},
         "nightly": {"enabled": True},
+        # Off: the demo shows the nightly bringing Salesforce's opt-outs in (the poll would bring them first).
+        "salesforcePoll": {"intervalSeconds": 0},
         "ledger": {"url": f"sqlite:///{tmp / 'ledger.db'}"},
         "worker": {"listen": f"127.0.0.1:{port}", "tokenFile": str(token_file), "url": f"http://127.0.0.1:{port}"},
         "logging": {"format": "json", "level": "warning"},
