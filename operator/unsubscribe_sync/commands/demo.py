@@ -72,6 +72,7 @@ def _write_files(tmp: Path, sandbox: Any, port: int, public_port: int) -> tuple[
         public_port=public_port,
         one_click_key_file=_secret_file(tmp / "one-click-keys", secrets.token_urlsafe(32) + "\n"),
         mailgun_key_file=_secret_file(tmp / "mailgun-signing-key", mailgun_key),
+        poll_seconds=0,  # off: the demo shows the nightly bringing Salesforce's opt-outs in (the poll is quicker)
     )
     return config, token, mailgun_key
 
@@ -86,6 +87,7 @@ def write_local_config(
     public_port: int | None = None,
     one_click_key_file: Path | None = None,
     mailgun_key_file: Path | None = None,
+    poll_seconds: int | None = None,
 ) -> Path:
     """A config file for a worker on 127.0.0.1:``port`` with a SQLite ledger in ``tmp``, against ``sandbox``.
 
@@ -100,12 +102,12 @@ def write_local_config(
         },
         "optOut": {"target": "EmailOptOut"},
         "nightly": {"enabled": True},
-        # Off: the demo shows the nightly bringing Salesforce's opt-outs in (the poll would bring them first).
-        "salesforcePoll": {"intervalSeconds": 0},
         "ledger": {"url": f"sqlite:///{tmp / 'ledger.db'}"},
         "worker": {"listen": f"127.0.0.1:{port}", "tokenFile": str(token_file), "url": f"http://127.0.0.1:{port}"},
         "logging": {"format": "json", "level": "warning"},
     }
+    if poll_seconds is not None:
+        config["salesforcePoll"] = {"intervalSeconds": poll_seconds}
     config["worker"]["publicListen"] = f"127.0.0.1:{public_port}" if public_port else None
     if public_port and one_click_key_file is not None:
         config["oneClick"] = {"keyFile": str(one_click_key_file), "baseUrl": f"http://127.0.0.1:{public_port}"}
