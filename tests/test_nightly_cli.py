@@ -137,7 +137,11 @@ def test_cli_bad_config_exits_2(tmp_path: Path) -> None:
 @pytest.fixture
 def worker(env: Env) -> Iterator[tuple[Path, str]]:
     port = free_port()
-    config = env.write_config(worker__listen=f"127.0.0.1:{port}", worker__url=f"http://127.0.0.1:{port}")
+    config = env.write_config(
+        worker__listen=f"127.0.0.1:{port}",
+        worker__url=f"http://127.0.0.1:{port}",
+        salesforcePoll__intervalSeconds=0,  # these tests count what the nightly brings in, not the poll
+    )
     log = (env.tmp / "worker.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "unsubscribe_sync", "worker", "--config", str(config)], stdout=log, stderr=log

@@ -52,7 +52,7 @@ class Env:
         }
         for dotted, value in overrides.items():
             section, key = dotted.split("__")
-            data[section][key] = value
+            data.setdefault(section, {})[key] = value
         path = self.tmp / "config.yaml"
         path.write_text(yaml.safe_dump(data))
         return path
