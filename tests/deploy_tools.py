@@ -1,5 +1,5 @@
 """Helpers for the chart, kustomize, alert and dashboard suites: the helm/kubectl/promtool binaries
-and the metric names the project's contract promises (DESIGN.md)."""
+and the metric names the project's contract promises (the README, "Operations")."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ RBAC_FILE = REPO_ROOT / "deploy/base/rbac.yaml"
 OPERATIONS_DOC = REPO_ROOT / "docs/OPERATIONS.md"
 KUBE_VERSION = "1.33.0"
 
-# DESIGN.md "Metrics (contract)" plus the operator's Ready gauge.
+# The README's "Operations" metric names plus the operator's Ready gauge.
 WORKER_METRICS = frozenset(
     {
         "unsubscribe_sync_unsubscribes_received_total",

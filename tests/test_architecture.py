@@ -1,4 +1,4 @@
-"""The package map's arrows hold: each part imports only what it may (see DESIGN.md, 'Layout')."""
+"""The package map's arrows hold: each part imports only what it may (see docs/ARCHITECTURE.md)."""
 
 import ast
 from pathlib import Path

@@ -356,7 +356,7 @@ def test_schema_v1_ledger_is_migrated_to_v2(ledger_url: str) -> None:
     engine.dispose()
     led = Ledger.open(ledger_url)
     try:
-        assert led.migrate() == LATEST_VERSION == 3
+        assert led.migrate() == LATEST_VERSION == 5
         claim = led.claim("w", 10, 60)
         (row,) = claim
         assert row.value is True and row.seq == 0

@@ -1,4 +1,4 @@
-"""The config file every command reads (contract keys from DESIGN.md, plus optional extras)."""
+"""The config file every command reads (contract keys in the README, "Config file", plus optional extras)."""
 
 from __future__ import annotations
 

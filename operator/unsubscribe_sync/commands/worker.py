@@ -21,7 +21,7 @@ log = get_logger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="config file (see DESIGN.md, 'Config file')")
+    parser.add_argument("--config", required=True, help="config file (see the README, 'Config file')")
 
 
 def nightly_runner_for(config: Config, ledger: Ledger) -> Callable[[bool], dict[str, Any]]:

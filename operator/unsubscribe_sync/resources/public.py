@@ -13,7 +13,7 @@ from unsubscribe_sync.api.spec import UnsubscribeSyncSpec
 from unsubscribe_sync.resources.labels import ChildNames, child_labels, selector_labels
 
 PUBLIC_PORT_NAME: Final = "public"
-# The public routes (DESIGN.md "Public listener"); the Ingress forwards these prefixes and nothing else.
+# The public routes (README, "Public listener"); the Ingress forwards these prefixes and nothing else.
 PUBLIC_PATHS: Final = ("/u/", "/v1/webhooks/")
 
 

@@ -1,4 +1,4 @@
-"""The push worker's HTTP API (contract in DESIGN.md) and the wiring of its background tasks."""
+"""The push worker's HTTP API (contract in the README, "Push worker API") and the wiring of its background tasks."""
 
 from __future__ import annotations
 
