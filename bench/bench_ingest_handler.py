@@ -15,18 +15,16 @@ prints its top frames, when py-spy is installed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-from bench.bench_worker import CONCURRENCY, REPO, TOKEN, _free_port, _load
+from bench.bench_worker import CONCURRENCY, TOKEN, _load
+from bench.bench_worker import server_process as _process
 
 SECONDS = 6.0
 THREADS = 2
@@ -71,31 +69,6 @@ def serve_bare(port: int) -> None:
     app.router.add_post("/v1/unsubscribes", handler)
     app.router.add_get("/readyz", lambda _: web.Response(text="ok"))  # type: ignore[arg-type,return-value]
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
-
-
-@contextlib.contextmanager
-def _process(code: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'operator'}"}
-    command = [sys.executable, "-c", code.format(port=port)]
-    proc = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        import urllib.request
-
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/readyz", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the server did not start") from None
-                time.sleep(0.1)
-        yield url, proc
-    finally:
-        proc.terminate()
-        proc.wait(15)
 
 
 def _wrk(url: str, script: Path) -> float:

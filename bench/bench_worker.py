@@ -58,30 +58,39 @@ def serve(ledger_url: str, port: int, token_file: str) -> None:
 
 
 @contextlib.contextmanager
-def _server(ledger_url: str, tmp: Path) -> Iterator[str]:
+def server_process(code: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run ``code`` (``{port}`` filled in) in a subprocess serving on loopback; yields its URL once /readyz answers."""
     port = _free_port()
-    token_file = tmp / "token"
-    token_file.write_text(TOKEN)
-    code = f"from bench.bench_worker import serve; serve({ledger_url!r}, {port}, {str(token_file)!r})"
     env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'operator'}"}
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stderr=subprocess.DEVNULL)
+    command = [sys.executable, "-c", code.format(port=port)]
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
         import urllib.request
 
+        deadline = time.monotonic() + 30
         while True:
             try:
                 urllib.request.urlopen(f"{url}/readyz", timeout=1).read()
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the worker did not start") from None
+                    raise RuntimeError("the server did not start") from None
                 time.sleep(0.1)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+@contextlib.contextmanager
+def _server(ledger_url: str, tmp: Path) -> Iterator[str]:
+    token_file = tmp / "token"
+    token_file.write_text(TOKEN)
+    with server_process(
+        f"from bench.bench_worker import serve; serve({ledger_url!r}, {{port}}, {str(token_file)!r})"
+    ) as (url, _):
+        yield url
 
 
 async def _load(url: str, per_post: int, seconds: float) -> float:
