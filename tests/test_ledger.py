@@ -141,7 +141,7 @@ def test_add_salesforce_opt_outs_is_idempotent_and_settles_pending(ledger: Ledge
 def test_nightly_writes_are_recorded_by_the_outbox_completion(ledger: Ledger) -> None:
     ledger.ingest([unsub(f"m{i}@example.com", contact_id(i)) for i in range(3)])
     ids = [contact_id(i) for i in range(3)]
-    assert ledger.queue_nightly_writes(ids) == (ids, 0)  # already queued with true: not queued twice
+    assert ledger.queue_nightly_writes(ids) == (ids, 0, 0)  # already queued with true: not queued twice
     assert ledger.backlog() == 3
     claim = ledger.claim("nightly", 10, 60, among=ids)
     by_id = {r.salesforce_id: r for r in claim}
@@ -159,6 +159,18 @@ def test_nightly_writes_are_recorded_by_the_outbox_completion(ledger: Ledger) ->
     assert ledger.stats().by_status == {"pushed": 1, "failed": 1, "pending": 1}
     found = ledger.lookup("m0@example.com")
     assert found is not None and "salesforce-sync" in {h["source"] for h in found["history"]}
+
+
+def test_a_record_a_push_set_after_the_nightly_read_is_not_queued_again(ledger: Ledger) -> None:
+    ledger.ingest([unsub("a@example.com", contact_id(1))])
+    read_at = time.time() - 5  # the nightly read Salesforce, then the push settled the record
+    claim = ledger.claim("push", 10, 60)
+    ledger.complete(claim, [PushOutcome(claim[0], "pushed", None)], field="HasOptedOutOfEmail")
+    assert ledger.queue_nightly_writes([contact_id(1)], read_at=read_at) == ([], 0, 1)
+    assert ledger.backlog() == 0
+    # read after the push: Salesforce lacks it again (unset by hand), so the nightly queues it
+    assert ledger.queue_nightly_writes([contact_id(1)], read_at=time.time() + 5) == ([contact_id(1)], 0, 0)
+    assert ledger.backlog() == 1
 
 
 def test_sync_runs(ledger: Ledger) -> None:
@@ -321,7 +333,7 @@ def test_nightly_helpers_respect_a_queued_resubscribe(ledger: Ledger) -> None:
     assert ledger.pending_clears() == ({contact_id(5)}, {"n@example.com"})
     # Salesforce still shows the record opted out: the queued write of false is not fought
     assert ledger.add_salesforce_opt_outs([(contact_id(5), "Contact", "n@example.com")]).added == 0
-    assert ledger.queue_nightly_writes([contact_id(5)]) == ([], 1)
+    assert ledger.queue_nightly_writes([contact_id(5)]) == ([], 1, 0)
     assert ledger.backlog() == 1  # a nightly write never replaces the resubscribe's write
     found = ledger.lookup("n@example.com")
     assert found is not None and found["unsubscribed"] is False
@@ -370,4 +382,4 @@ def test_nightly_queue_leaves_out_addresses_resubscribed_since_the_plan(ledger: 
     ledger.ingest([unsub("keep@example.com", contact_id(10)), unsub("gone@example.com", contact_id(11))])
     planned = [contact_id(11), contact_id(10)]
     ledger.resubscribe([resub("gone@example.com")])
-    assert ledger.queue_nightly_writes(planned) == ([contact_id(10)], 1)
+    assert ledger.queue_nightly_writes(planned) == ([contact_id(10)], 1, 0)

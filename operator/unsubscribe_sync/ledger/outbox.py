@@ -428,27 +428,34 @@ class OutboxStore(LedgerBase):
         with self._read() as conn:
             return int(conn.execute(select(func.count()).select_from(outbox)).scalar() or 0)
 
-    def queue_nightly_writes(self, ids: Sequence[str]) -> tuple[list[str], int]:
+    def queue_nightly_writes(self, ids: Sequence[str], *, read_at: float | None = None) -> tuple[list[str], int, int]:
         """Queue the nightly's writes of true on ``ids`` (records of unsubscribed addresses Salesforce lacks).
 
         Each write's act time is its address's ``state_at``, merged by the one queue rule (``_queue_writes``):
         a newer resubscribe queued meanwhile is never replaced, and a record already queued with true is not
         queued twice. Records whose address is no longer unsubscribed, or that have a resubscribe's write of
-        false queued, are left out. Returns (ids now owed a write of true, ids left out).
+        false queued, are left out. A record Salesforce confirmed true after ``read_at`` (when the nightly
+        read Salesforce; a push settled it since) is already set: it is not written again. Returns (ids now owed
+        a write of true, ids left out for a resubscribe, ids already confirmed true since the read).
         """
         t, u = salesforce_targets, unsubscribes
         writes: list[tuple[tuple[str, str, str], bool, float]] = []
+        confirmed: list[str] = []
         with self._write() as conn:
             now = self._db_now(conn)
             for chunk in chunks(sorted(set(ids))):
-                writes.extend(
-                    ((sid, obj, email), True, float(at if at is not None else 0.0))
-                    for sid, obj, email, at in conn.execute(
-                        select(t.c.salesforce_id, t.c.object, t.c.email, u.c.state_at)
-                        .join(u, u.c.email == t.c.email)
-                        .where(t.c.salesforce_id.in_(chunk), u.c.unsubscribed)
-                    ).all()
-                )
+                for sid, obj, email, at, value, confirmed_at in conn.execute(
+                    select(
+                        t.c.salesforce_id, t.c.object, t.c.email, u.c.state_at, t.c.confirmed_value,
+                        t.c.confirmed_at,
+                    )
+                    .join(u, u.c.email == t.c.email)
+                    .where(t.c.salesforce_id.in_(chunk), u.c.unsubscribed)
+                ).all():
+                    if _confirmed_since(value, confirmed_at, read_at):
+                        confirmed.append(sid)
+                    else:
+                        writes.append(((sid, obj, email), True, float(at if at is not None else 0.0)))
             self._queue_writes(conn, writes, now)
             owed: set[str] = set()
             for chunk in chunks(sorted(w[0][0] for w in writes)):
@@ -460,7 +467,7 @@ class OutboxStore(LedgerBase):
                     ).scalars()
                 )
         kept = [sid for sid in ids if sid in owed]
-        return kept, len(set(ids)) - len(owed)
+        return kept, len(set(ids)) - len(owed) - len(confirmed), len(confirmed)
 
     def queued_true(self, ids: Sequence[str]) -> tuple[set[str], float | None]:
         """Of ``ids``, those with a write of true still queued, and the earliest time one of them is due."""
@@ -482,3 +489,8 @@ class OutboxStore(LedgerBase):
         with self._read() as conn:
             rows = conn.execute(select(outbox.c.salesforce_id, outbox.c.email).where(outbox.c.value.is_(False))).all()
         return {sid for sid, _ in rows}, {email for _, email in rows}
+
+
+def _confirmed_since(value: bool | None, confirmed_at: float | None, read_at: float | None) -> bool:
+    """Salesforce confirmed the record true after the nightly read it: a write of true is already done."""
+    return bool(value) and read_at is not None and confirmed_at is not None and confirmed_at >= read_at

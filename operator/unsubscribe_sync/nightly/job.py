@@ -304,8 +304,9 @@ class NightlySync:
 
     def _queue(self, object_name: str, ids: list[str], totals: ObjectTotals) -> None:
         """Queue writes of true on ``ids`` into the outbox; records resubscribed since staging are left out."""
-        kept, left_out = self.ledger.queue_nightly_writes(ids)
+        kept, left_out, confirmed = self.ledger.queue_nightly_writes(ids, read_at=totals.read_at)
         totals.pendingResubscribe += left_out
+        totals.inSync += confirmed  # a push set them after the read
         self.queued.setdefault(object_name, []).extend(kept)
 
     def drain(self, state: RunState) -> None:
