@@ -1,0 +1,304 @@
+"""Never lost, never stale (ledger side): acts in occurredAt order, fenced leases, transient never permanent,
+row locks on PostgreSQL, sorted keys, bounded history. Each test names the defect it guards against."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tests.ledger.test_ledger import contact_id
+from unsubscribe_sync.ledger import Ledger, PushOutcome, Resubscribe, Unsubscribe
+from unsubscribe_sync.ledger.policy import (
+    Act,
+    ActEffect,
+    AddressState,
+    Merge,
+    QueuedWrite,
+    act_effect,
+    merge_queued_write,
+    salesforce_read_is_current,
+)
+from unsubscribe_sync.salesforce.errors import decide_write
+from unsubscribe_sync.salesforce.types import RecordResult
+
+T0 = 1_780_000_000.0  # a fixed occurredAt origin (2026)
+
+
+def unsub(email: str, sid: str | None = None, at: float | None = None) -> Unsubscribe:
+    return Unsubscribe(email=email, salesforce_id=sid, object="Contact" if sid else None, occurred_at=at)
+
+
+def resub(email: str, at: float | None = None) -> Resubscribe:
+    return Resubscribe(email=email, requested_by="ops", reason="asked", occurred_at=at)
+
+
+# -- the pure rules --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "current", "act", "effect"),
+    [
+        ("an unknown address takes the act", None, Act(True, T0), ActEffect.NEW),
+        ("a later opposite act flips the state", AddressState(True, T0), Act(False, T0 + 1), ActEffect.CHANGES),
+        ("a tie goes to the later arrival", AddressState(True, T0), Act(False, T0), ActEffect.CHANGES),
+        ("an older act changes nothing", AddressState(True, T0 + 3600), Act(False, T0), ActEffect.SUPERSEDED),
+        ("a later act of the same state is a repeat", AddressState(True, T0), Act(True, T0 + 5), ActEffect.REPEAT),
+        ("an older repeat is superseded too", AddressState(False, T0), Act(False, T0 - 5), ActEffect.SUPERSEDED),
+    ],
+)
+def test_act_effect(behaviour: str, current: AddressState | None, act: Act, effect: ActEffect) -> None:
+    assert act_effect(current, act) is effect, behaviour
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "existing", "new", "merge"),
+    [
+        ("nothing queued: queue it", None, QueuedWrite(True, T0), Merge.INSERT),
+        ("a newer opposite write replaces", QueuedWrite(False, T0), QueuedWrite(True, T0 + 1), Merge.REPLACE),
+        ("an older write never replaces a newer one", QueuedWrite(False, T0 + 1), QueuedWrite(True, T0), Merge.KEEP),
+        ("the same value from a later act only moves the time", QueuedWrite(True, T0), QueuedWrite(True, T0 + 1),
+         Merge.REFRESH),
+        ("the same value and time changes nothing", QueuedWrite(True, T0), QueuedWrite(True, T0), Merge.KEEP),
+    ],
+)
+def test_merge_queued_write(behaviour: str, existing: QueuedWrite | None, new: QueuedWrite, merge: Merge) -> None:
+    assert merge_queued_write(existing, new) is merge, behaviour
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "clearing", "confirmed_false_at", "current"),
+    [
+        ("an opt-out read with nothing of ours pending is news", False, None, True),
+        ("a queued write of false means Salesforce has not seen the resubscribe", True, None, False),
+        ("a write of false confirmed after the read began makes the read stale", False, T0 + 1, False),
+        ("a write of false confirmed before the read: the opt-out is new", False, T0 - 1, True),
+    ],
+)
+def test_salesforce_read_is_current(
+    behaviour: str, clearing: bool, confirmed_false_at: float | None, current: bool
+) -> None:
+    got = salesforce_read_is_current(clearing_queued=clearing, confirmed_false_at=confirmed_false_at, read_at=T0)
+    assert got is current, behaviour
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "result", "attempts", "status", "stuck"),
+    [
+        ("success is pushed", RecordResult("x", True), 0, "pushed", False),
+        ("a deleted record fails for good", RecordResult("x", False, "ENTITY_IS_DELETED", "deleted"), 0, "failed",
+         False),
+        ("a locked row is retried", RecordResult("x", False, "UNABLE_TO_LOCK_ROW", "busy"), 3, "retry", False),
+        ("a row locked past maxAttempts is stuck, still retried", RecordResult("x", False, "UNABLE_TO_LOCK_ROW", "b"),
+         49, "retry", True),
+        ("far past maxAttempts it is still retried", RecordResult("x", False, "SERVER_UNAVAILABLE", "b"), 500, "retry",
+         True),
+        ("a hidden field holds the row", RecordResult("x", False, "INVALID_FIELD_FOR_INSERT_UPDATE", "no"), 0, "held",
+         False),
+    ],
+)
+def test_write_outcome_rule(behaviour: str, result: RecordResult, attempts: int, status: str, stuck: bool) -> None:
+    decision = decide_write(result, attempts, max_attempts=50)
+    assert (decision.status, decision.stuck) == (status, stuck), behaviour
+
+
+# -- item 3: occurredAt order --------------------------------------------------------------------------
+
+
+def test_a_retried_resubscribe_stamped_before_an_unsubscribe_changes_nothing(ledger: Ledger) -> None:
+    ledger.ingest([unsub("late@example.com", contact_id(1), at=T0 + 3600)])
+    result = ledger.resubscribe([resub("late@example.com", at=T0)])
+    assert result.superseded == 1 and result.enqueued == 0
+    found = ledger.lookup("late@example.com")
+    assert found is not None and found["unsubscribed"] is True
+    assert found["history"][0]["outcome"] == "superseded"
+    claim = ledger.claim("w", 10, 60)
+    assert [r.value for r in claim] == [True]  # the opt-out write is still the one queued
+
+
+def test_an_unsubscribe_older_than_a_resubscribe_arriving_later_changes_nothing(ledger: Ledger) -> None:
+    ledger.resubscribe([resub("re@example.com", at=T0 + 3600)])
+    result = ledger.ingest([unsub("re@example.com", contact_id(2), at=T0)])
+    assert result.superseded == 1 and ledger.backlog() == 0
+    found = ledger.lookup("re@example.com")
+    assert found is not None and found["unsubscribed"] is False
+
+
+def test_a_later_unsubscribe_wins_over_an_earlier_resubscribe_whatever_the_arrival_order(ledger: Ledger) -> None:
+    ledger.ingest([unsub("x@example.com", contact_id(3), at=T0 + 7200)])
+    ledger.resubscribe([resub("x@example.com", at=T0 + 3600)])
+    ledger.ingest([unsub("y@example.com", contact_id(4), at=T0)])
+    ledger.resubscribe([resub("y@example.com", at=T0 + 3600)])
+    x, y = ledger.lookup("x@example.com"), ledger.lookup("y@example.com")
+    assert x is not None and x["unsubscribed"] is True
+    assert y is not None and y["unsubscribed"] is False
+
+
+# -- item 2: fenced leases -------------------------------------------------------------------------------
+
+
+def test_a_write_that_outlived_its_lease_is_not_trusted(ledger: Ledger) -> None:
+    ledger.ingest([unsub("slow@example.com", contact_id(5))])
+    stale = ledger.claim("slow-worker", 10, 1, now=time.time())
+    fresh = ledger.claim("other", 10, 60, now=time.time() + 5)  # the lease expired: claimed again, new fence
+    assert [r.salesforce_id for r in fresh] == [r.salesforce_id for r in stale]
+    assert ledger.renew(stale, 60)[0] == set()  # the stale writer learns it lost the rows
+    result = ledger.complete(stale, [PushOutcome(stale[0], "pushed")], field="HasOptedOutOfEmail")
+    assert (result.settled, result.lost) == (0, 1)
+    assert ledger.backlog() == 1  # not marked done on a stale answer
+    # the stale write may land after the fresh one: the row is written once more after both
+    assert ledger.complete(fresh, [PushOutcome(fresh[0], "pushed")], field="HasOptedOutOfEmail").replaced == 1
+    again = ledger.claim("other", 10, 60, now=time.time() + 5)
+    assert [r.salesforce_id for r in again] == [r.salesforce_id for r in stale]
+    assert ledger.complete(again, [PushOutcome(again[0], "pushed")], field="HasOptedOutOfEmail").settled == 1
+    assert ledger.backlog() == 0
+
+
+def test_resubscribe_then_unsubscribe_while_a_write_is_in_flight_ends_opted_out(ledger: Ledger) -> None:
+    ledger.ingest([unsub("flip@example.com", contact_id(6), at=T0)])
+    first = ledger.claim("w", 10, 60)
+    ledger.complete(first, [PushOutcome(first[0], "pushed")], field="HasOptedOutOfEmail")
+    ledger.resubscribe([resub("flip@example.com", at=T0 + 10)])
+    in_flight = ledger.claim("w", 10, 60)
+    assert [r.value for r in in_flight] == [False]
+    ledger.ingest([unsub("flip@example.com", at=T0 + 20)])  # replaces the queued value while it is written
+    ledger.complete(in_flight, [PushOutcome(in_flight[0], "pushed")], field="HasOptedOutOfEmail")
+    again = ledger.claim("w", 10, 60)
+    assert [r.value for r in again] == [True]  # the newer value is written after the older one
+    ledger.complete(again, [PushOutcome(again[0], "pushed")], field="HasOptedOutOfEmail")
+    found = ledger.lookup("flip@example.com")
+    assert found is not None and found["unsubscribed"] is True and ledger.backlog() == 0
+
+
+# -- item 1: transient never permanent -------------------------------------------------------------------
+
+
+def test_a_record_retried_past_max_attempts_is_stuck_not_failed_and_a_later_unsubscribe_requeues_failed_ones(
+    ledger: Ledger,
+) -> None:
+    ledger.ingest([unsub("locked@example.com", contact_id(7)), unsub("gone@example.com", contact_id(8))])
+    claim = ledger.claim("w", 10, 60)
+    by_sid = {r.salesforce_id: r for r in claim}
+    ledger.complete(
+        claim,
+        [
+            PushOutcome(by_sid[contact_id(7)], "retry", "UNABLE_TO_LOCK_ROW", time.time(), stuck=True),
+            PushOutcome(by_sid[contact_id(8)], "failed", "ENTITY_IS_DELETED: gone"),
+        ],
+        field="HasOptedOutOfEmail",
+    )
+    stats = ledger.stats()
+    assert stats.backlog == 1 and stats.stuck == 1
+    locked = ledger.lookup("locked@example.com")
+    assert locked is not None and locked["salesforce"][0]["status"] == "pending"
+    assert locked["history"][0]["action"] == "push_stuck"
+    assert ledger.ingest([unsub("gone@example.com")]).enqueued == 1  # a later unsubscribe tries it again
+    assert ledger.backlog() == 2
+
+
+# -- item 8: bounded history and processed events ------------------------------------------------------
+
+
+def test_repeats_add_no_history_and_the_history_is_paged_newest_first(ledger: Ledger) -> None:
+    ledger.ingest([unsub("dup@example.com", contact_id(9))])
+    for _ in range(5):
+        ledger.ingest([unsub("dup@example.com", contact_id(9)) for _ in range(200)])
+    ledger.resubscribe([resub("dup@example.com")])
+    ledger.ingest([unsub("dup@example.com")])
+    found = ledger.lookup("dup@example.com", history_limit=2)
+    assert found is not None and found["repeats"] == 1000
+    assert [h["action"] for h in found["history"]] == ["unsubscribed", "resubscribed"]  # newest first
+    assert found["historyNext"] is not None
+    rest = ledger.lookup("dup@example.com", history_limit=100, history_before=found["historyNext"])
+    assert rest is not None and rest["historyNext"] is None
+    assert [h["action"] for h in rest["history"]] == ["unsubscribed"]  # 1,001 identical items: one row
+
+
+def test_processed_events_are_pruned_after_the_retention(ledger: Ledger) -> None:
+    old = Unsubscribe(email="ev@example.com", event_id="ev-1")
+    ledger.ingest([old], received_at=time.time() - 40 * 86400)
+    ledger.ingest([Unsubscribe(email="ev2@example.com", event_id="ev-2")])
+    assert ledger.prune_processed_events(30 * 86400) == 1
+    assert ledger.table_counts()["processed_events"] == 1
+
+
+# -- items 4 and 7: PostgreSQL races and lock order ----------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_ingest_racing_a_resubscribe_on_another_replica_ends_consistent(postgres_url: str) -> None:
+    replicas = [Ledger.open(postgres_url), Ledger.open(postgres_url, migrate_schema=False)]
+    try:
+        emails = [f"race{i}@example.com" for i in range(40)]
+        replicas[0].ingest([unsub(e, contact_id(100 + i), at=T0) for i, e in enumerate(emails)])
+        barrier = threading.Barrier(2)
+
+        def unsubscribe_again() -> None:
+            barrier.wait()
+            replicas[0].ingest([unsub(e, at=T0 + 20) for e in emails])
+
+        def resubscribe_all() -> None:
+            barrier.wait()
+            replicas[1].resubscribe([resub(e, at=T0 + 10) for e in reversed(emails)])
+
+        threads = [threading.Thread(target=unsubscribe_again), threading.Thread(target=resubscribe_all)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        # the later act (the unsubscribe at +20) wins for every address, and no write of false is left queued
+        for e in emails:
+            found = replicas[0].lookup(e)
+            assert found is not None and found["unsubscribed"] is True, e
+        assert replicas[0].pending_clears() == (set(), set())
+    finally:
+        for led in replicas:
+            led.close()
+
+
+@pytest.mark.postgres
+def test_opposite_order_ingests_of_the_same_addresses_never_deadlock(postgres_url: str) -> None:
+    replicas = [Ledger.open(postgres_url), Ledger.open(postgres_url, migrate_schema=False)]
+    errors: list[BaseException] = []
+    try:
+        for round_ in range(5):
+            items = [unsub(f"d{i}@example.com", contact_id(1000 + i), at=T0 + round_) for i in range(300)]
+            barrier = threading.Barrier(2)
+
+            def run(led: Ledger, batch: list[Unsubscribe], barrier: threading.Barrier = barrier) -> None:
+                barrier.wait()
+                try:
+                    led.ingest(batch)
+                except BaseException as exc:  # a deadlock surfaces as an exception
+                    errors.append(exc)
+
+            threads = [
+                threading.Thread(target=run, args=(replicas[0], items)),
+                threading.Thread(target=run, args=(replicas[1], list(reversed(items)))),
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        assert not errors, errors[0]
+    finally:
+        for led in replicas:
+            led.close()
+
+
+@pytest.mark.postgres
+def test_a_salesforce_opt_out_read_before_a_resubscribe_does_not_undo_it(postgres_url: str) -> None:
+    led = Ledger.open(postgres_url)
+    try:
+        led.ingest([unsub("sf@example.com", contact_id(20), at=T0)])
+        read_at = time.time()
+        led.resubscribe([resub("sf@example.com")])  # after the read began
+        claim = led.claim("w", 10, 60)
+        led.complete(claim, [PushOutcome(claim[0], "pushed")], field="HasOptedOutOfEmail")
+        result = led.add_salesforce_opt_outs([(contact_id(20), "Contact", "sf@example.com")], read_at=read_at)
+        assert (result.added, result.pending_resubscribe) == (0, 1)
+        found = led.lookup("sf@example.com")
+        assert found is not None and found["unsubscribed"] is False
+    finally:
+        led.close()

@@ -1,0 +1,154 @@
+"""Email mode end to end: webhook -> ledger -> resolver -> outbox -> Salesforce (the sandbox), in-process worker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from tests.fixtures.sandbox import SandboxHandle
+from tests.worker.test_push import AUTH, FAST, TOKEN, Worker, eventually, opted_out
+from unsubscribe_sync.api.config import parse_config
+from unsubscribe_sync.ledger import Ledger
+from unsubscribe_sync.worker.app import STATE, create_app
+
+
+class EmailWorker(Worker):
+    def settled(self) -> bool:
+        """No resolution or write left, and no batch in flight."""
+        state = self.app[STATE]
+        return (
+            self.ledger.pending_resolutions() == 0
+            and self.ledger.backlog() == 0
+            and (state.pusher is None or state.pusher.idle)
+        )
+
+    async def resubscribe(self, body: Any) -> Any:
+        resp = await self.client.post("/v1/resubscribes", json=body, headers=AUTH)
+        assert resp.status == 202, await resp.text()
+        return await resp.json()
+
+
+@pytest.fixture
+async def email_worker(tmp_path: Path, sandbox: SandboxHandle) -> AsyncIterator[Any]:
+    started: list[EmailWorker] = []
+    creds = sandbox.write_credentials(tmp_path / "creds")
+    (tmp_path / "token").write_text(TOKEN)
+
+    async def make(mode: str = "Email") -> EmailWorker:
+        config = parse_config(
+            {
+                "salesforce": {"loginUrl": sandbox.url, "credentialsDir": str(creds), "caFile": str(sandbox.ca_file)},
+                "matching": {"mode": mode},
+                "ledger": {"url": f"sqlite:///{tmp_path}/ledger.db"},
+                "worker": {"tokenFile": str(tmp_path / "token")},
+            }
+        )
+        ledger = Ledger.open(config.ledger.resolve_url())
+        app = create_app(config, ledger=ledger, push_policy=FAST)
+        client: TestClient[Any, Any] = TestClient(TestServer(app))
+        await client.start_server()
+        worker = EmailWorker(client, ledger, app, config)
+        started.append(worker)
+        return worker
+
+    yield make
+    for worker in started:
+        await worker.client.close()
+        worker.ledger.close()
+
+
+async def test_contact_and_two_leads_sharing_an_address_in_mixed_case_are_all_set(
+    email_worker: Any, sandbox: SandboxHandle
+) -> None:
+    state = sandbox.state
+    contact = state.add_record("Contact", "Ann@Example.com")
+    lead1 = state.add_record("Lead", "ann@EXAMPLE.com")
+    lead2 = state.add_record("Lead", "ANN@example.COM")
+    converted = state.add_record("Lead", "ann@example.com", converted=True)
+    other = state.add_record("Contact", "bob@example.com")
+    worker = await email_worker()
+    await worker.post({"email": "aNN@example.com"})
+    await eventually(worker.settled, what="resolved and pushed")
+    assert all(opted_out(sandbox, r) for r in (contact, lead1, lead2))
+    assert not opted_out(sandbox, converted) and not opted_out(sandbox, other)
+    history = (await worker.lookup("ann@example.com"))["history"]
+    matched = {(h["salesforceId"], h["detail"]) for h in history if h["action"] == "email_matched"}
+    assert matched == {(contact, "Contact"), (lead1, "Lead"), (lead2, "Lead")}
+    assert sum(1 for h in history if h["action"] == "pushed") == 3
+    assert worker.sample("unsubscribe_sync_push_records_total", object="Lead", outcome="pushed") == 2
+    assert worker.sample("unsubscribe_sync_push_records_total", object="Contact", outcome="pushed") == 1
+    assert worker.sample("unsubscribe_sync_email_matches_count") == 1
+    assert worker.sample("unsubscribe_sync_email_matches_sum") == 3
+
+
+async def test_an_address_with_no_record_is_kept_and_counted_skipped(
+    email_worker: Any, sandbox: SandboxHandle
+) -> None:
+    worker = await email_worker()
+    await worker.post({"email": "nobody@example.com"})
+    await eventually(worker.settled, what="resolved")
+    found = await worker.lookup("nobody@example.com")
+    assert found["unsubscribed"] is True
+    skipped = [h for h in found["history"] if h["action"] == "push_skipped"]
+    assert [h["detail"] for h in skipped] == ["no matching record"]
+    assert worker.sample("unsubscribe_sync_push_records_total", object="unknown", outcome="skipped") == 1
+    assert worker.sample("unsubscribe_sync_email_matches_sum") == 0
+
+
+async def test_a_given_id_plus_the_other_records_of_the_address(email_worker: Any, sandbox: SandboxHandle) -> None:
+    state = sandbox.state
+    named = state.add_record("Contact", "cy@example.com")
+    same = state.add_record("Lead", "Cy@example.com")
+    worker = await email_worker()
+    await worker.post({"email": "cy@example.com", "salesforceId": named})
+    await eventually(worker.settled, what="resolved and pushed")
+    assert opted_out(sandbox, named) and opted_out(sandbox, same)
+    assert state.write_count(named) == 1  # queued at once and again by the match: merged into one write
+
+
+QUOTED = ["o'neil@example.com", '"back\\\\slash"@example.com', '"it\'s \\\\ odd"@example.com']
+
+
+@pytest.mark.parametrize("address", QUOTED)
+async def test_quotes_and_backslashes_in_addresses(email_worker: Any, sandbox: SandboxHandle, address: str) -> None:
+    record = sandbox.state.add_record("Contact", address)
+    decoy = sandbox.state.add_record("Contact", "neil@example.com")
+    worker = await email_worker()
+    await worker.post({"email": address})
+    await eventually(worker.settled, what="resolved and pushed")
+    assert opted_out(sandbox, record) and not opted_out(sandbox, decoy)
+
+
+async def test_resubscribe_writes_false_to_every_record_of_the_address(
+    email_worker: Any, sandbox: SandboxHandle
+) -> None:
+    state = sandbox.state
+    records = [state.add_record("Contact", "dee@example.com"), state.add_record("Lead", "DEE@example.com")]
+    worker = await email_worker()
+    await worker.post({"email": "dee@example.com", "occurredAt": "2026-01-01T10:00:00Z"})
+    await eventually(worker.settled, what="unsubscribe pushed")
+    assert all(opted_out(sandbox, r) for r in records)
+    late = state.add_record("Lead", "Dee@Example.com", opted_out=True)  # found by the resubscribe's resolution
+    await worker.resubscribe(
+        {"email": "dee@example.com", "requestedBy": "jane", "reason": "asked", "occurredAt": "2026-01-02T10:00:00Z"}
+    )
+    await eventually(worker.settled, what="resubscribe pushed")
+    assert not any(opted_out(sandbox, r) for r in [*records, late])
+
+
+async def test_salesforce_id_mode_does_not_match_by_address(email_worker: Any, sandbox: SandboxHandle) -> None:
+    state = sandbox.state
+    named = state.add_record("Contact", "eve@example.com")
+    same = state.add_record("Lead", "eve@example.com")
+    worker = await email_worker("SalesforceId")
+    await worker.post({"email": "eve@example.com", "salesforceId": named})
+    await worker.post({"email": "nosf@example.com"})
+    await eventually(worker.settled, what="pushed")
+    assert opted_out(sandbox, named) and not opted_out(sandbox, same)
+    assert worker.ledger.pending_resolutions() == 0 and worker.app[STATE].resolver is None
+    skipped = [h for h in (await worker.lookup("nosf@example.com"))["history"] if h["action"] == "push_skipped"]
+    assert [h["detail"] for h in skipped] == ["no Salesforce ID"]

@@ -1,0 +1,134 @@
+"""The one writer step (writer.write_claim): fenced claims, lost leases re-queued, one outcome rule."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tests.ledger.test_ledger import contact_id
+from unsubscribe_sync.ledger import Ledger, PushOutcome, Resubscribe, Unsubscribe
+from unsubscribe_sync.salesforce.types import ErrorClass, RecordResult, SalesforceError
+from unsubscribe_sync.writer import WriteSettings, write_claim
+
+FIELD = "HasOptedOutOfEmail"
+SETTINGS = WriteSettings(lease_seconds=60, max_attempts=5, delay=lambda cls, n: 0.0)
+
+
+async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+class Client:
+    """Salesforce stand-in: answers every record with success, running ``during`` while the call is in flight."""
+
+    def __init__(self, during: Callable[[], None] | None = None, fail: SalesforceError | None = None) -> None:
+        self.during, self.fail = during, fail
+        self.calls: list[tuple[str, list[str], bool]] = []
+
+    def update_opt_out(
+        self, object_name: str, ids: Sequence[str], field: str, value: bool = True
+    ) -> list[RecordResult]:
+        self.calls.append((object_name, list(ids), value))
+        if self.during is not None:
+            self.during()
+        if self.fail is not None:
+            raise self.fail
+        return [RecordResult(i, True) for i in ids]
+
+
+def queue(ledger: Ledger, n: int) -> list[str]:
+    sids = [contact_id(100 + i) for i in range(n)]
+    ledger.ingest(
+        [Unsubscribe(email=f"w{i}@example.com", salesforce_id=s, object="Contact") for i, s in enumerate(sids)]
+    )
+    return sids
+
+
+def test_a_claim_is_written_and_completed(ledger: Ledger) -> None:
+    sids = queue(ledger, 3)
+    client = Client()
+    report = asyncio.run(write_claim(ledger, client, ledger.claim("a", 10, 60), FIELD, SETTINGS, in_thread))
+    assert [o.status for o in report.outcomes] == ["pushed"] * 3 and report.lost == 0
+    assert client.calls == [("Contact", sids, True)] and ledger.backlog() == 0
+
+
+def test_a_call_failing_as_a_whole_gives_the_rows_back(ledger: Ledger) -> None:
+    queue(ledger, 2)
+    client = Client(fail=SalesforceError("outage", error_class=ErrorClass.TRANSIENT))
+    report = asyncio.run(write_claim(ledger, client, ledger.claim("a", 10, 60), FIELD, SETTINGS, in_thread))
+    assert report.error is not None and report.outcomes == []
+    assert len(ledger.claim("b", 10, 60)) == 2  # untouched, claimable at once
+
+
+def test_a_lease_lost_mid_write_re_queues_the_row_after_the_new_holders_write(ledger: Ledger) -> None:
+    [sid] = queue(ledger, 1)
+    taken: list[Any] = []
+
+    def other_writer_takes_it() -> None:  # this writer stalled past its lease: another one claims the row
+        taken.append(ledger.claim("b", 10, 60, now=time.time() + 120))
+
+    claim = ledger.claim("a", 10, 60)
+    report = asyncio.run(write_claim(ledger, Client(other_writer_takes_it), claim, FIELD, SETTINGS, in_thread))
+    assert report.lost == 1 and report.outcomes == []  # the stale answer is not trusted
+    [fresh] = taken
+    done = ledger.complete(fresh, [PushOutcome(fresh[0], "pushed")], field=FIELD)
+    assert (done.settled, done.replaced) == (0, 1)  # the stale write may land last: one more write is owed
+    again = ledger.claim("c", 10, 60, now=time.time() + 1)
+    assert [(r.salesforce_id, r.value) for r in again] == [(sid, True)]
+
+
+def test_a_lease_lost_after_the_new_holder_settled_queues_the_current_value_again(ledger: Ledger) -> None:
+    [sid] = queue(ledger, 1)
+
+    def other_writer_writes_it() -> None:
+        fresh = ledger.claim("b", 10, 60, now=time.time() + 120)
+        ledger.complete(fresh, [PushOutcome(fresh[0], "pushed")], field=FIELD)
+
+    claim = ledger.claim("a", 10, 60)
+    report = asyncio.run(write_claim(ledger, Client(other_writer_writes_it), claim, FIELD, SETTINGS, in_thread))
+    assert report.lost == 1
+    again = ledger.claim("c", 10, 60, now=time.time() + 1)
+    assert [(r.salesforce_id, r.value) for r in again] == [(sid, True)]  # the value the ledger last confirmed
+
+
+class BulkClient(Client):
+    """Also answers Bulk 2.0 writes, running ``during`` while the job is in flight."""
+
+    def __init__(self, during: Callable[[], None] | None = None) -> None:
+        super().__init__()
+        self.bulk_calls: list[int] = []
+        self.bulk_during = during
+
+    def bulk_update_opt_out(
+        self, object_name: str, ids: Sequence[str], field: str, value: bool = True
+    ) -> list[RecordResult]:
+        self.bulk_calls.append(len(ids))
+        if self.bulk_during is not None:
+            self.bulk_during()
+        return [RecordResult(i, True) for i in ids]
+
+
+def test_above_the_bulk_threshold_one_bulk_job_writes_a_bulk_sized_claim(ledger: Ledger) -> None:
+    queue(ledger, 5)
+    client = BulkClient()
+    assert not ledger.claim("probe", 2, 60, bulk_threshold=10, bulk_limit=100).bulk  # below: a small claim
+    ledger.release_all_leases()
+    claim = ledger.claim("a", 2, 60, bulk_threshold=3, bulk_limit=100)
+    assert claim.bulk and len(claim) == 5
+    report = asyncio.run(write_claim(ledger, client, claim, FIELD, SETTINGS, in_thread))
+    assert client.bulk_calls == [5] and client.calls == [] and ledger.backlog() == 0
+    assert [o.status for o in report.outcomes] == ["pushed"] * 5
+
+
+def test_an_act_replacing_a_row_during_a_bulk_job_is_written_after_it(ledger: Ledger) -> None:
+    sids = queue(ledger, 5)
+
+    def resubscribed_meanwhile() -> None:
+        ledger.resubscribe([Resubscribe(email="w2@example.com", requested_by="ops", reason="asked")])
+
+    claim = ledger.claim("a", 2, 60, bulk_threshold=3, bulk_limit=100)
+    asyncio.run(write_claim(ledger, BulkClient(resubscribed_meanwhile), claim, FIELD, SETTINGS, in_thread))
+    after = ledger.claim("b", 10, 60)
+    assert [(r.salesforce_id, r.value) for r in after] == [(sids[2], False)]  # the newer act is still owed
