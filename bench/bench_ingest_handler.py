@@ -115,6 +115,9 @@ def _profile(pid: int, seconds: float, out: Path) -> str | None:
             totals[key] = totals.get(key, 0) + int(count or 0)
     grand = max(sum(int(line.rpartition(" ")[2] or 0) for line in out.read_text().splitlines()), 1)
     top = sorted(totals.items(), key=lambda kv: -kv[1])[:25]
+    keep = os.environ.get("BENCH_PROFILE_OUT")
+    if keep:
+        shutil.copy(out, keep)  # the raw stacks, for a closer look
     return "\n".join(f"  {100 * n / grand:5.1f}%  {key}" for key, n in top)
 
 

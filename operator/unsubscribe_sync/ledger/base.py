@@ -35,6 +35,23 @@ from unsubscribe_sync.ledger.schema import outbox, salesforce_targets, unsubscri
 
 IN_CHUNK = 500  # keys per IN (...) list: far below SQLite's bound-parameter limit
 
+# The ingest path's selects, built once with an expanding IN parameter: building and coercing the
+# statement on every group commit cost about as much as running it.
+_KEYS = bindparam("keys", expanding=True)
+_LOCK_ADDRESSES = (
+    select(unsubscribes.c.email, unsubscribes.c.unsubscribed, unsubscribes.c.state_at)
+    .where(unsubscribes.c.email.in_(_KEYS))
+    .order_by(unsubscribes.c.email)
+    .with_for_update()
+)
+_TARGETS_OF = select(salesforce_targets.c.salesforce_id, salesforce_targets.c.object, salesforce_targets.c.email).where(
+    salesforce_targets.c.email.in_(_KEYS)
+)
+_UNPUSHED_TARGETS_OF = _TARGETS_OF.where(salesforce_targets.c.status != "pushed")
+_QUEUED_WRITES = select(outbox.c.salesforce_id, outbox.c.value, outbox.c.act_at).where(
+    outbox.c.salesforce_id.in_(_KEYS)
+)
+
 T = TypeVar("T")
 Target = tuple[str, str, str]  # (salesforce_id, object, email)
 
@@ -136,12 +153,7 @@ class LedgerBase:
         stored: dict[str, AddressState] = {}
         existing = [e for e in emails if e not in created]
         for chunk in chunks(existing):
-            rows = conn.execute(
-                select(unsubscribes.c.email, unsubscribes.c.unsubscribed, unsubscribes.c.state_at)
-                .where(unsubscribes.c.email.in_(chunk))
-                .order_by(unsubscribes.c.email)
-                .with_for_update()
-            ).all()
+            rows = conn.execute(_LOCK_ADDRESSES, {"keys": list(chunk)}).all()
             stored.update((e, AddressState(bool(u), float(s if s is not None else 0.0))) for e, u, s in rows)
         state: dict[str, AddressState | None] = {e: stored.get(e) for e in emails}
         effects: list[ActEffect] = []
@@ -174,13 +186,10 @@ class LedgerBase:
 
     def _targets_of(self, conn: Connection, emails: Sequence[str], *, unpushed_only: bool = False) -> list[Target]:
         """The Salesforce records held for ``emails`` (all, or those not confirmed pushed), by id."""
-        t = salesforce_targets
+        query = _UNPUSHED_TARGETS_OF if unpushed_only else _TARGETS_OF
         found: list[Target] = []
         for chunk in chunks(sorted(set(emails))):
-            query = select(t.c.salesforce_id, t.c.object, t.c.email).where(t.c.email.in_(chunk))
-            if unpushed_only:
-                query = query.where(t.c.status != "pushed")
-            found.extend((sid, obj, email) for sid, obj, email in conn.execute(query).all())
+            found.extend((sid, obj, email) for sid, obj, email in conn.execute(query, {"keys": list(chunk)}).all())
         return sorted(found)
 
     def _insert_targets(
@@ -232,11 +241,7 @@ class LedgerBase:
         for chunk in chunks(ids):
             queued.update(
                 (sid, QueuedWrite(bool(value), float(at if at is not None else 0.0)))
-                for sid, value, at in conn.execute(
-                    select(outbox.c.salesforce_id, outbox.c.value, outbox.c.act_at).where(
-                        outbox.c.salesforce_id.in_(chunk)
-                    )
-                ).all()
+                for sid, value, at in conn.execute(_QUEUED_WRITES, {"keys": list(chunk)}).all()
             )
         fresh: list[dict[str, Any]] = []
         refresh: list[dict[str, Any]] = []
