@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, bindparam, select, text, update
+from sqlalchemy import BindParameter, Connection, Engine, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
@@ -37,7 +37,7 @@ IN_CHUNK = 500  # keys per IN (...) list: far below SQLite's bound-parameter lim
 
 # The ingest path's selects, built once with an expanding IN parameter: building and coercing the
 # statement on every group commit cost about as much as running it.
-_KEYS = bindparam("keys", expanding=True)
+_KEYS: BindParameter[Any] = bindparam("keys", expanding=True)
 _LOCK_ADDRESSES = (
     select(unsubscribes.c.email, unsubscribes.c.unsubscribed, unsubscribes.c.state_at)
     .where(unsubscribes.c.email.in_(_KEYS))
