@@ -134,8 +134,10 @@ def main() -> None:
             client = f"aiohttp client ({CONCURRENCY} connections; wrk not found, install it for a faster load)"
         (tmp / "token").write_text(TOKEN)
         ledger_url = f"sqlite:///{tmp}/ledger.db"
+        switch = os.environ.get("BENCH_SWITCH_INTERVAL")  # an experiment: the GIL's switch interval in the worker
         worker_code = (
-            "from bench.bench_worker import serve; "
+            (f"import sys; sys.setswitchinterval({float(switch)!r}); " if switch else "")
+            + "from bench.bench_worker import serve; "
             f"serve({ledger_url!r}, {{port}}, {str(tmp / 'token')!r})"
         )
         with _process(worker_code):

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import hmac
 import json
 import time
@@ -298,7 +299,14 @@ async def post_unsubscribes(request: web.Request) -> web.Response:
         return _unavailable("the ledger is unavailable")
     # logged once per group commit (``unsubscribes_committed``), not per request: at thousands of requests a
     # second a line each would cost more than the commit; the ledger's history is the per-address record
-    return web.json_response({"accepted": len(items)}, status=202)
+    return web.Response(body=_accepted_body(len(items)), status=202, content_type="application/json", charset="utf-8")
+
+
+@functools.lru_cache(maxsize=1024)
+def _accepted_body(count: int) -> bytes:
+    """The 202 body for ``count`` items, encoded once per count (at thousands of posts a second, each a
+    ``json.dumps`` and a text encode was a measurable share of the handler)."""
+    return json.dumps({"accepted": count}).encode()
 
 
 async def post_resubscribes(request: web.Request) -> web.Response:

@@ -119,20 +119,29 @@ class GroupCommitter:
             raise IngestUnavailable("the worker is shutting down")
         if self._queued + len(items) > self._max_queued_items:
             raise QueueFull("the ingest queue is full", QUEUE_FULL_RETRY_AFTER_SECONDS)
-        entry = _Entry(items, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        entry = _Entry(items, loop.create_future())
         self._pending.append(entry)
         self._queued += entry.size
         self._wake.set()
+        # a timer withdraws the entry if no commit has taken it in time (one call_later per request: cheaper
+        # than wait_for + shield, which cost a task-like wrapper and callbacks per request)
+        timer = loop.call_later(self._max_queue_wait, self._withdraw, entry) if self._max_queue_wait else None
         try:
-            await asyncio.wait_for(asyncio.shield(entry.future), self._max_queue_wait)
-        except TimeoutError:
-            if entry.taken:
-                await entry.future  # in a commit already: its outcome is the truth
-                return
-            entry.withdrawn = True
-            self._queued -= entry.size
-            entry.future.cancel()
-            raise IngestUnavailable(f"waited {self._max_queue_wait:g} s for the ledger") from None
+            # not shielded: a cancelled request cancels its future only; the entry stays queued (or in its
+            # commit) and is stored all the same, and _succeed/_fail skip a future already done
+            await entry.future
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _withdraw(self, entry: _Entry) -> None:
+        """The entry waited its ``max_queue_wait``: withdrawn unless a commit took it (its outcome is the truth)."""
+        if entry.taken or entry.future.done():
+            return
+        entry.withdrawn = True
+        self._queued -= entry.size
+        entry.future.set_exception(IngestUnavailable(f"waited {self._max_queue_wait:g} s for the ledger"))
 
     def _take(self) -> list[_Entry]:
         taken: list[_Entry] = []
