@@ -93,3 +93,23 @@ def test_unset_with_email_soql() -> None:
     assert unset_with_email_soql("Contact", "F__c", count=True) == (
         "SELECT COUNT() FROM Contact WHERE Email != null AND F__c = false"
     )
+
+
+def test_a_dry_run_reports_the_counts_of_the_real_run(tmp_path: Path, sandbox: SandboxHandle) -> None:
+    """Addresses with records found by Email are not skipped in a dry run either (it adds no target)."""
+    cfg = config(tmp_path, sandbox)
+    ledger = Ledger.open(cfg.ledger.resolve_url())
+    try:
+        ledger.ingest([Unsubscribe(e) for e in ("one@example.com", "two@example.com", "none@example.com")])
+    finally:
+        ledger.close()
+    sandbox.state.add_record("Lead", "One@Example.com")
+    sandbox.state.add_record("Contact", "one@example.com")
+    sandbox.state.add_record("Contact", "TWO@example.com")
+    keys = ("toSalesforce", "fromSalesforce", "skippedNoSalesforceId")
+    dry = run_nightly(cfg, dry_run=True)
+    real = run_nightly(cfg, dry_run=False)
+    assert dry["outcome"] == real["outcome"] == "Succeeded", (dry, real)
+    assert {k: dry[k] for k in keys} == {k: real[k] for k in keys} == {
+        "toSalesforce": 3, "fromSalesforce": 0, "skippedNoSalesforceId": 1
+    }

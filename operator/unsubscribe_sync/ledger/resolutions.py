@@ -20,10 +20,18 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, u
 
 from unsubscribe_sync.ledger.base import LedgerBase, Target, chunks, history_row
 from unsubscribe_sync.ledger.models import ACTION_PUSH_SKIPPED, SOURCE_PUSH
+from unsubscribe_sync.ledger.policy import Merge, QueuedWrite, merge_queued_write
 from unsubscribe_sync.ledger.schema import history, outbox, resolutions, salesforce_targets, unsubscribes
 
 ACTION_EMAIL_MATCHED = "email_matched"  # a record found by the address (history: record ID, object)
 DETAIL_NO_MATCH = "no matching record"
+
+
+def resolution_replaces(existing: QueuedWrite, new: QueuedWrite) -> bool:
+    """Whether a new act replaces the resolution queued for its address: the queued-write rule of
+    ledger/policy.py (the one home of "latest act wins, ties by arrival"), so a resolution and the writes it
+    queues can never disagree on which act is the latest."""
+    return merge_queued_write(existing, new) in (Merge.REPLACE, Merge.REFRESH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,40 +69,62 @@ class ResolutionStore(LedgerBase):
     match_by_email: bool = False
 
     def _queue_resolutions(self, conn: Connection, acts: Mapping[str, tuple[bool, float]], now: float) -> None:
-        """Queue (or replace, the later act wins) the resolution of each address: email -> (value, act_at)."""
+        """Queue (or replace, by the one latest-act rule) the resolution of each address: email -> (value, act_at).
+
+        Called under the addresses' row locks (the intake's transaction), so reading the queued rows and then
+        inserting or replacing them cannot interleave with another act on the same address.
+        """
         if not acts:
             return
-        stmt = self._insert(resolutions)
-        rows = [
-            {
-                "email": email,
-                "value": value,
-                "act_at": act_at,
-                "seq": 0,
-                "received_at": now,
-                "attempts": 0,
-                "next_attempt_at": now,
-                "fence": 0,
-            }
-            for email, (value, act_at) in sorted(acts.items())
-        ]
-        for chunk in chunks(rows):
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["email"],
-                    set_={
-                        "value": stmt.excluded.value,
-                        "act_at": stmt.excluded.act_at,
-                        "seq": resolutions.c.seq + 1,
-                        "received_at": stmt.excluded.received_at,
-                        "attempts": 0,
-                        "next_attempt_at": stmt.excluded.next_attempt_at,
-                        "last_error": None,
-                    },
-                    where=resolutions.c.act_at <= stmt.excluded.act_at,
-                ),
-                list(chunk),
+        r = resolutions
+        queued: dict[str, QueuedWrite] = {}
+        for chunk in chunks(sorted(acts)):
+            queued.update(
+                (email, QueuedWrite(bool(value), float(at)))
+                for email, value, at in conn.execute(
+                    select(r.c.email, r.c.value, r.c.act_at).where(r.c.email.in_(chunk))
+                ).all()
             )
+        fresh: list[dict[str, Any]] = []
+        replacing: list[dict[str, Any]] = []
+        for email, (value, act_at) in sorted(acts.items()):
+            existing = queued.get(email)
+            if existing is None:
+                fresh.append(
+                    {
+                        "email": email, "value": value, "act_at": act_at, "seq": 0, "received_at": now,
+                        "attempts": 0, "next_attempt_at": now, "fence": 0,
+                    }
+                )  # fmt: skip
+            elif resolution_replaces(existing, QueuedWrite(value, act_at)):
+                replacing.append({"b_email": email, "b_value": value, "b_at": act_at})
+        for rows in chunks(fresh):
+            conn.execute(r.insert(), list(rows))
+        if replacing:
+            conn.execute(
+                update(r)
+                .where(r.c.email == bindparam("b_email"))
+                .values(
+                    value=bindparam("b_value"), act_at=bindparam("b_at"), seq=r.c.seq + 1, received_at=now,
+                    attempts=0, next_attempt_at=now, last_error=None,
+                ),
+                replacing,
+            )  # fmt: skip
+
+    def _resolving_false(self, conn: Connection, emails: Sequence[str]) -> set[str]:
+        """Addresses with a resubscribe's resolution still queued: a write of false owed to records not found yet.
+
+        Salesforce still shows those records true, so an opt-out read from them meanwhile is not news (the
+        same rule as a write of false queued in the outbox; see ``salesforce_read_is_current``).
+        """
+        found: set[str] = set()
+        for chunk in chunks(sorted(set(emails))):
+            found.update(
+                conn.execute(
+                    select(resolutions.c.email).where(resolutions.c.email.in_(chunk), resolutions.c.value.is_(False))
+                ).scalars()
+            )
+        return found
 
     def claim_resolutions(
         self, owner: str, limit: int, lease_seconds: float, *, now: float | None = None
@@ -242,6 +272,17 @@ class ResolutionStore(LedgerBase):
         with self._engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=5000).execute(
                 select(unsubscribes.c.email).where(unsubscribes.c.unsubscribed)
+            )
+            for (email,) in result:
+                yield str(email)
+
+    def iter_emails_without_target(self) -> Iterator[str]:
+        """Unsubscribed addresses with no Salesforce record held, streamed (an Email-mode dry run's skipped)."""
+        t = salesforce_targets
+        no_target = ~select(t.c.salesforce_id).where(t.c.email == unsubscribes.c.email).exists()
+        with self._engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=5000).execute(
+                select(unsubscribes.c.email).where(unsubscribes.c.unsubscribed, no_target)
             )
             for (email,) in result:
                 yield str(email)

@@ -247,6 +247,7 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
                     )
                 ).all():
                     clearing.update((sid, email))
+                clearing.update(self._resolving_false(conn, chunk_emails))  # Email mode: records not found yet
                 confirmed_false.update(
                     conn.execute(
                         select(salesforce_targets.c.salesforce_id, salesforce_targets.c.confirmed_at).where(

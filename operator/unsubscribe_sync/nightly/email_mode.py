@@ -120,6 +120,48 @@ def email_matches(
         yield from stage.matches()
 
 
+class MatchedAddresses:
+    """The addresses a dry run found records for, on disk (a dry run adds no target, so the ledger cannot tell).
+
+    ``skippedNoSalesforceId`` of a dry run is then the ledger's addresses without a record less these: the count
+    the real run reports for the same world. Memory stays bounded (SQLite's page cache), like AddressStage.
+    """
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="usync-email-found-", dir=directory)
+        self._db = sqlite3.connect(Path(self._tmp.name) / "found.db", isolation_level=None)
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-4000", "temp_store=FILE"):
+            self._db.execute(f"PRAGMA {pragma}")
+        self._db.execute("CREATE TABLE found (email TEXT PRIMARY KEY) WITHOUT ROWID")
+
+    def add(self, emails: Iterable[str]) -> None:
+        self._db.execute("BEGIN")
+        self._db.executemany("INSERT OR IGNORE INTO found (email) VALUES (?)", ((e,) for e in emails))
+        self._db.execute("COMMIT")
+
+    def count_missing(self, emails: Iterable[str]) -> int:
+        """How many of ``emails`` (streamed) were not found."""
+        missing = 0
+        for email in emails:
+            if self._db.execute("SELECT 1 FROM found WHERE email = ?", (email,)).fetchone() is None:
+                missing += 1
+        return missing
+
+    def close(self) -> None:
+        self._db.close()
+        self._tmp.cleanup()
+
+
+def dry_run_skipped(ledger: _NoTargetLedger, matched: MatchedAddresses | None) -> int:
+    """``skippedNoSalesforceId`` of an Email-mode dry run: addresses with no record held and none found."""
+    emails = ledger.iter_emails_without_target()
+    return sum(1 for _ in emails) if matched is None else matched.count_missing(emails)
+
+
+class _NoTargetLedger(Protocol):
+    def iter_emails_without_target(self) -> Iterator[str]: ...
+
+
 class _Stage(Protocol):
     def load_ledger(self, targets: Iterable[tuple[str, str]]) -> int: ...
 
@@ -140,11 +182,13 @@ def stage_email_matches(
     dry_run: bool,
     bulk_threshold: int,
     chunk: int = 2_000,
+    matched: MatchedAddresses | None = None,
 ) -> int:
     """Email mode, before an object is staged: make its records of unsubscribed addresses part of the plan.
 
     A real run adds them to the ledger (the object's ledger side then holds them); a dry run stages them on the
-    plan's ledger side only. Returns how many records were found.
+    plan's ledger side only, and notes their addresses in ``matched`` (for its skipped count). Returns how many
+    records were found.
     """
     found = 0
     batch: list[tuple[str, str, str]] = []
@@ -154,15 +198,19 @@ def stage_email_matches(
         found += 1
         batch.append((record_id, object_name, email))
         if len(batch) >= chunk:
-            _flush(ledger, stage, batch, dry_run)
+            _flush(ledger, stage, batch, dry_run, matched)
             batch = []
     if batch:
-        _flush(ledger, stage, batch, dry_run)
+        _flush(ledger, stage, batch, dry_run, matched)
     return found
 
 
-def _flush(ledger: _Ledger, stage: _Stage, batch: list[tuple[str, str, str]], dry_run: bool) -> None:
+def _flush(
+    ledger: _Ledger, stage: _Stage, batch: list[tuple[str, str, str]], dry_run: bool, matched: MatchedAddresses | None
+) -> None:
     if dry_run:
         stage.load_ledger((sid, email) for sid, _, email in batch)
+        if matched is not None:
+            matched.add(email for _, _, email in batch)
     else:
         ledger.add_email_targets(batch)

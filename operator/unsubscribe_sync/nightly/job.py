@@ -47,12 +47,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from unsubscribe_sync.api.config import Config, ConfigError
-from unsubscribe_sync.api.push_field import nightly_target
 from unsubscribe_sync.ledger import Ledger, normalize_email
 from unsubscribe_sync.ledger.connect import open_ledger
 from unsubscribe_sync.ledger.models import SOURCE_SALESFORCE_SYNC
 from unsubscribe_sync.logs import get_logger, mask_email, redact_text
-from unsubscribe_sync.nightly.email_mode import stage_email_matches
+from unsubscribe_sync.nightly.email_mode import MatchedAddresses, dry_run_skipped, stage_email_matches
 from unsubscribe_sync.nightly.guard import ChangeGuard
 from unsubscribe_sync.nightly.planner import Action, PlanEntry, plan_object
 from unsubscribe_sync.nightly.progress import NullProgress, Progress
@@ -112,6 +111,7 @@ class RunState:
     sample: list[dict[str, str]] = dc_field(default_factory=list)
     api_calls: int = 0
     guard: dict[str, Any] | None = None  # the guard's report (when a guard is configured)
+    email_matched: MatchedAddresses | None = None  # Email-mode dry run: addresses found (nightly/email_mode.py)
 
     def total(self, name: str) -> int:
         return sum(getattr(t, name) for t in self.objects.values())
@@ -165,7 +165,7 @@ class NightlySync:
         self.progress.advance()
         try:
             name = self.client.resolve_field(
-                nightly_target(cfg.optOut.target), cfg.optOut.marketoSalesOptOutField, cfg.salesforce.objects
+                cfg.optOut.target, cfg.optOut.marketoSalesOptOutField, cfg.salesforce.objects
             )
         except SalesforceError as exc:
             if exc.error_class in (ErrorClass.CONFIGURATION, ErrorClass.PERMANENT):
@@ -208,7 +208,7 @@ class NightlySync:
             self.progress.start(f"{object_name}: match unsubscribed addresses by Email")
             stage_email_matches(
                 self.client, self.ledger, stage, object_name, state.field, dry_run=state.dry_run,
-                bulk_threshold=self.config.salesforce.bulkThreshold,
+                bulk_threshold=self.config.salesforce.bulkThreshold, matched=state.email_matched,
             )  # fmt: skip
         self._stage(stage, object_name, state.field, totals)
         totals.stagedBytes = stage.size()
@@ -397,9 +397,15 @@ class NightlySync:
             return state.summary("Failed", redact_text(f"Salesforce: {exc}"))
         try:
             state.skipped_no_salesforce_id = self.ledger.count_without_salesforce_id()
+            if self.config.matching.by_email and state.dry_run:
+                state.email_matched = MatchedAddresses()
             stopped = self.sync_all(state)
             if self.config.matching.by_email and not state.dry_run:  # records found by Email are held now
                 state.skipped_no_salesforce_id = self.ledger.count_without_salesforce_id()
+            elif state.email_matched is not None:  # a dry run added none: less the addresses it found records for
+                state.skipped_no_salesforce_id = dry_run_skipped(self.ledger, state.email_matched)
+                state.email_matched.close()
+                state.email_matched = None
         except SalesforceError as exc:
             summary = state.summary("Failed", redact_text(f"Salesforce: {exc}"))
         else:
