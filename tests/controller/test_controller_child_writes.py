@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from unsubscribe_sync.api.spec import UnsubscribeSyncSpec
-from unsubscribe_sync.controller.children import (
+from unsubscribe_sync.controller.child_writes import (
     HASH_ANNOTATION,
     contains,
     desired_hash,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from unsubscribe_sync.controller.nightly import (
+from unsubscribe_sync.controller.nightly_status import (
     last_nightly_sync,
     latest_job,
     parse_error,

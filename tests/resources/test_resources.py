@@ -22,8 +22,9 @@ from unsubscribe_sync.api.constants import (
     WEBHOOK_TOKEN_DIR,
     WEBHOOK_TOKEN_FILE,
 )
+from unsubscribe_sync.api.push_field import effective_push_field
 from unsubscribe_sync.api.spec import OptOutTarget, UnsubscribeSyncSpec
-from unsubscribe_sync.resources import ChildNames, desired_children, effective_push_field
+from unsubscribe_sync.resources import ChildNames, desired_children
 from unsubscribe_sync.resources.workloads import CONFIG_CHECKSUM_ANNOTATION, DEFAULT_WORKER_RESOURCES
 
 K8S_VERSION = "1.33.0"

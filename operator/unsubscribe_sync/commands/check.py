@@ -15,7 +15,7 @@ from typing import TextIO
 
 from unsubscribe_sync.api.config import Config
 from unsubscribe_sync.api.constants import EMAIL_OPT_OUT_FIELD
-from unsubscribe_sync.api.push_field import effective_push_target, nightly_target
+from unsubscribe_sync.api.push_field import effective_push_target
 from unsubscribe_sync.api.spec import OptOutTarget
 from unsubscribe_sync.commands.common import BAD_CONFIG_EXIT, load_config_for
 from unsubscribe_sync.salesforce.client import SalesforceClient
@@ -105,8 +105,6 @@ def run_checks(cfg: Config) -> list[Requirement]:
         push = effective_push_target(cfg.optOut.target, cfg.nightly.enabled)
         # Seed rule 2: with nightly sync on, the push and the nightly sync share the target field.
         roles: list[tuple[str, OptOutTarget]] = [("opt-out field" if cfg.nightly.enabled else "push field", push)]
-        if cfg.nightly.enabled and nightly_target(cfg.optOut.target) is not push:  # pragma: no cover - rule 2
-            roles.append(("nightly field", nightly_target(cfg.optOut.target)))
         for role, target in roles:
             try:
                 report = client.check_fields(target, cfg.optOut.marketoSalesOptOutField, sf.objects)

@@ -80,8 +80,6 @@ class ChildWrite:
 
     action: Literal["create", "patch"]
     reason: Literal["missing", "changed", "drifted"]
-    api_version: str
-    kind: str
     name: str
     body: dict[str, Any]
 
@@ -102,16 +100,15 @@ def plan_write(desired: Mapping[str, Any], actual: Mapping[str, Any] | None) -> 
     """
     metadata = desired.get("metadata", {})
     name = str(metadata.get("name"))
-    api_version, kind = str(desired.get("apiVersion")), str(desired.get("kind"))
     if actual is None:
-        return ChildWrite("create", "missing", api_version, kind, name, copy.deepcopy(dict(desired)))
+        return ChildWrite("create", "missing", name, copy.deepcopy(dict(desired)))
     wanted = (metadata.get("annotations") or {}).get(HASH_ANNOTATION)
     have = ((actual.get("metadata") or {}).get("annotations") or {}).get(HASH_ANNOTATION)
     managed = _managed_content(desired)
     if wanted != have:
-        return ChildWrite("patch", "changed", api_version, kind, name, managed)
+        return ChildWrite("patch", "changed", name, managed)
     if not contains(actual, managed):
-        return ChildWrite("patch", "drifted", api_version, kind, name, managed)
+        return ChildWrite("patch", "drifted", name, managed)
     return None
 
 

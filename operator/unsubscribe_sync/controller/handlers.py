@@ -20,7 +20,7 @@ import kopf
 
 from unsubscribe_sync.api.constants import API_VERSION, KIND, MANAGED_BY
 from unsubscribe_sync.controller import kinds
-from unsubscribe_sync.controller.children import owner_name
+from unsubscribe_sync.controller.child_writes import owner_name
 from unsubscribe_sync.controller.reconciler import JOBS_INDEX, OWNERS_INDEX, Reconciler, index_id, snapshot
 from unsubscribe_sync.resources.labels import INSTANCE_LABEL, MANAGED_BY_LABEL
 

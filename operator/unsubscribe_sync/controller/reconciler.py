@@ -1,6 +1,6 @@
 """One idempotent reconcile of an UnsubscribeSync: children, Secrets, preflight, status.
 
-The decisions come from the pure modules (``children``, ``conditions``, ``nightly``); this module gathers
+The decisions come from the pure modules (``child_writes``, ``conditions``, ``nightly_status``); this module gathers
 their inputs (kopf indexes of the watched children and Jobs, a few GETs) and makes the writes they ask for.
 A reconcile of an unchanged object makes no write at all.
 """
@@ -12,16 +12,16 @@ import copy
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import kopf
 from pydantic import ValidationError
 
 from unsubscribe_sync.api.constants import API_VERSION, DEFAULT_IMAGE, KIND
+from unsubscribe_sync.api.push_field import effective_push_field
 from unsubscribe_sync.api.spec import UnsubscribeSyncSpec
 from unsubscribe_sync.controller import kinds
-from unsubscribe_sync.controller.children import ChildWrite, newer, plan_write, with_hash
+from unsubscribe_sync.controller.child_writes import ChildWrite, newer, plan_write, with_hash
 from unsubscribe_sync.controller.conditions import (
     DeploymentState,
     PreflightResult,
@@ -35,7 +35,7 @@ from unsubscribe_sync.controller.conditions import (
 from unsubscribe_sync.controller.kubeapi import KubeApi, KubeApiError
 from unsubscribe_sync.controller.login_hosts import DEFAULT_LOGIN_HOSTS, check_login_url
 from unsubscribe_sync.controller.metrics import OperatorMetrics
-from unsubscribe_sync.controller.nightly import (
+from unsubscribe_sync.controller.nightly_status import (
     JobRun,
     last_nightly_sync,
     latest_job,
@@ -43,7 +43,7 @@ from unsubscribe_sync.controller.nightly import (
     termination_message,
 )
 from unsubscribe_sync.logs import get_logger
-from unsubscribe_sync.resources import ChildNames, desired_children, effective_push_field
+from unsubscribe_sync.resources import ChildNames, desired_children
 
 log = get_logger(__name__)
 
@@ -123,8 +123,6 @@ class OwnerState:
 class ReconcilerOptions:
     image: str = DEFAULT_IMAGE
     preflight_interval: float = 300.0  # seconds; 0 turns the preflight off
-    salesforce_ca_file: Path | None = None
-    salesforce_timeout: float = 20.0
     secret_retry_delays: tuple[float, ...] = (5, 10, 20, 40, 80, 160, 300)
     allowed_login_hosts: tuple[str, ...] = DEFAULT_LOGIN_HOSTS  # normalised patterns (login_hosts.parse_patterns)
     verify_delay: float = 0.5  # seconds a re-list's verification waits, so all kinds' listings share one

@@ -123,7 +123,6 @@ class OperatorRuntime:
             ReconcilerOptions(
                 image=options.image,
                 preflight_interval=options.preflight_interval,
-                salesforce_ca_file=options.salesforce_ca_file,
                 secret_retry_delays=options.secret_retry_delays,
                 allowed_login_hosts=effective_patterns(options.allowed_login_hosts),
             ),

@@ -31,7 +31,7 @@ from unsubscribe_sync.ledger.policy import (
     merge_queued_write,
     state_after,
 )
-from unsubscribe_sync.ledger.schema import outbox, salesforce_targets, unsubscribes
+from unsubscribe_sync.ledger.schema import history, outbox, salesforce_targets, unsubscribes
 
 IN_CHUNK = 500  # keys per IN (...) list: far below SQLite's bound-parameter limit
 
@@ -59,6 +59,14 @@ Target = tuple[str, str, str]  # (salesforce_id, object, email)
 def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+_HISTORY_COLUMNS = ("at", "email", "salesforce_id", "source", "action", "outcome", "detail", "requested_by", "reason")
+# SQLite's history insert as driver SQL: the rows go straight to the driver's executemany (SQLAlchemy's
+# per-row parameter processing was most of the insert's cost in a group commit of many small requests)
+_SQLITE_INSERT_HISTORY = (
+    f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}) VALUES ({', '.join('?' for _ in _HISTORY_COLUMNS)})"
+)
 
 
 def history_row(
@@ -117,6 +125,15 @@ class LedgerBase:
         if self._pg:
             return float(conn.execute(text("SELECT EXTRACT(EPOCH FROM clock_timestamp())")).scalar_one())
         return time.time()
+
+    def _insert_history(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Append ``history_row`` rows (driver SQL on SQLite, where the columns need no conversion)."""
+        if not rows:
+            return
+        if self._pg:
+            conn.execute(history.insert(), list(rows))
+            return
+        conn.exec_driver_sql(_SQLITE_INSERT_HISTORY, [tuple(row[c] for c in _HISTORY_COLUMNS) for row in rows])
 
     # -- addresses ------------------------------------------------------------------
 

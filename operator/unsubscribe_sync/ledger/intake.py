@@ -31,7 +31,7 @@ from unsubscribe_sync.ledger.models import (
 )
 from unsubscribe_sync.ledger.policy import Act, ActEffect, AddressState
 from unsubscribe_sync.ledger.resolutions import ResolutionStore
-from unsubscribe_sync.ledger.schema import history, processed_events
+from unsubscribe_sync.ledger.schema import processed_events
 
 
 class _Event(Protocol):
@@ -171,8 +171,7 @@ class IntakeStore(ResolutionStore):
                             now, item.email, None, SOURCE_PUSH, ACTION_PUSH_SKIPPED, "skipped", "no Salesforce ID"
                         )
                     )
-            if rows:
-                conn.execute(history.insert(), rows)
+            self._insert_history(conn, rows)
             result.stored = len(kept)
         return result
 
@@ -228,7 +227,7 @@ class IntakeStore(ResolutionStore):
                         item.reason,
                     )
                 )
-            conn.execute(history.insert(), rows)
+            self._insert_history(conn, rows)
             result.stored = len(kept)
         return result
 
