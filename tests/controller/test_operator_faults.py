@@ -24,7 +24,7 @@ from tests.fixtures.kube import (
     wait_for,
 )
 from unsubscribe_sync.api.constants import GROUP, PLURAL
-from unsubscribe_sync.controller.health import crd_problem
+from unsubscribe_sync.controller.health import cache_problem, crd_problem
 from unsubscribe_sync.controller.kubeapi import KubeApi, KubeApiError
 
 
@@ -265,3 +265,57 @@ async def test_jobs_not_listable_degrade_the_nightly_condition_instead_of_blocki
         assert running.alive
     finally:
         await running.stopped()
+
+
+# ---- 4b: a required cache that cannot fill fails liveness; optional ones never do -----------------------
+@pytest.mark.parametrize(
+    "path",
+    ["/apis/apps/v1/deployments", "/api/v1/configmaps", f"/apis/{GROUP}/v1alpha1/{PLURAL}"],
+    ids=["deployments", "configmaps", "unsubscribesyncs"],
+)
+async def test_a_required_cache_that_cannot_fill_fails_liveness_until_it_fills_again(
+    faulty: RunningCluster, path: str
+) -> None:
+    """The list of a required kind refused (RBAC tightened): no UnsubscribeSync is reconciled, so /healthz
+    fails (here at once: grace 0); listing allowed again, it passes without a restart."""
+    forbidden = "is forbidden: cannot list resource"
+    fault = emulator(faulty).inject(Fault(403, path=path, method="GET", times=None, message=forbidden))
+    running = await start_operator(faulty, cache_grace=0.0)
+    try:
+        await health(running, 500)
+        assert running.alive
+        emulator(faulty).faults.remove(fault)
+        await health(running, 200)
+    finally:
+        await running.stopped()
+
+
+async def test_optional_caches_refused_never_fail_liveness(faulty: RunningCluster) -> None:
+    for path in ("/apis/batch/v1/jobs", "/apis/monitoring.coreos.com/v1/servicemonitors"):
+        emulator(faulty).inject(Fault(403, path=path, method="GET", times=None, message="forbidden"))
+    running = await start_operator(faulty, cache_grace=0.0)
+    try:
+        await health(running, 200)
+    finally:
+        await running.stopped()
+
+
+@pytest.mark.parametrize(
+    ("failures", "since", "now", "expected_since", "fails"),
+    [
+        ({"Deployment": None}, {}, 100.0, {}, False),
+        ({"Deployment": "403 forbidden"}, {}, 100.0, {"Deployment": 100.0}, False),  # first failure: grace starts
+        ({"Deployment": "403 forbidden"}, {"Deployment": 50.0}, 100.0, {"Deployment": 50.0}, False),  # within grace
+        ({"Deployment": "500 boom"}, {"Deployment": 30.0}, 100.0, {"Deployment": 30.0}, True),  # grace over
+        ({"Deployment": None}, {"Deployment": 30.0}, 100.0, {}, False),  # filled again: reset
+    ],
+    ids=["ok", "first-failure", "within-grace", "grace-over", "recovered"],
+)
+def test_cache_problem(
+    failures: dict[str, str | None], since: dict[str, float], now: float, expected_since: dict[str, float], fails: bool
+) -> None:
+    new_since, problem = cache_problem(failures, since, now, 60.0)
+    assert new_since == expected_since
+    assert (problem is not None) == fails
+    if problem is not None:
+        assert "Deployment" in problem and "for 70 s" in problem

@@ -45,6 +45,7 @@ class OperatorOptions:
     metrics_port: int | None = OPERATOR_METRICS_PORT  # None: no metrics server
     liveness_host: str = "0.0.0.0"
     liveness_port: int | None = OPERATOR_HEALTH_PORT  # None: no liveness endpoint
+    cache_grace: float = health.DEFAULT_CACHE_GRACE  # liveness fails once a required list fails this long
     resync_interval: float = 120.0  # the safety net; re-lists are verified at once
     preflight_interval: float = 300.0
     salesforce_ca_file: Path | None = None
@@ -129,7 +130,7 @@ class OperatorRuntime:
             preflight=preflight,
         )
         self.registry = kopf.OperatorRegistry()
-        health.register(self.registry, self.api)
+        health.register(self.registry, self.api, namespaces=options.namespaces, cache_grace=options.cache_grace)
 
     def register(self, refused: dict[kinds.Kind, str]) -> None:
         """Register the handlers; optional kinds the API refuses to list are not watched (controller/caches.py)."""
