@@ -40,6 +40,7 @@ AVAILABLE = DeploymentState(desired=1, available=1, updated=1, current_generatio
 HEALTHY = StatusInputs(
     generation=3,
     push_field="HasOptedOutOfEmail",
+    matching_mode="SalesforceId",
     credentials_secret="sales/sf",
     preflight=OK_PREFLIGHT,
     deployment=AVAILABLE,
@@ -254,3 +255,11 @@ def test_a_refused_login_host_stalls_and_says_why_on_credentials() -> None:
     assert conditions["Reconciling"].status == "False"
     assert (conditions["Ready"].status, conditions["Ready"].reason) == ("False", "LoginHostNotAllowed")
     assert "children are left as they were" in conditions["Ready"].message
+
+
+def test_status_shows_the_matching_mode_and_keeps_it_while_the_spec_is_invalid() -> None:
+    email = build_status(replace(HEALTHY, matching_mode="Email"), None, T0)
+    assert email["matchingMode"] == "Email"
+    invalid = build_status(StatusInputs(generation=4, spec_error="spec.matching.mode: bad"), email, T1)
+    assert invalid["matchingMode"] == "Email"
+    UnsubscribeSyncStatus.model_validate(email)

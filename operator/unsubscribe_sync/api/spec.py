@@ -269,6 +269,7 @@ class UnsubscribeSyncStatus(BaseModel):
     observedGeneration: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
     pushField: str | None = None
+    matchingMode: MatchingMode | None = None
     lastNightlySync: LastNightlySync | None = None
 
 

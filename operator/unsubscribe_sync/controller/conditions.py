@@ -76,6 +76,7 @@ class StatusInputs:
     suspended: bool = False
     nightly_enabled: bool = True
     push_field: str | None = None
+    matching_mode: str | None = None  # spec.matching.mode, shown in status.matchingMode (a config fact, like pushField)
     credentials_secret: str | None = None  # "namespace/name" of the Salesforce credentials Secret
     missing_secrets: tuple[str, ...] = ()  # referenced Secrets that do not exist ("namespace/name")
     credentials_unreadable: str | None = None  # the API server would not give the credentials Secret: why
@@ -289,12 +290,14 @@ def build_status(inputs: StatusInputs, previous: Mapping[str, Any] | None, now: 
         ),
     }
     if inputs.spec_error:
-        for key in ("pushField", "lastNightlySync"):
+        for key in ("pushField", "matchingMode", "lastNightlySync"):
             if previous.get(key) is not None:
                 status[key] = previous[key]
         return status
     if inputs.push_field is not None:
         status["pushField"] = inputs.push_field
+    if inputs.matching_mode is not None:
+        status["matchingMode"] = inputs.matching_mode
     if inputs.last_nightly is not None:
         status["lastNightlySync"] = inputs.last_nightly.model_dump(exclude_none=True)
     elif previous.get("lastNightlySync") is not None:
@@ -314,7 +317,7 @@ def status_patch(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> 
     return patch
 
 
-_OWNED: Final = ("observedGeneration", "conditions", "pushField", "lastNightlySync")
+_OWNED: Final = ("observedGeneration", "conditions", "pushField", "matchingMode", "lastNightlySync")
 
 
 def transitions(previous: Sequence[Mapping[str, Any]], current: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -320,6 +320,7 @@ class Reconciler:
             nightly_enabled=spec.nightlySync.enabled,
             jobs_not_watchable=self.degraded_caches.get(kinds.JOB.kind),
             push_field=effective_push_field(spec, preflight.discovered_field if preflight else None),
+            matching_mode=spec.matching.mode.value,
             credentials_secret=f"{namespace}/{spec.salesforce.credentialsSecretRef.name}",
             missing_secrets=missing,
             credentials_unreadable=secrets.credentials_unreadable,

@@ -562,6 +562,9 @@ def status_schema() -> Schema:
                 "x-kubernetes-list-map-keys": ["type"],
             },
             "pushField": _string("API name of the field the real-time push writes (seed rule 2)."),
+            "matchingMode": _string(
+                "Which records an unsubscribe is written to (spec.matching.mode).", enum=["SalesforceId", "Email"]
+            ),
             "lastNightlySync": _object(
                 "The last finished nightly sync.",
                 {
