@@ -25,6 +25,7 @@ from unsubscribe_sync.ledger.schema import history, outbox, resolutions, salesfo
 
 ACTION_EMAIL_MATCHED = "email_matched"  # a record found by the address (history: record ID, object)
 DETAIL_NO_MATCH = "no matching record"
+ACTION_RESOLVE_FAILED = "resolve_failed"  # Salesforce refused the lookup of the address's records (the reason)
 
 
 def resolution_replaces(existing: QueuedWrite, new: QueuedWrite) -> bool:
@@ -155,20 +156,42 @@ class ResolutionStore(LedgerBase):
         claimed.sort(key=lambda row: row.email)
         return ResolutionClaim(token, claimed)
 
-    def release_resolutions(self, claim: ResolutionClaim, error: str, delays: Sequence[float]) -> None:
-        """A transient failure: each row is tried again after its delay (never given up), fenced."""
+    def release_resolutions(
+        self, claim: ResolutionClaim, error: str, delays: Sequence[float], record: bool = False
+    ) -> None:
+        """A failed lookup: each row is tried again after its delay (never given up), fenced.
+
+        ``record``: a refusal worth telling (not a passing fault): each address still held gets one history row
+        with the reason, the first time that reason is met (a later retry failing the same way adds none).
+        """
         if not claim.rows:
             return
         r = resolutions
+        reason = error[:2000]
         with self._write() as conn:
             now = self._db_now(conn)
+            if record:
+                before: dict[int, tuple[int, str | None]] = {}
+                for id_chunk in chunks([row.id for row in claim.rows]):
+                    before.update(
+                        (i, (fence, last)) for i, fence, last in conn.execute(
+                            select(r.c.id, r.c.fence, r.c.last_error).where(r.c.id.in_(id_chunk))
+                        ).all()
+                    )  # fmt: skip
+                told = [
+                    history_row(now, row.email, None, SOURCE_PUSH, ACTION_RESOLVE_FAILED, "failed", reason)
+                    for row in claim.rows
+                    if row.id in before and before[row.id][0] == row.fence and before[row.id][1] != reason
+                ]
+                if told:
+                    conn.execute(history.insert(), told)
             conn.execute(
                 update(r)
                 .where(r.c.id == bindparam("b_id"), r.c.fence == bindparam("b_fence"))
                 .values(
                     attempts=r.c.attempts + 1,
                     next_attempt_at=bindparam("b_next"),
-                    last_error=error[:2000],
+                    last_error=reason,
                     lease_owner=None,
                     lease_expires_at=None,
                 ),

@@ -209,6 +209,11 @@ class Control(Org):
             table.schema.set_custom(definition)
             table.ensure_column(definition)
 
+    def hide_standard_field(self, sobject: str, name: str, hidden: bool = True) -> None:
+        """Hide a standard field (e.g. Email) from the integration user by field-level security, or show it again."""
+        with self.lock:
+            self._table(sobject).schema.set_standard_hidden(name, hidden)
+
     def remove_field(self, sobject: str, name: str) -> None:
         """Uninstall a custom field (its values stay stored, invisible, and come back if it is re-added)."""
         with self.lock:

@@ -192,6 +192,13 @@ class ObjectSchema:
         self.custom.pop(name, None)
         self._by_name = self._by_lower = None
 
+    def set_standard_hidden(self, name: str, hidden: bool) -> None:
+        """Field-level security on a standard field (e.g. Email): hidden, the API sees it as missing."""
+        if name not in {f.name for f in self.standard}:
+            raise KeyError(f"no standard field {name!r} on {self.name}")
+        self.standard = [replace(f, hidden=hidden) if f.name == name else f for f in self.standard]
+        self._by_name = self._by_lower = None
+
     def describe_global(self, version: str) -> dict[str, Any]:
         """The describe-global entry: every key real `GET sobjects` gives each object."""
         label, plural = LABELS[self.name]

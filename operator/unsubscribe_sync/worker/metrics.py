@@ -164,6 +164,12 @@ class WorkerMetrics:
             buckets=(0, 1, 2, 3, 5, 10, 25, 100),
             registry=r,
         )
+        self.resolve_failures = Counter(
+            "unsubscribe_sync_resolve_failures",
+            "Email mode: addresses whose Salesforce records could not be looked up, by error class (retried)",
+            ["error_class"],
+            registry=r,
+        )
         self.salesforce_requests = Counter(
             "unsubscribe_sync_salesforce_requests",
             "Salesforce API requests by operation and HTTP status",

@@ -4,7 +4,11 @@ It never writes to Salesforce: it claims due resolutions from the ledger in batc
 outbox), asks each configured object once per batch which records carry those addresses (``Email IN (...)``,
 split to stay within the query limits, addresses escaped by salesforce/matching.py), and completes the batch in
 one transaction that queues the records' writes in the outbox, where the one writer (the pusher) takes them.
-Salesforce errors of any kind leave the batch due again after a growing delay: a resolution is never given up.
+Salesforce errors of any kind leave the batch due again: a resolution is never given up. A transient fault
+(5xx, the request limit, a lost session) is retried after a growing delay; a refusal that will not change by
+itself (Email hidden from the integration user: INVALID_FIELD) is recorded once in each address's history,
+logged and counted (``unsubscribe_sync_resolve_failures_total{error_class}``), and retried only at the longest
+delay, so an admin's fix is picked up without hammering Salesforce meanwhile.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from unsubscribe_sync.ledger import Ledger
 from unsubscribe_sync.ledger.resolutions import ResolutionClaim, ResolutionResult
 from unsubscribe_sync.logs import get_logger, redact_text
 from unsubscribe_sync.salesforce.matching import REST_QUERY_MAX_ENCODED, email_in_queries, encoded_length
+from unsubscribe_sync.salesforce.types import ErrorClass
 from unsubscribe_sync.worker.metrics import WorkerMetrics
 
 log = get_logger(__name__)
@@ -49,6 +54,15 @@ class ResolvePolicy:
     def delay(self, attempts: int) -> float:
         """Backoff after ``attempts`` earlier failures: doubling from the base, capped."""
         return float(min(self.max_backoff_seconds, self.base_backoff_seconds * 2 ** min(attempts, 20)))
+
+
+REFUSALS = frozenset({ErrorClass.CONFIGURATION, ErrorClass.PERMANENT})  # asking again unchanged fails again
+
+
+def failure_class(exc: BaseException) -> ErrorClass:
+    """What a failed lookup means: the Salesforce error's class; anything else (network, TLS) is transient."""
+    error_class = getattr(exc, "error_class", None)
+    return error_class if isinstance(error_class, ErrorClass) else ErrorClass.TRANSIENT
 
 
 def match_records(
@@ -141,16 +155,25 @@ class Resolver:
         try:
             matches = await self._in_thread(self.resolve, [row.email for row in claim.rows])
         except Exception as exc:  # transient or not, a resolution is retried, never given up
-            problem = redact_text(f"{type(exc).__name__}: {exc}")
-            log.warning("resolve_failed", addresses=len(claim.rows), error=problem)
-            self._client = None
-            await self._in_thread(
-                self._ledger.release_resolutions, claim, problem, [self.policy.delay(r.attempts) for r in claim.rows]
-            )
+            await self._failed(claim, exc)
             return False
         result = await self._in_thread(self._ledger.complete_resolutions, claim, matches)
         self._record(claim, result)
         return True
+
+    async def _failed(self, claim: ResolutionClaim, exc: Exception) -> None:
+        problem = redact_text(f"{type(exc).__name__}: {exc}")
+        error_class = failure_class(exc)
+        self._metrics.resolve_failures.labels(error_class=error_class.value).inc(len(claim.rows))
+        self._client = None
+        if error_class in REFUSALS:  # the same query fails the same way until someone changes the org
+            log.error("resolve_refused", addresses=len(claim.rows), error_class=error_class.value, error=problem)
+            delays = [self.policy.max_backoff_seconds] * len(claim.rows)
+            await self._in_thread(self._ledger.release_resolutions, claim, problem, delays, True)
+            return
+        log.warning("resolve_failed", addresses=len(claim.rows), error_class=error_class.value, error=problem)
+        delays = [self.policy.delay(r.attempts) for r in claim.rows]
+        await self._in_thread(self._ledger.release_resolutions, claim, problem, delays)
 
     def resolve(self, addresses: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
         """Ask each configured object which records carry ``addresses`` (in the worker's thread pool)."""
