@@ -39,7 +39,7 @@ OPTED_OUT_RATIO = 0.1
 LEDGER_SIZE = 200_000
 OVERLAP = 0.5  # share of the Salesforce opted-out records that the ledger holds too
 BULK_QUERY_PAGE = 50_000  # the connector's Bulk 2.0 results page size
-BULK_INGEST_JOB = 100_000  # the job's ids per write_opt_out call (one ingest job each)
+BULK_INGEST_JOB = 100_000  # the job's ids per bulk_write_opt_outs call (one ingest job each)
 
 
 def start_sandbox(tmp: Path, contacts: int, leads: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:

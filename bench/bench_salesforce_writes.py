@@ -75,15 +75,16 @@ def _measure(
 
 
 def _per_record(client: SalesforceClient, ids: Sequence[str]) -> list[RecordResult]:
-    return [client.update_one_opt_out("Contact", record_id, FIELD) for record_id in ids]
+    """The slow baseline: one write call per record."""
+    return [result for record_id in ids for result in client.write_opt_outs("Contact", [record_id], FIELD)]
 
 
 def _collections(client: SalesforceClient, ids: Sequence[str]) -> list[RecordResult]:
-    return client.update_opt_out("Contact", ids, FIELD)
+    return client.write_opt_outs("Contact", ids, FIELD)
 
 
 def _bulk(client: SalesforceClient, ids: Sequence[str]) -> list[RecordResult]:
-    return client.bulk_update_opt_out("Contact", ids, FIELD)
+    return client.bulk_write_opt_outs("Contact", ids, FIELD)
 
 
 def _extrapolate(run: Run, total: int) -> Run:

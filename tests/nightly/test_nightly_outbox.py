@@ -33,13 +33,13 @@ class Racing:
             self.fired = True
             self.hook()
 
-    def update_opt_out(self, *args: Any, **kwargs: Any) -> Any:
+    def write_opt_outs(self, *args: Any, **kwargs: Any) -> Any:
         self._fire()
-        return self.inner.update_opt_out(*args, **kwargs)
+        return self.inner.write_opt_outs(*args, **kwargs)
 
-    def bulk_update_opt_out(self, *args: Any, **kwargs: Any) -> Any:
+    def bulk_write_opt_outs(self, *args: Any, **kwargs: Any) -> Any:
         self._fire()
-        return self.inner.bulk_update_opt_out(*args, **kwargs)
+        return self.inner.bulk_write_opt_outs(*args, **kwargs)
 
 
 def push_everything(env: Env, config: Config | None = None) -> None:

@@ -116,7 +116,7 @@ def test_both_grants_log_in_and_write(sandbox: SandboxHandle, make_client: MakeC
     client, recorder = make_client(grant)
     assert client.login() == sandbox.url
     (record,) = contacts(sandbox, 1)
-    assert client.update_opt_out("Contact", [record], EMAIL_FIELD)[0].success
+    assert client.write_opt_outs("Contact", [record], EMAIL_FIELD)[0].success
     assert sandbox.state.get_record(record)[EMAIL_FIELD] is True  # type: ignore[index]
     assert recorder.count("token", "200") == 1
 
@@ -172,9 +172,9 @@ def test_unknown_jwt_user_is_refused(sandbox: SandboxHandle, make_client: MakeCl
 def test_reauthenticates_when_sessions_expire_mid_run(sandbox: SandboxHandle, make_client: MakeClient) -> None:
     client, recorder = make_client()
     ids = contacts(sandbox, 3)
-    assert client.update_opt_out("Contact", ids[:1], EMAIL_FIELD)[0].success
+    assert client.write_opt_outs("Contact", ids[:1], EMAIL_FIELD)[0].success
     assert sandbox.state.expire_sessions() == 1
-    assert client.update_opt_out("Contact", ids[1:], EMAIL_FIELD)[1].success
+    assert client.write_opt_outs("Contact", ids[1:], EMAIL_FIELD)[1].success
     assert recorder.count("token", "200") == 2
     assert recorder.count("collections_update", "401") == 1
     assert recorder.count("collections_update", "200") == 2
@@ -205,7 +205,7 @@ def test_threads_share_one_renewal(sandbox: SandboxHandle, make_client: MakeClie
 
     def write(record: str) -> None:
         try:
-            assert client.update_opt_out("Contact", [record], EMAIL_FIELD)[0].success
+            assert client.write_opt_outs("Contact", [record], EMAIL_FIELD)[0].success
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -225,7 +225,7 @@ def test_threads_share_one_renewal(sandbox: SandboxHandle, make_client: MakeClie
 def test_450_ids_take_three_collections_calls(sandbox: SandboxHandle, make_client: MakeClient) -> None:
     client, recorder = make_client()
     ids = contacts(sandbox, 450)
-    results = client.update_opt_out("Contact", ids, EMAIL_FIELD)
+    results = client.write_opt_outs("Contact", ids, EMAIL_FIELD)
     assert [r.id for r in results] == ids and all(r.success for r in results)
     assert recorder.count("collections_update") == 3
     assert sandbox.state.call_counts()["collections"] == 3
@@ -234,9 +234,8 @@ def test_450_ids_take_three_collections_calls(sandbox: SandboxHandle, make_clien
 
 def test_empty_writes_make_no_call(sandbox: SandboxHandle, make_client: MakeClient) -> None:
     client, recorder = make_client()
-    assert client.update_opt_out("Contact", [], EMAIL_FIELD) == []
-    assert client.bulk_update_opt_out("Contact", [], EMAIL_FIELD) == []
-    assert client.write_opt_out("Contact", [], EMAIL_FIELD) == []
+    assert client.write_opt_outs("Contact", [], EMAIL_FIELD) == []
+    assert client.bulk_write_opt_outs("Contact", [], EMAIL_FIELD) == []
     assert sum(recorder.calls.values()) == 0
 
 
@@ -246,7 +245,7 @@ def test_per_record_errors_in_input_order(sandbox: SandboxHandle, make_client: M
     sandbox.state.lock_records([locked])
     sandbox.state.delete_record(deleted)
     ids = [ok1, locked, deleted, "003garbage", ok2]
-    results = client.update_opt_out("Contact", ids, EMAIL_FIELD)
+    results = client.write_opt_outs("Contact", ids, EMAIL_FIELD)
     assert [r.id for r in results] == ids
     assert [r.success for r in results] == [True, False, False, False, True]
     assert [(r.error_code, r.error_class) for r in results[1:4]] == [
@@ -261,7 +260,7 @@ def test_converted_lead_is_permanent(sandbox: SandboxHandle, make_client: MakeCl
     client, _ = make_client()
     converted = sandbox.state.add_record("Lead", "l@example.com", converted=True)
     open_lead = sandbox.state.add_record("Lead", "m@example.com")
-    results = client.update_opt_out("Lead", [converted, open_lead], EMAIL_FIELD)
+    results = client.write_opt_outs("Lead", [converted, open_lead], EMAIL_FIELD)
     assert results[0].error_code == "CANNOT_UPDATE_CONVERTED_LEAD" and results[0].error_class is ErrorClass.PERMANENT
     assert results[1].success
 
@@ -272,11 +271,11 @@ def test_outage_is_transient_and_counted(sandbox: SandboxHandle, make_client: Ma
     client.login()
     sandbox.state.set_unavailable(None)
     with pytest.raises(SalesforceCallError) as info:
-        client.update_opt_out("Contact", ids, EMAIL_FIELD)
+        client.write_opt_outs("Contact", ids, EMAIL_FIELD)
     assert info.value.error_class is ErrorClass.TRANSIENT and info.value.status == 503
     assert recorder.count("collections_update", "503") == 1
     sandbox.state.clear_unavailable()
-    assert all(r.success for r in client.update_opt_out("Contact", ids, EMAIL_FIELD))
+    assert all(r.success for r in client.write_opt_outs("Contact", ids, EMAIL_FIELD))
 
 
 def test_request_limit_exceeded_is_rate_limited(sandbox: SandboxHandle, make_client: MakeClient) -> None:
@@ -285,7 +284,7 @@ def test_request_limit_exceeded_is_rate_limited(sandbox: SandboxHandle, make_cli
     client.login()
     sandbox.state.set_request_limit_exceeded(True)
     with pytest.raises(SalesforceCallError) as info:
-        client.update_opt_out("Contact", ids, EMAIL_FIELD)
+        client.write_opt_outs("Contact", ids, EMAIL_FIELD)
     assert info.value.error_class is ErrorClass.RATE_LIMITED
     assert info.value.error_code == "REQUEST_LIMIT_EXCEEDED" and info.value.status == 403
     assert recorder.count("collections_update", "403") == 1
@@ -295,7 +294,7 @@ def test_unknown_field_is_a_configuration_error(sandbox: SandboxHandle, make_cli
     client, _ = make_client()
     ids = contacts(sandbox, 2)
     with pytest.raises(SalesforceCallError) as info:
-        client.update_opt_out("Contact", ids, "Nope__c")
+        client.write_opt_outs("Contact", ids, "Nope__c")
     assert info.value.error_class is ErrorClass.CONFIGURATION
     assert info.value.error_code == "INVALID_FIELD"
     assert "field-level security" in str(info.value)
@@ -305,7 +304,7 @@ def test_hidden_field_write_is_a_configuration_error(sandbox: SandboxHandle, mak
     client, _ = make_client()
     sandbox.state.configure_field("Contact", "Mkto__c", label="Marketo Sales Opt Out", hidden=True)
     with pytest.raises(SalesforceCallError) as info:
-        client.update_opt_out("Contact", contacts(sandbox, 1), "Mkto__c")
+        client.write_opt_outs("Contact", contacts(sandbox, 1), "Mkto__c")
     assert info.value.error_class is ErrorClass.CONFIGURATION
 
 
@@ -354,7 +353,7 @@ def test_bulk_ingest_maps_results_per_id(sandbox: SandboxHandle, make_client: Ma
     sandbox.state.delete_record(ids[5])
     sandbox.state.lock_records([ids[7]])
     wanted = [*ids, "003garbage"]
-    results = client.bulk_update_opt_out("Contact", wanted, EMAIL_FIELD)
+    results = client.bulk_write_opt_outs("Contact", wanted, EMAIL_FIELD)
     assert [r.id for r in results] == wanted
     failed = {r.id: (r.error_code, r.error_class) for r in results if not r.success}
     assert failed == {
@@ -370,7 +369,7 @@ def test_bulk_ingest_maps_results_per_id(sandbox: SandboxHandle, make_client: Ma
 def test_bulk_ingest_with_15_character_ids(sandbox: SandboxHandle, make_client: MakeClient) -> None:
     client, _ = make_client()
     ids = [i[:15] for i in contacts(sandbox, 3)]
-    results = client.bulk_update_opt_out("Contact", ids, EMAIL_FIELD)
+    results = client.bulk_write_opt_outs("Contact", ids, EMAIL_FIELD)
     assert [r.id for r in results] == ids and all(r.success for r in results)
 
 
@@ -379,17 +378,8 @@ def test_bulk_ingest_with_unknown_field_is_a_configuration_error(
 ) -> None:
     client, _ = make_client()
     with pytest.raises(SalesforceCallError) as info:
-        client.bulk_update_opt_out("Contact", contacts(sandbox, 2), "Nope__c")
+        client.bulk_write_opt_outs("Contact", contacts(sandbox, 2), "Nope__c")
     assert info.value.error_class is ErrorClass.CONFIGURATION
-
-
-def test_write_opt_out_switches_to_bulk_at_the_threshold(sandbox: SandboxHandle, make_client: MakeClient) -> None:
-    client, recorder = make_client(bulkThreshold=5)
-    ids = contacts(sandbox, 5)
-    assert all(r.success for r in client.write_opt_out("Contact", ids[:4], EMAIL_FIELD))
-    assert recorder.count("collections_update") == 1 and recorder.count("bulk_ingest") == 0
-    assert all(r.success for r in client.write_opt_out("Contact", ids, EMAIL_FIELD))
-    assert recorder.count("collections_update") == 1 and recorder.count("bulk_ingest") > 0
 
 
 # ---------------------------------------------------------------- reads
@@ -545,15 +535,15 @@ def test_no_secret_or_token_in_any_error_or_log(
             texts.extend([str(exc), repr(exc), str(exc.args)])
 
     sandbox.state.expire_sessions()
-    collect(lambda: client.update_opt_out("Contact", ids, EMAIL_FIELD))  # re-auth path
+    collect(lambda: client.write_opt_outs("Contact", ids, EMAIL_FIELD))  # re-auth path
     sandbox.state.set_unavailable(None)
-    collect(lambda: client.update_opt_out("Contact", ids, EMAIL_FIELD))
-    collect(lambda: client.bulk_update_opt_out("Contact", ids, EMAIL_FIELD))
+    collect(lambda: client.write_opt_outs("Contact", ids, EMAIL_FIELD))
+    collect(lambda: client.bulk_write_opt_outs("Contact", ids, EMAIL_FIELD))
     sandbox.state.clear_unavailable()
     sandbox.state.set_request_limit_exceeded(True)
     collect(lambda: list(client.iter_opted_out("Contact", EMAIL_FIELD)))
     sandbox.state.set_request_limit_exceeded(False)
-    collect(lambda: client.update_opt_out("Contact", ids, "Nope__c"))
+    collect(lambda: client.write_opt_outs("Contact", ids, "Nope__c"))
     sandbox.state.set_session_lifetime(0.000001)
     sandbox.state.expire_sessions()
     collect(lambda: client.limits())

@@ -164,7 +164,7 @@ def test_a_dripping_rest_answer_hits_the_deadline(org: OrgFactory) -> None:
 
 def test_a_dripping_collections_write_hits_the_deadline(org: OrgFactory) -> None:
     client, _, server = org({"collections"})
-    error, elapsed = gives_up(lambda: client.update_opt_out("Contact", [CONTACT], FIELD))
+    error, elapsed = gives_up(lambda: client.write_opt_outs("Contact", [CONTACT], FIELD))
     assert "collections_update" in str(error)
     assert_deadline_error(error, elapsed, server)
 
@@ -180,7 +180,7 @@ def test_a_dripping_reauthentication_hits_the_deadline(org: OrgFactory) -> None:
 
 def test_a_dripping_bulk_job_call_hits_the_deadline(org: OrgFactory) -> None:
     client, _, server = org({"bulk"})
-    error, elapsed = gives_up(lambda: client.bulk_update_opt_out("Contact", [CONTACT], FIELD))
+    error, elapsed = gives_up(lambda: client.bulk_write_opt_outs("Contact", [CONTACT], FIELD))
     assert "bulk_ingest" in str(error)
     assert_deadline_error(error, elapsed, server)
 

@@ -77,7 +77,7 @@ def test_a_failed_job_reaches_the_caller_classified(sandbox: SandboxHandle, tmp_
     ids = [sandbox.state.add_record("Contact", f"job{i}@example.com") for i in range(2)]
     try:
         with pytest.raises(SalesforceCallError) as info:
-            client.bulk_update_opt_out("Contact", ids, "Nope__c")
+            client.bulk_write_opt_outs("Contact", ids, "Nope__c")
     finally:
         client.close()
     assert info.value.error_class is ErrorClass.CONFIGURATION and info.value.error_code == "INVALID_FIELD"

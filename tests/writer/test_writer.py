@@ -27,7 +27,7 @@ class Client:
         self.during, self.fail = during, fail
         self.calls: list[tuple[str, list[str], bool]] = []
 
-    def update_opt_out(
+    def write_opt_outs(
         self, object_name: str, ids: Sequence[str], field: str, value: bool = True
     ) -> list[RecordResult]:
         self.calls.append((object_name, list(ids), value))
@@ -101,7 +101,7 @@ class BulkClient(Client):
         self.bulk_calls: list[int] = []
         self.bulk_during = during
 
-    def bulk_update_opt_out(
+    def bulk_write_opt_outs(
         self, object_name: str, ids: Sequence[str], field: str, value: bool = True
     ) -> list[RecordResult]:
         self.bulk_calls.append(len(ids))

@@ -122,7 +122,7 @@ class SalesforceClient:
     - one connector call (``_call``) makes at most ``MAX_HTTP_CALLS_PER_CALL`` = 2 x MAX_REAUTH + 2 = 6 HTTP
       calls: a token exchange when no token is cached, the call itself, and per INVALID_SESSION_ID one new
       token and one repeat, at most MAX_REAUTH times;
-    - ``update_opt_out`` makes one connector call per 200 ids, so at most ``max_http_calls(len(ids))`` =
+    - ``write_opt_outs`` makes one connector call per 200 ids, so at most ``max_http_calls(len(ids))`` =
       1 + ceil(n / 200) x (2 x MAX_REAUTH + 1) HTTP calls: 6 for the pusher's batches of <= 200 records.
       A lease must be >= ``update_deadline_seconds(n)`` = that x the deadline (6 x 30 s = 180 s at the
       defaults). When several threads share the client, a thread that needs a token may also wait for
@@ -193,12 +193,12 @@ class SalesforceClient:
 
     @staticmethod
     def max_http_calls(records: int) -> int:
-        """The most HTTP calls one ``update_opt_out`` of ``records`` ids can make (re-authentication included)."""
+        """The most HTTP calls one ``write_opt_outs`` of ``records`` ids can make (re-authentication included)."""
         chunks = -(-max(records, 0) // COLLECTIONS_LIMIT)
         return 1 + chunks * (MAX_HTTP_CALLS_PER_CALL - 1) if chunks else 0
 
     def update_deadline_seconds(self, records: int) -> float:
-        """The longest one ``update_opt_out`` of ``records`` ids can take: a lease must be at least this long."""
+        """The longest one ``write_opt_outs`` of ``records`` ids can take: a lease must be at least this long."""
         return self.max_http_calls(records) * self.request_deadline_seconds
 
     # ------------------------------------------------------------------ plumbing
@@ -348,22 +348,7 @@ class SalesforceClient:
 
     # ------------------------------------------------------------------ writes
 
-    def update_one_opt_out(self, object_name: str, record_id: str, field: str) -> RecordResult:
-        """``PATCH sobjects/<object>/<id>`` (one record per call: the slow baseline; prefer write_opt_out)."""
-        _check_name("object", object_name)
-        _check_name("field", field)
-        try:
-            self._call(
-                "record_update",
-                lambda sf: sf.restful(f"sobjects/{object_name}/{record_id}", method="PATCH", json={field: True}),
-            )
-        except SalesforceCallError as exc:
-            if exc.error_class is ErrorClass.PERMANENT:
-                return RecordResult(record_id, False, exc.error_code, str(exc), exc.error_class)
-            raise
-        return RecordResult(record_id, True)
-
-    def update_opt_out(
+    def write_opt_outs(
         self, object_name: str, ids: Sequence[str], field: str, value: bool = True
     ) -> list[RecordResult]:
         """Set ``field`` to ``value`` on ``ids`` with sObject Collections (allOrNone=false, <= 200 per call).
@@ -410,7 +395,7 @@ class SalesforceClient:
             )
         return results
 
-    def bulk_update_opt_out(
+    def bulk_write_opt_outs(
         self, object_name: str, ids: Sequence[str], field: str, value: bool = True
     ) -> list[RecordResult]:
         """Set ``field`` to ``value`` on ``ids`` with Bulk API 2.0 ingest jobs; results in input order."""
@@ -421,12 +406,6 @@ class SalesforceClient:
             chunk = list(ids[start : start + BULK_INGEST_CHUNK])
             results.extend(self._bulk_ingest(object_name, chunk, field, value))
         return results
-
-    def write_opt_out(self, object_name: str, ids: Sequence[str], field: str) -> list[RecordResult]:
-        """Collections below ``cfg.bulkThreshold`` records, Bulk 2.0 at or above."""
-        if len(ids) >= self.cfg.bulkThreshold:
-            return self.bulk_update_opt_out(object_name, ids, field)
-        return self.update_opt_out(object_name, ids, field)
 
     def _wait_for_job(self, operation: str, object_name: str, job_id: str, is_query: bool) -> dict[str, Any]:
         deadline = time.monotonic() + self._bulk_timeout

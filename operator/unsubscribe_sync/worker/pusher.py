@@ -57,11 +57,11 @@ class PushClient(Protocol):
 
     def resolve_field(self, target: OptOutTarget | str, marketo_field: str | None, objects: Sequence[str]) -> str: ...
 
-    def update_opt_out(
+    def write_opt_outs(
         self, object_name: str, ids: Sequence[str], field: str, value: bool = True
     ) -> list[RecordResult]: ...
 
-    def bulk_update_opt_out(
+    def bulk_write_opt_outs(
         self, object_name: str, ids: Sequence[str], field: str, value: bool = True
     ) -> list[RecordResult]: ...
 
@@ -299,7 +299,7 @@ class Pusher:
             if usage is not None:
                 self._metrics.api_usage.set(usage.ratio)
         if report.error is not None:
-            self._call_failed(report.error.error_class, str(report.error), "update_opt_out")
+            self._call_failed(report.error.error_class, str(report.error), "write_opt_outs")
             return
         self._failures = 0
         if not self.healthy:
@@ -350,7 +350,7 @@ class Pusher:
                 )
         log.info("push_batch", object=rows[0].object, field=field, value=rows[0].value, records=len(rows), **counts)
         if configuration:
-            self._call_failed(ErrorClass.CONFIGURATION, configuration, "update_opt_out")
+            self._call_failed(ErrorClass.CONFIGURATION, configuration, "write_opt_outs")
         elif pause_class is not None:
             self._failures += 1
             self._set_pause(self.policy.delay(pause_class, self._failures))

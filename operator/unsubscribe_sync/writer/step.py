@@ -33,11 +33,11 @@ InThread = Callable[..., Awaitable[Any]]
 class WriteClient(Protocol):
     """What a writer needs of the Salesforce connector."""
 
-    def update_opt_out(
+    def write_opt_outs(
         self, object_name: str, ids: Sequence[str], field: str, value: bool = True
     ) -> list[RecordResult]: ...
 
-    def bulk_update_opt_out(
+    def bulk_write_opt_outs(
         self, object_name: str, ids: Sequence[str], field: str, value: bool = True
     ) -> list[RecordResult]: ...
 
@@ -130,7 +130,7 @@ async def write_claim(
         _keep_lease(ledger, claim, settings.lease_seconds, lost, in_thread)
     )
     try:
-        write = client.bulk_update_opt_out if claim.bulk else client.update_opt_out
+        write = client.bulk_write_opt_outs if claim.bulk else client.write_opt_outs
         results = await in_thread(write, object_name, ids, field_name, value)
         if len(results) != len(rows):
             raise SalesforceError(f"expected {len(rows)} results, got {len(results)}")
