@@ -29,7 +29,6 @@ from unsubscribe_sync.controller.conditions import (
     build_status,
     format_validation_error,
     status_patch,
-    transitions,
     utc_now,
 )
 from unsubscribe_sync.controller.kubeapi import KubeApi, KubeApiError
@@ -42,6 +41,7 @@ from unsubscribe_sync.controller.nightly_status import (
     parse_error,
     termination_message,
 )
+from unsubscribe_sync.controller.policies import events_to_post, job_pods, may_prune, write_failure
 from unsubscribe_sync.logs import get_logger
 from unsubscribe_sync.resources import ChildNames, desired_children
 
@@ -49,14 +49,6 @@ log = get_logger(__name__)
 
 Result = Literal["success", "temporary_error", "invalid_spec", "stalled", "error"]
 Preflight = Callable[[UnsubscribeSyncSpec, Mapping[str, str], str], PreflightResult]
-EVENT_CONDITIONS = (
-    "Ready",
-    "CredentialsValid",
-    "FieldInstalled",
-    "PushWorkerAvailable",
-    "NightlySyncSucceeded",
-    "Stalled",
-)
 
 
 def index_id(kind: kinds.Kind) -> str:
@@ -380,15 +372,8 @@ class Reconciler:
             try:
                 written = await self._apply(kind, namespace, write, desired)
             except KubeApiError as exc:
-                text = f"{kind.kind} {child}: {exc.message or exc.reason}"
-                if exc.status == 404 and write.action == "create":
-                    text = (
-                        f"{kind.kind} {child}: {kind.api_version} {kind.plural} is not served here (CRD not installed?)"
-                    )
-                if not exc.transient and exc.status != 409:
-                    rejected.append(text)
-                else:
-                    errors.append(text)
+                failure = write_failure(kind, child, write.action, exc)
+                (rejected if failure.rejected else errors).append(failure.message)
                 log.warning(
                     "child write failed",
                     namespace=namespace,
@@ -430,9 +415,7 @@ class Reconciler:
             key = (kind.plural, namespace, child)
             if (kind.plural, child) in wanted or key in self._pruned:
                 continue
-            actual = self._lookup(indexes, kind, namespace, child)
-            refs = ((actual or {}).get("metadata") or {}).get("ownerReferences") or []
-            if not any(ref.get("uid") == uid and ref.get("controller") for ref in refs):
+            if not may_prune(self._lookup(indexes, kind, namespace, child), uid):
                 continue
             try:
                 await self.api.delete(kind.path(namespace, child))
@@ -481,15 +464,7 @@ class Reconciler:
         except KubeApiError as exc:
             log.warning("cannot read nightly pods", namespace=namespace, job=run.name, status=exc.status)
             return None
-        owned = [
-            pod
-            for pod in pods
-            if any(
-                ref.get("kind") == "Job" and ref.get("name") == run.name
-                for ref in (pod.get("metadata") or {}).get("ownerReferences") or []
-            )
-        ]
-        message = termination_message(owned)
+        message = termination_message(job_pods(pods, run.name))
         state.job_messages = {run.uid: message}  # only the latest run matters
         return message
 
@@ -572,16 +547,8 @@ class Reconciler:
 
     def _post_events(self, owner: Mapping[str, Any], before: list[Any], after: list[dict[str, Any]]) -> None:
         body = _owner_body(owner)
-        for condition in transitions(before, after):
-            if condition["type"] not in EVENT_CONDITIONS:
-                continue
-            status = condition["status"]
-            healthy = (status == "False") if condition["type"] == "Stalled" else (status == "True")
-            first = not any(c.get("type") == condition["type"] for c in before)
-            if first and (healthy or status == "Unknown"):
-                continue  # a condition appearing in a fine or undecided state is not news
-            message = f"{condition['type']}={status}: {condition['message']}".strip().rstrip(":")
-            _post(body, condition["reason"], message, warning=not (healthy or status == "Unknown"))
+        for event in events_to_post(before, after):
+            _post(body, event.reason, event.message, warning=event.warning)
 
 
 def _post(body: Any, reason: str, message: str, *, warning: bool) -> None:
