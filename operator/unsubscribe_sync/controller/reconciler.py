@@ -128,8 +128,10 @@ class Reconciler:
         options: ReconcilerOptions,
         *,
         preflight: Preflight | None = None,
+        clock: Callable[[], str] = utc_now,
     ) -> None:
         self.api = api
+        self._clock = clock  # the status's transition times (injected so tests can fix them)
         self.metrics = metrics
         self.options = options
         self._preflight = preflight
@@ -264,6 +266,12 @@ class Reconciler:
     async def _reconcile(
         self, owner: Mapping[str, Any], indexes: Mapping[str, Any], *, full: bool, fresh: bool = False
     ) -> Outcome:
+        """One reconcile in numbered steps; reads come before the decision that needs them, writes after.
+
+        The decisions are pure (``child_writes``, ``policies``, ``conditions``, ``nightly_status``,
+        ``login_hosts``); this method reads their inputs and makes the writes they ask for.
+        """
+        # 0: the CR as last seen (the watch, or the copy this operator wrote last, whichever is newer).
         meta = owner.get("metadata") or {}
         namespace, name, uid = str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid", ""))
         generation = int(meta.get("generation") or 1)
@@ -282,6 +290,7 @@ class Reconciler:
         # nightly pods to that host); existing children stay as they were and the status says why.
         login = check_login_url(spec.salesforce.loginUrl, self.options.allowed_login_hosts)
         refused = None if login.allowed else login.message
+        # 2: the children: each read, planned (child_writes.plan_write) and written; unwanted ones pruned.
         if refused is None:
             writes, errors, rejected = await self._reconcile_children(owner, spec, indexes, fresh=fresh)
         else:
@@ -292,6 +301,8 @@ class Reconciler:
             return Outcome("success", writes=writes)
         state.full_done = state.full_done or full
 
+        # 3: gather the rest: the Secrets (and the preflight they feed), the Deployment, the nightly Job and
+        # its pods' termination message.
         if refused is not None:
             state.secrets = None  # checked again once the host is allowed
         elif full or state.secrets is None:
@@ -305,6 +316,7 @@ class Reconciler:
         run = latest_job(self._jobs(indexes, namespace, ChildNames(name).nightly_sync), ChildNames(name).nightly_sync)
         message = await self._job_message(namespace, run, state) if run is not None else None
         preflight = state.preflight.result if state.preflight is not None and refused is None else None
+        # 4: decide the status (conditions.build_status) and act: write it, post the Events it is worth.
         inputs = StatusInputs(
             generation=generation,
             login_refused=refused,
@@ -328,6 +340,7 @@ class Reconciler:
             child_rejected=tuple(rejected),
         )
         status_error = await self._write_status(owner, current, inputs)
+        # 5: the outcome (kopf retries a temporary error with backoff).
         if refused is not None:
             return Outcome("stalled", refused, writes=writes)
         problems = [f"Secret {s} not found" for s in missing] + errors + list(secrets.errors)
@@ -357,6 +370,7 @@ class Reconciler:
             kind = kinds.kind_of(desired)
             child = str(desired["metadata"]["name"])
             wanted.add((kind.plural, child))
+            # (1) gather: the child as the cluster has it (the watch cache, or the API server when fresh)
             if fresh:
                 try:
                     actual = await self.api.get(kind.path(namespace, child))
@@ -366,9 +380,11 @@ class Reconciler:
                     continue
             else:
                 actual = self._lookup(indexes, kind, namespace, child)
+            # (2) decide: which write, if any (child_writes.plan_write)
             write = plan_write(desired, actual)
             if write is None:
                 continue
+            # (3) act: write it; a failure is classified by policies.write_failure
             try:
                 written = await self._apply(kind, namespace, write, desired)
             except KubeApiError as exc:
@@ -525,7 +541,7 @@ class Reconciler:
         meta = owner.get("metadata") or {}
         namespace, name = str(meta.get("namespace")), str(meta.get("name"))
         previous = current.get("status") or {}
-        new = build_status(inputs, previous, utc_now())
+        new = build_status(inputs, previous, self._clock())
         ready = next((c for c in new["conditions"] if c["type"] == "Ready"), None)
         self.metrics.resources.ready[(namespace, name)] = bool(ready and ready["status"] == "True")
         patch = status_patch(previous, new)
