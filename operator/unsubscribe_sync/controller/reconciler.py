@@ -101,6 +101,17 @@ class SecretCheck:
     credentials_unreadable: str | None = None  # why the credentials Secret could not be read
 
 
+@dataclass(frozen=True)
+class Observed:
+    """What a reconcile read for its status besides the spec and the children (``Reconciler._gather``)."""
+
+    secrets: SecretCheck
+    deployment: Mapping[str, Any] | None
+    run: JobRun | None
+    job_message: str | None  # the latest run's termination message (its JSON summary)
+    preflight: PreflightResult | None  # None: not run yet, or the login host is refused
+
+
 @dataclass
 class OwnerState:
     """What the operator remembers of one UnsubscribeSync between reconciles (in memory only)."""
@@ -301,21 +312,10 @@ class Reconciler:
             return Outcome("success", writes=writes)
         state.full_done = state.full_done or full
 
-        # 3: gather the rest: the Secrets (and the preflight they feed), the Deployment, the nightly Job and
-        # its pods' termination message.
-        if refused is not None:
-            state.secrets = None  # checked again once the host is allowed
-        elif full or state.secrets is None:
-            state.secrets, credentials_secret = await self._check_secrets(namespace, spec)
-            if full and credentials_secret is not None:
-                await self._maybe_preflight(spec, generation, credentials_secret, f"{namespace}/{name}", state)
-        secrets = state.secrets or SecretCheck()
-        missing = secrets.missing
-
-        deployment = self._lookup(indexes, kinds.DEPLOYMENT, namespace, ChildNames(name).push_worker)
-        run = latest_job(self._jobs(indexes, namespace, ChildNames(name).nightly_sync), ChildNames(name).nightly_sync)
-        message = await self._job_message(namespace, run, state) if run is not None else None
-        preflight = state.preflight.result if state.preflight is not None and refused is None else None
+        # 3: gather the rest of the status's inputs in one place (_gather).
+        seen = await self._gather(namespace, name, spec, generation, indexes, state, full=full, refused=refused)
+        secrets, missing, preflight = seen.secrets, seen.secrets.missing, seen.preflight
+        run, message = seen.run, seen.job_message
         # 4: decide the status (conditions.build_status) and act: write it, post the Events it is worth.
         inputs = StatusInputs(
             generation=generation,
@@ -332,7 +332,7 @@ class Reconciler:
             api_errors=secrets.errors,
             preflight=preflight,
             preflight_enabled=self.options.preflight_interval > 0,
-            deployment=DeploymentState.from_object(deployment),
+            deployment=DeploymentState.from_object(seen.deployment),
             last_nightly=last_nightly_sync(run, message),
             nightly_error=parse_error(message) if run is not None and run.phase == "Failed" else None,
             wrote_children=writes > 0,
@@ -351,6 +351,36 @@ class Reconciler:
         if rejected:
             return Outcome("stalled", "; ".join(rejected), writes=writes)
         return Outcome("success", writes=writes)
+
+    async def _gather(
+        self,
+        namespace: str,
+        name: str,
+        spec: UnsubscribeSyncSpec,
+        generation: int,
+        indexes: Mapping[str, Any],
+        state: OwnerState,
+        *,
+        full: bool,
+        refused: str | None,
+    ) -> Observed:
+        """Every read the status needs besides the spec and the children: the Secrets (on a full reconcile,
+        or when not checked yet) and the preflight they feed, the Deployment, the nightly Job and its pods."""
+        if refused is not None:
+            state.secrets = None  # checked again once the host is allowed
+        elif full or state.secrets is None:
+            state.secrets, credentials_secret = await self._check_secrets(namespace, spec)
+            if full and credentials_secret is not None:
+                await self._maybe_preflight(spec, generation, credentials_secret, f"{namespace}/{name}", state)
+        names = ChildNames(name)
+        run = latest_job(self._jobs(indexes, namespace, names.nightly_sync), names.nightly_sync)
+        return Observed(
+            secrets=state.secrets or SecretCheck(),
+            deployment=self._lookup(indexes, kinds.DEPLOYMENT, namespace, names.push_worker),
+            run=run,
+            job_message=await self._job_message(namespace, run, state) if run is not None else None,
+            preflight=state.preflight.result if state.preflight is not None and refused is None else None,
+        )
 
     # ---- children ------------------------------------------------------------------------------
     async def _reconcile_children(
