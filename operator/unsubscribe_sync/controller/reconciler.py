@@ -101,6 +101,16 @@ class SecretCheck:
     credentials_unreadable: str | None = None  # why the credentials Secret could not be read
 
 
+@dataclass
+class ChildReads:
+    """The gather step of the children: each desired child with its copy in the cluster (None: missing)."""
+
+    found: list[tuple[kinds.Kind, str, dict[str, Any], Mapping[str, Any] | None]] = field(default_factory=list)
+    wanted: set[tuple[str, str]] = field(default_factory=set)  # (plural, name) of every desired child
+    errors: list[str] = field(default_factory=list)  # reads that failed for now
+    rejected: list[str] = field(default_factory=list)  # reads the API server refused
+
+
 @dataclass(frozen=True)
 class Observed:
     """What a reconcile read for its status besides the spec and the children (``Reconciler._gather``)."""
@@ -390,26 +400,11 @@ class Reconciler:
         watch cache (the periodic resync: it also repairs drift whose watch event was lost)."""
         meta = owner.get("metadata") or {}
         namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        # (1) gather: every desired child and its copy in the cluster
+        reads = await self._read_children(owner, spec, indexes, fresh=fresh)
         writes = 0
-        errors: list[str] = []
-        rejected: list[str] = []
-        wanted: set[tuple[str, str]] = set()
-        for manifest in desired_children(name, namespace, spec, image=self.options.image):
-            kopf.append_owner_reference(manifest, owner=_owner_body(owner))
-            desired = with_hash(manifest)
-            kind = kinds.kind_of(desired)
-            child = str(desired["metadata"]["name"])
-            wanted.add((kind.plural, child))
-            # (1) gather: the child as the cluster has it (the watch cache, or the API server when fresh)
-            if fresh:
-                try:
-                    actual = await self.api.get(kind.path(namespace, child))
-                except KubeApiError as exc:
-                    text = f"{kind.kind} {child}: {exc.message or exc.reason}"
-                    (errors if exc.transient else rejected).append(text)
-                    continue
-            else:
-                actual = self._lookup(indexes, kind, namespace, child)
+        errors, rejected = list(reads.errors), list(reads.rejected)
+        for kind, child, desired, actual in reads.found:
             # (2) decide: which write, if any (child_writes.plan_write)
             write = plan_write(desired, actual)
             if write is None:
@@ -443,8 +438,34 @@ class Reconciler:
                     action=write.action,
                     reason=write.reason,
                 )
-        writes += await self._prune(owner, indexes, wanted, errors)
+        writes += await self._prune(owner, indexes, reads.wanted, errors)
         return writes, errors, rejected
+
+    async def _read_children(
+        self, owner: Mapping[str, Any], spec: UnsubscribeSyncSpec, indexes: Mapping[str, Any], *, fresh: bool
+    ) -> ChildReads:
+        """The desired children (owner reference and hash set) and each one's copy in the cluster: the watch
+        cache, or the API server when ``fresh``. A child whose read failed is left out of ``found``."""
+        meta = owner.get("metadata") or {}
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        reads = ChildReads()
+        for manifest in desired_children(name, namespace, spec, image=self.options.image):
+            kopf.append_owner_reference(manifest, owner=_owner_body(owner))
+            desired = with_hash(manifest)
+            kind = kinds.kind_of(desired)
+            child = str(desired["metadata"]["name"])
+            reads.wanted.add((kind.plural, child))
+            if fresh:
+                try:
+                    actual = await self.api.get(kind.path(namespace, child))
+                except KubeApiError as exc:
+                    text = f"{kind.kind} {child}: {exc.message or exc.reason}"
+                    (reads.errors if exc.transient else reads.rejected).append(text)
+                    continue
+            else:
+                actual = self._lookup(indexes, kind, namespace, child)
+            reads.found.append((kind, child, desired, actual))
+        return reads
 
     async def _prune(
         self, owner: Mapping[str, Any], indexes: Mapping[str, Any], wanted: set[tuple[str, str]], errors: list[str]
