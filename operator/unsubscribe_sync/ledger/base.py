@@ -69,6 +69,11 @@ _SQLITE_INSERT_HISTORY = (
 )
 
 
+_SQLITE_INSERT_ADDRESS = (
+    "INSERT INTO unsubscribes (email, unsubscribed, state_at, first_seen, last_seen, repeats) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
 def history_row(
     at: float,
     email: str,
@@ -148,6 +153,8 @@ class LedgerBase:
         first: dict[str, Act] = {}
         for email, act in acts:
             first.setdefault(email, act)
+        if not self._pg:
+            return self._apply_acts_sqlite(conn, acts, emails, first, now)
         created: set[str] = set()
         stmt = self._insert(unsubscribes).on_conflict_do_nothing(index_elements=["email"])
         for chunk in chunks(emails):
@@ -172,6 +179,37 @@ class LedgerBase:
         for chunk in chunks(existing):
             rows = conn.execute(_LOCK_ADDRESSES, {"keys": list(chunk)}).all()
             stored.update((e, AddressState(bool(u), float(s if s is not None else 0.0))) for e, u, s in rows)
+        return self._decide_acts(conn, acts, emails, first, created, stored, now)
+
+    def _apply_acts_sqlite(
+        self, conn: Connection, acts: Sequence[tuple[str, Act]], emails: list[str], first: dict[str, Act], now: float
+    ) -> tuple[list[ActEffect], dict[str, AddressState]]:
+        """SQLite: the transaction holds the write lock (BEGIN IMMEDIATE), so the addresses are read first and
+        the missing ones inserted by driver ``executemany`` (no INSERT ... RETURNING per group, whose per-row
+        processing in SQLAlchemy was the largest statement cost of a group commit)."""
+        stored: dict[str, AddressState] = {}
+        for chunk in chunks(emails):
+            rows = conn.execute(_LOCK_ADDRESSES, {"keys": list(chunk)}).all()
+            stored.update((e, AddressState(bool(u), float(s if s is not None else 0.0))) for e, u, s in rows)
+        created = {e for e in emails if e not in stored}
+        if created:
+            conn.exec_driver_sql(
+                _SQLITE_INSERT_ADDRESS,
+                [(e, first[e].unsubscribe, first[e].at, now, now, 0) for e in sorted(created)],
+            )
+        return self._decide_acts(conn, acts, emails, first, created, stored, now)
+
+    def _decide_acts(
+        self,
+        conn: Connection,
+        acts: Sequence[tuple[str, Act]],
+        emails: list[str],
+        first: dict[str, Act],
+        created: set[str],
+        stored: dict[str, AddressState],
+        now: float,
+    ) -> tuple[list[ActEffect], dict[str, AddressState]]:
+        """Each act's effect in order, from the stored states; the addresses whose state moved are updated."""
         state: dict[str, AddressState | None] = {e: stored.get(e) for e in emails}
         effects: list[ActEffect] = []
         repeats: dict[str, int] = {}
