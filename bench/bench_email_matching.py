@@ -8,7 +8,8 @@
    unsubscribes with ids) plus address-only unsubscribes of records the ledger does not hold; the job as a
    subprocess; peak RSS (aim < 200 MB) and wall time.
 
-Scale: ``BENCH_EMAIL_SCALE=0.1`` (part 2 only).
+Scale: ``BENCH_EMAIL_SCALE=0.1`` (part 2 only). ``BENCH_EMAIL_TRACE=1``: part 2 only, the job runs under
+tracemalloc (bench/_trace_job.py) and prints the allocation sites alive at its peak instead of the RSS figure.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -123,6 +126,9 @@ def bench_nightly_email(tmp: Path, scale: float) -> None:
                 }
             )
         )  # fmt: skip
+        if os.environ.get("BENCH_EMAIL_TRACE"):
+            trace_job(config)
+            return
         wall, rss, code, out = run_job(config)
         summary = json.loads(out.strip().splitlines()[-1])
         print(f"nightly, Email mode: {contacts + leads:,} records, "
@@ -135,11 +141,23 @@ def bench_nightly_email(tmp: Path, scale: float) -> None:
         sandbox.wait(timeout=30)
 
 
+def trace_job(config: Path) -> None:
+    """The nightly job under tracemalloc: where its memory is at the peak (stderr passes through)."""
+    tracer = Path(__file__).with_name("_trace_job.py")
+    subprocess.run(
+        [sys.executable, str(tracer), "nightly", "--config", str(config), "--local"],
+        stdout=subprocess.DEVNULL,
+        check=False,
+        env={**os.environ, "UNSUBSCRIBE_SYNC_TERMINATION_LOG": str(config.parent / "termination-log")},
+    )
+
+
 def main(scale: float | None = None) -> None:
     if scale is None:
         scale = float(os.environ.get("BENCH_EMAIL_SCALE", "1"))
     with tempfile.TemporaryDirectory(prefix="bench-email-") as name:
-        bench_resolution(Path(name))
+        if not os.environ.get("BENCH_EMAIL_TRACE"):
+            bench_resolution(Path(name))
         bench_nightly_email(Path(name), scale)
 
 
