@@ -71,6 +71,9 @@ class AddressStage:
                     if email:
                         read += 1
                         yield normalize_email(str(email)), normalize_id(str(row["Id"]))
+                # freed now, not when the next page is assigned: otherwise two pages (up to 50,000 rows of
+                # dicts each) are alive while the next one is fetched and parsed
+                page.clear()
 
         self._db.execute("BEGIN")
         self._db.executemany("INSERT OR IGNORE INTO records (email, id) VALUES (?, ?)", rows())
