@@ -111,6 +111,16 @@ def _bulk_error(text: str) -> tuple[str | None, str]:
     return code, message
 
 
+def bulk_poll_pause(polls_done: int, first: float, cap: float) -> float:
+    """The pause before a Bulk 2.0 job's next status poll, after ``polls_done`` polls.
+
+    The first poll comes after ``first`` (prompt: a small job is often done within a second), then each pause
+    doubles up to ``cap``: a real job takes seconds to minutes, and polling it every ``first`` seconds would
+    spend the org's API allowance on status calls.
+    """
+    return float(min(cap, first * 2 ** min(polls_done, 64)))
+
+
 class SalesforceClient:
     """One org's connector. Thread-safe: the worker calls it from several threads.
 
@@ -409,9 +419,10 @@ class SalesforceClient:
 
     def _wait_for_job(self, operation: str, object_name: str, job_id: str, is_query: bool) -> dict[str, Any]:
         deadline = time.monotonic() + self._bulk_timeout
-        pause = self._poll_first
+        polls = 0
         while True:
-            time.sleep(pause)
+            time.sleep(bulk_poll_pause(polls, self._poll_first, self._poll_max))
+            polls += 1
             job = self._call(operation, lambda sf: self._bulk(sf, object_name).get_job(job_id, is_query))
             state = job.get("state")
             if state in _FINAL_JOB_STATES:
@@ -421,7 +432,6 @@ class SalesforceClient:
                     f"Salesforce {operation} job {job_id} still {state} after {self._bulk_timeout:.0f} s",
                     error_class=ErrorClass.TRANSIENT,
                 )
-            pause = min(self._poll_max, pause * 2)
 
     def _abort_quietly(self, operation: str, object_name: str, job_id: str, is_query: bool) -> None:
         try:
