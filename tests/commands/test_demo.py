@@ -15,8 +15,9 @@ def test_demo_runs_end_to_end() -> None:
     out = proc.stdout
     assert "Posted 4 unsubscribes" in out
     assert "skipped: no id" in out
+    push, _, email_mode = out.partition("Email matching (matching.mode: Email)")
     # the pushed records read back from the sandbox, the 15-character Lead id included
-    assert len(re.findall(r"acme-demo\.com\s*\S\s*true\b", out)) == 3, out
+    assert len(re.findall(r"acme-demo\.com\s*\S\s*true\b", push)) == 3, out
     counts = re.search(r"toSalesforce=(\d+) fromSalesforce=(\d+) skippedNoSalesforceId=(\d+) failed=(\d+)", out)
     assert counts is not None, out
     to_sf, from_sf, skipped, failed = map(int, counts.groups())
@@ -28,3 +29,6 @@ def test_demo_runs_end_to_end() -> None:
     assert "POST /u/<token> List-Unsubscribe=One-Click" in out
     assert "mailgun:unsubscribed" in out and "one-click" in out
     assert "salesforce-sync" in out and "Demo finished" in out
+    # Email matching: one address-only unsubscribe set the Contact and both Leads (any case), not the converted Lead
+    assert len(re.findall(r"(?i)pat\.doe@acme-demo\.com\s*\S\s*true\b", email_mode)) == 3, out
+    assert re.search(r"Lead \(converted\).*pat\.doe@acme-demo\.com\s*\S\s*false", email_mode), out

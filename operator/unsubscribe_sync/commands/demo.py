@@ -5,7 +5,8 @@ already opted out there), the credentials and config files a deployment would mo
 (a subprocess, SQLite ledger); a few unsubscribes posted to the webhook (Contacts, a Lead given by its
 15-character id, one without an id), read back from Salesforce once pushed; a Mailgun-signed unsubscribe
 webhook and an RFC 8058 one-click link on the worker's public listener; then one nightly sync (run by the
-worker, as in SQLite mode in a cluster) and a report. Everything is stopped and removed at the end.
+worker, as in SQLite mode in a cluster) and a report; last, a second worker in the Email matching mode sets
+every record sharing an unsubscribed address. Everything is stopped and removed at the end.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def write_local_config(
     one_click_key_file: Path | None = None,
     mailgun_key_file: Path | None = None,
     poll_seconds: int | None = None,
+    matching_mode: str | None = None,
 ) -> Path:
     """A config file for a worker on 127.0.0.1:``port`` with a SQLite ledger in ``tmp``, against ``sandbox``.
 
@@ -106,6 +108,8 @@ def write_local_config(
         "worker": {"listen": f"127.0.0.1:{port}", "tokenFile": str(token_file), "url": f"http://127.0.0.1:{port}"},
         "logging": {"format": "json", "level": "warning"},
     }
+    if matching_mode is not None:
+        config["matching"] = {"mode": matching_mode}
     if poll_seconds is not None:
         config["salesforcePoll"] = {"intervalSeconds": poll_seconds}
     config["worker"]["publicListen"] = f"127.0.0.1:{public_port}" if public_port else None
@@ -231,6 +235,7 @@ def _run(console: Console, tmp: Path) -> int:
             _history(console, url, headers, [contacts[1][1], *from_sf, *public_emails])
         finally:
             _stop(worker)
+        _email_matching(console, tmp / "email-mode", sandbox)
     console.print(f"[bold green]Demo finished in {time.monotonic() - started:.1f} s[/]; everything stopped.")
     return 0
 
@@ -277,6 +282,52 @@ def _public_listener(console: Console, url: str, public: str, headers: dict[str,
     table.add_row("POST /u/<token> List-Unsubscribe=One-Click", f"{clicked.status_code} unsubscribed")
     console.print(table)
     return [sender_email, link_email]
+
+
+def _email_matching(console: Console, tmp: Path, sandbox: Any) -> None:
+    """A worker in the Email matching mode: one address-only unsubscribe sets every record of the address."""
+    state = sandbox.state
+    address = f"pat.doe@{EMAIL_DOMAIN}"
+    records = [
+        ("Contact", state.add_record("Contact", "Pat.Doe@acme-demo.com"), "Pat.Doe@acme-demo.com"),
+        ("Lead", state.add_record("Lead", "pat.doe@ACME-DEMO.com"), "pat.doe@ACME-DEMO.com"),
+        ("Lead", state.add_record("Lead", "PAT.DOE@acme-demo.com"), "PAT.DOE@acme-demo.com"),
+    ]
+    converted = state.add_record("Lead", address, converted=True)
+    tmp.mkdir()
+    token = secrets.token_urlsafe(24)
+    port = _free_port()
+    config_path = write_local_config(
+        tmp, sandbox, tmp.parent / "salesforce", _secret_file(tmp / "webhook-token", token), port,
+        poll_seconds=0, matching_mode="Email",
+    )  # fmt: skip
+    url = load_config(config_path).worker.url
+    worker = _start_worker(config_path, tmp, url)
+    try:
+        console.print(
+            f"[bold]6.[/] Email matching (matching.mode: Email), a second worker at {url}: a Contact and two "
+            f"Leads share {address} in mixed case, a fourth record is a converted Lead; one unsubscribe "
+            "with the address only"
+        )
+        answer = requests.post(
+            f"{url}/v1/unsubscribes", json={"unsubscribes": [{"email": address, "source": "demo"}]},
+            headers={"Authorization": f"Bearer {token}"}, timeout=10,
+        )  # fmt: skip
+        if answer.status_code != 202:
+            raise DemoError(f"the Email-mode webhook refused the unsubscribe: HTTP {answer.status_code}")
+        pushed = _wait_pushed(state, [rid for _, rid, _ in records])
+    finally:
+        _stop(worker)
+    table = Table(title="Email matching: every record of the address, read back from Salesforce")
+    for column in ("object", "Salesforce id", "Email in Salesforce", "HasOptedOutOfEmail"):
+        table.add_column(column)
+    for obj, rid, email in records:
+        table.add_row(obj, rid, email, "true" if pushed[rid] else "[red]false[/]")
+    left = bool(state.get_record(converted)["HasOptedOutOfEmail"])
+    table.add_row("Lead (converted)", converted, address, f"{str(left).lower()} (converted Leads are left alone)")
+    console.print(table)
+    if not all(pushed.values()) or left:
+        raise DemoError("Email matching did not set exactly the address's unconverted records in time")
 
 
 def _seed_text(seeded: dict[str, dict[str, int]]) -> str:
