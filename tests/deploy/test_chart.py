@@ -188,6 +188,19 @@ def test_replicas_above_one_use_peering_and_ship_the_peering_objects() -> None:
     assert any("clusterkopfpeerings" in r["resources"] and "patch" in r["verbs"] for r in role["rules"])
 
 
+def test_peering_lifetime_reaches_the_operator_and_the_cli_accepts_it() -> None:
+    """The take-over time after a killed leader is bounded by the peering lifetime (kopf's default: 60 s)."""
+    from unsubscribe_sync.api.constants import OPERATOR_PEERING_LIFETIME
+    from unsubscribe_sync.cli import build_parser
+
+    cases = (({"replicas": 2}, OPERATOR_PEERING_LIFETIME), ({"replicas": 3, "peering.lifetime": 45}, 45))
+    for values, lifetime in cases:
+        argv = operator_args(helm_template(values))
+        assert f"--peering-lifetime={lifetime}" in argv
+        assert build_parser(argv).parse_args(argv).peering_lifetime == lifetime
+    assert not [a for a in operator_args(helm_template()) if a.startswith("--peering-lifetime")]
+
+
 def test_one_replica_runs_standalone_without_peering_objects() -> None:
     docs = helm_template({"replicas": 1})
     assert "--standalone" in operator_args(docs)
@@ -336,6 +349,8 @@ def test_service_monitor_without_metrics_service_is_refused() -> None:
         ("--set=grafanaDashboard.labels.grafana_dashboard=1", "grafana_dashboard"),
         ("--set=serviceAccount.annotations.x=1", "annotations"),
         ("--set=peering.name=Bad_Name", "name"),
+        ("--set=peering.lifetime=10", "lifetime"),
+        ("--set=peering.lifetime=soon", "lifetime"),
         ("--set=operator.allowedLoginHosts[0]=evil.example/path", "allowedLoginHosts"),
         ("--set=operator.allowedLoginHosts[0]=user@evil.example", "allowedLoginHosts"),
     ],

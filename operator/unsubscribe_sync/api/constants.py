@@ -45,3 +45,6 @@ WORKER_PORT: Final = 8080  # webhook API, /livez, /readyz, /metrics
 PUBLIC_PORT: Final = 8081  # the worker's public listener: one-click links, sender webhooks
 OPERATOR_HEALTH_PORT: Final = 8080  # kopf liveness endpoint /healthz
 OPERATOR_METRICS_PORT: Final = 9090  # operator /metrics
+# kopf peering lifetime (s) with several replicas: a killed leader is replaced within about this time.
+OPERATOR_PEERING_LIFETIME: Final = 20
+OPERATOR_MIN_PEERING_LIFETIME: Final = 15  # keepalives go every lifetime minus 5-10 s

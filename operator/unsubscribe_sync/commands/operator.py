@@ -10,9 +10,19 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from unsubscribe_sync.api.constants import DEFAULT_IMAGE, OPERATOR_HEALTH_PORT, OPERATOR_METRICS_PORT
+from unsubscribe_sync.api.constants import (
+    DEFAULT_IMAGE,
+    OPERATOR_HEALTH_PORT,
+    OPERATOR_METRICS_PORT,
+    OPERATOR_MIN_PEERING_LIFETIME,
+    OPERATOR_PEERING_LIFETIME,
+)
 from unsubscribe_sync.logs import configure_logging
+
+if TYPE_CHECKING:
+    from unsubscribe_sync.controller.runtime import OperatorOptions
 
 _NAMESPACE = re.compile(r"^[a-z0-9*?\[\]!]([-a-z0-9*?\[\]!]*[a-z0-9*?\[\]!])?$")
 
@@ -37,6 +47,18 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _lifetime(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if value < OPERATOR_MIN_PEERING_LIFETIME:
+        raise argparse.ArgumentTypeError(
+            f"at least {OPERATOR_MIN_PEERING_LIFETIME} s (keepalives go every lifetime minus 5-10 s): {value}"
+        )
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
@@ -55,6 +77,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="peering priority of this replica (default: random, so exactly one replica is active)",
+    )
+    parser.add_argument(
+        "--peering-lifetime",
+        type=_lifetime,
+        default=OPERATOR_PEERING_LIFETIME,
+        metavar="SECONDS",
+        help="with --peering: a replica's peering entry expires this long after its last keepalive; a standby "
+        f"takes over from a killed leader within about this time (default {OPERATOR_PEERING_LIFETIME}, "
+        f"kopf's own 60; at least {OPERATOR_MIN_PEERING_LIFETIME})",
     )
     parser.add_argument("--metrics-port", type=_port, default=OPERATOR_METRICS_PORT, help="port of /metrics (0: off)")
     parser.add_argument(
@@ -109,7 +140,7 @@ def allowed_login_hosts(args: argparse.Namespace, environ: Mapping[str, str]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from unsubscribe_sync.controller.runtime import OperatorOptions, OperatorRuntime, namespaces_from
+    from unsubscribe_sync.controller.runtime import OperatorRuntime, namespaces_from
 
     namespaces = () if args.all_namespaces else namespaces_from(args.namespace)
     bad = [ns for ns in namespaces if not _NAMESPACE.match(ns)]
@@ -131,18 +162,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"unsubscribe-sync operator: --allowed-login-hosts: {exc}", file=sys.stderr)
         return 2
     configure_logging(args.log_format, args.log_level)
-    options = OperatorOptions(
+    options = operator_options(args, namespaces=namespaces, allowed_login_hosts=extra_hosts)
+    asyncio.run(OperatorRuntime(options).run())
+    return 0
+
+
+def operator_options(
+    args: argparse.Namespace, *, namespaces: tuple[str, ...], allowed_login_hosts: tuple[str, ...]
+) -> OperatorOptions:
+    """The runtime's options from parsed (and checked) arguments."""
+    from unsubscribe_sync.controller.runtime import OperatorOptions
+
+    return OperatorOptions(
         namespaces=namespaces,
         standalone=args.peering is None,
         peering_name=args.peering,
         priority=peering_priority(args),
+        peering_lifetime=args.peering_lifetime,
         image=args.image,
         metrics_port=args.metrics_port or None,
         liveness_port=args.liveness_port or None,
         resync_interval=args.resync_interval,
         preflight_interval=args.preflight_interval,
         salesforce_ca_file=args.salesforce_ca_file,
-        allowed_login_hosts=extra_hosts,
+        allowed_login_hosts=allowed_login_hosts,
     )
-    asyncio.run(OperatorRuntime(options).run())
-    return 0

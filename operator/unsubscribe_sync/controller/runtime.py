@@ -17,6 +17,7 @@ from unsubscribe_sync.api.constants import (
     MANAGED_BY,
     OPERATOR_HEALTH_PORT,
     OPERATOR_METRICS_PORT,
+    OPERATOR_PEERING_LIFETIME,
 )
 from unsubscribe_sync.controller import caches, handlers, health, kinds
 from unsubscribe_sync.controller.kubeapi import KubeApi, KubeApiError
@@ -40,6 +41,7 @@ class OperatorOptions:
     standalone: bool = True
     peering_name: str | None = None
     priority: int = 0  # peering: the replica with the highest priority is active, others stand by
+    peering_lifetime: int = OPERATOR_PEERING_LIFETIME  # s a peering entry lives without a keepalive (take-over)
     image: str = DEFAULT_IMAGE
     metrics_host: str = "0.0.0.0"
     metrics_port: int | None = OPERATOR_METRICS_PORT  # None: no metrics server
@@ -91,6 +93,11 @@ def build_settings(options: OperatorOptions) -> kopf.OperatorSettings:
         settings.peering.name = options.peering_name
         # Replicas of equal priority all pause (kopf's rule), so each replica needs its own.
         settings.peering.priority = options.priority
+        # A killed leader's entry expires a lifetime after its last keepalive; only then does a standby take
+        # over (it sleeps until that deadline), so the lifetime bounds the take-over time (kopf's default: 60 s).
+        # kopf sends keepalives every lifetime minus 5-10 s: at 20 s every 10-15 s, each PATCH with 5-10 s to
+        # land before the entry would look dead.
+        settings.peering.lifetime = int(options.peering_lifetime)
     # Scanning on: a CRD installed after start-up (the operator's own, in a GitOps ordering, or ServiceMonitor's)
     # is served once it appears (RBAC: customresourcedefinitions get/list/watch). kopf couples it with namespace
     # scanning, so with a fixed list of namespaces (no globs; namespaced RBAC without namespace access) it
