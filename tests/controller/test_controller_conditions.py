@@ -28,7 +28,6 @@ from unsubscribe_sync.controller.conditions import (
     format_validation_error,
     merge_conditions,
     status_patch,
-    transitions,
 )
 
 OK_PREFLIGHT = PreflightResult(
@@ -84,6 +83,22 @@ def test_healthy_object_is_ready() -> None:
 def test_ready_is_false_with_the_first_reason(change: dict[str, object], ready_reason: str) -> None:
     got = verdicts(replace(HEALTHY, **change))  # type: ignore[arg-type]
     assert got["Ready"] == ("False", ready_reason)
+
+
+MONITORING_REFUSED = "ServiceMonitor acme-push-worker: servicemonitors is forbidden"
+
+
+def test_a_refused_service_monitor_leaves_ready_true_with_its_own_reason() -> None:
+    got = compute_conditions(replace(HEALTHY, monitoring_refused=MONITORING_REFUSED))
+    assert (got["Ready"].status, got["Ready"].reason) == ("True", "ServiceMonitorRefused")
+    assert MONITORING_REFUSED in got["Ready"].message
+    assert (got["Stalled"].status, got["Reconciling"].status) == ("False", "False")
+
+
+def test_a_refused_service_monitor_is_named_in_a_ready_false_for_another_reason() -> None:
+    got = compute_conditions(replace(HEALTHY, monitoring_refused=MONITORING_REFUSED, deployment=None))
+    assert (got["Ready"].status, got["Ready"].reason) == ("False", "DeploymentNotFound")
+    assert MONITORING_REFUSED in got["Ready"].message
 
 
 def test_missing_credentials_secret() -> None:
@@ -168,16 +183,6 @@ def test_status_patch_removes_keys_that_went_away() -> None:
     new.pop("lastNightlySync", None)
     patch = status_patch(old, new)
     assert patch is not None and patch["lastNightlySync"] is None
-
-
-def test_transitions_lists_changed_and_new_conditions() -> None:
-    before = [{"type": "Ready", "status": "False"}, {"type": "Stalled", "status": "False"}]
-    after = [
-        {"type": "Ready", "status": "True"},
-        {"type": "Stalled", "status": "False"},
-        {"type": "X", "status": "True"},
-    ]
-    assert [c["type"] for c in transitions(before, after)] == ["Ready", "X"]
 
 
 def test_long_messages_are_clipped() -> None:

@@ -10,57 +10,79 @@ from unsubscribe_sync.controller import kinds
 from unsubscribe_sync.controller.kubeapi import KubeApiError
 from unsubscribe_sync.controller.policies import Event, events_to_post, job_pods, may_prune, write_failure
 
-WRITE_FAILURES: dict[str, tuple[kinds.Kind, Literal["create", "patch"], KubeApiError, str, bool]] = {
+Effect = Literal["retried", "rejected", "degraded"]
+WRITE_FAILURES: dict[str, tuple[kinds.Kind, Literal["create", "patch"], KubeApiError, str, Effect]] = {
     "an invalid object is rejected, not retried": (
         kinds.DEPLOYMENT,
         "patch",
         KubeApiError(422, "Invalid", "spec.replicas: must be >= 0"),
         "Deployment c: spec.replicas: must be >= 0",
-        True,
+        "rejected",
     ),
     "a conflict is retried": (
         kinds.DEPLOYMENT,
         "patch",
         KubeApiError(409, "Conflict", "the object has been modified"),
         "Deployment c: the object has been modified",
-        False,
+        "retried",
     ),
     "an overloaded API server is retried": (
         kinds.CONFIG_MAP,
         "create",
         KubeApiError(503, "Service Unavailable", ""),
         "ConfigMap c: Service Unavailable",
-        False,
+        "retried",
     ),
     "no answer at all is retried": (
         kinds.CONFIG_MAP,
         "patch",
         KubeApiError(0, "no answer", ""),
         "ConfigMap c: no answer",
-        False,
+        "retried",
     ),
     "a create of a kind not served says the CRD is not installed": (
+        kinds.PDB,
+        "create",
+        KubeApiError(404, "Not Found", "the server could not find the requested resource"),
+        "PodDisruptionBudget c: policy/v1 poddisruptionbudgets is not served here (CRD not installed?)",
+        "rejected",
+    ),
+    "a ServiceMonitor whose CRD is not installed degrades the status, nothing stalls": (
         kinds.SERVICE_MONITOR,
         "create",
         KubeApiError(404, "Not Found", "the server could not find the requested resource"),
         "ServiceMonitor c: monitoring.coreos.com/v1 servicemonitors is not served here (CRD not installed?)",
-        True,
+        "degraded",
+    ),
+    "a ServiceMonitor write the RBAC forbids degrades the status, nothing stalls": (
+        kinds.SERVICE_MONITOR,
+        "patch",
+        KubeApiError(403, "Forbidden", "cannot patch servicemonitors"),
+        "ServiceMonitor c: cannot patch servicemonitors",
+        "degraded",
+    ),
+    "a ServiceMonitor write failing for now is retried like any other": (
+        kinds.SERVICE_MONITOR,
+        "patch",
+        KubeApiError(503, "Service Unavailable", ""),
+        "ServiceMonitor c: Service Unavailable",
+        "retried",
     ),
     "a forbidden write is rejected (RBAC must change)": (
         kinds.INGRESS,
         "create",
         KubeApiError(403, "Forbidden", "cannot create ingresses"),
         "Ingress c: cannot create ingresses",
-        True,
+        "rejected",
     ),
 }
 
 
 @pytest.mark.parametrize("case", WRITE_FAILURES, ids=list(WRITE_FAILURES))
 def test_write_failure(case: str) -> None:
-    kind, action, exc, message, rejected = WRITE_FAILURES[case]
+    kind, action, exc, message, effect = WRITE_FAILURES[case]
     failure = write_failure(kind, "c", action, exc)
-    assert (failure.message, failure.rejected) == (message, rejected)
+    assert (failure.message, failure.effect) == (message, effect)
 
 
 def _owned(uid: str | None, controller: bool = True) -> dict[str, Any]:
@@ -135,6 +157,31 @@ EVENTS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], list[Event]]
     "Stalled appearing False is not news": ([], [_c("Stalled", "False")], []),
     "an unchanged status posts nothing": ([_c("Ready", "False")], [_c("Ready", "False", "Other", "x")], []),
     "Reconciling changes are not posted": ([_c("Reconciling", "False")], [_c("Reconciling", "True")], []),
+    "Ready staying True but turning to a degraded reason is a warning": (
+        [_c("Ready", "True", "Ready", "")],
+        [_c("Ready", "True", "ServiceMonitorRefused", "not monitored")],
+        [Event("ServiceMonitorRefused", "Ready=True: not monitored", warning=True)],
+    ),
+    "Ready turning True in a degraded reason is a warning": (
+        [_c("Ready", "False", "NoReplicasAvailable", "0/1")],
+        [_c("Ready", "True", "ServiceMonitorRefused", "not monitored")],
+        [Event("ServiceMonitorRefused", "Ready=True: not monitored", warning=True)],
+    ),
+    "a degraded reason held is not news again": (
+        [_c("Ready", "True", "ServiceMonitorRefused", "not monitored")],
+        [_c("Ready", "True", "ServiceMonitorRefused", "not monitored: other words")],
+        [],
+    ),
+    "leaving a degraded reason is a normal event": (
+        [_c("Ready", "True", "ServiceMonitorRefused", "not monitored")],
+        [_c("Ready", "True", "Ready", "all good")],
+        [Event("Ready", "Ready=True: all good", warning=False)],
+    ),
+    "a condition appearing in a degraded reason is a warning": (
+        [],
+        [_c("Ready", "True", "ServiceMonitorRefused", "not monitored")],
+        [Event("ServiceMonitorRefused", "Ready=True: not monitored", warning=True)],
+    ),
 }
 
 

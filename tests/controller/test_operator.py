@@ -344,7 +344,7 @@ async def test_optional_children_follow_the_spec(
     assert deployment is not None and deployment["spec"]["replicas"] == 1
 
 
-async def test_service_monitor_without_its_crd_stalls_but_other_children_exist() -> None:
+async def test_service_monitor_without_its_crd_is_named_in_ready_and_nothing_stalls() -> None:
     async with (
         running_cluster(without=["monitoring.coreos.com/v1/servicemonitors"]) as kube,
         aiohttp.ClientSession() as s,
@@ -354,12 +354,15 @@ async def test_service_monitor_without_its_crd_stalls_but_other_children_exist()
             client = Client(kube, s)
             await client.secrets()
             await client.post(CR_PATH, cr(monitoring={"serviceMonitor": {"enabled": True}}))
-            stalled = await wait_for(
-                lambda: (c := condition(usync(kube), "Stalled")) and c["status"] == "True" and c, what="Stalled"
+            await wait_for(lambda: children_present(kube), what="the other children")
+            await report_push_worker_available(kube, client)
+            ready = await wait_for(
+                lambda: (c := condition(usync(kube), "Ready")) and c["status"] == "True" and c, what="Ready"
             )
-            assert stalled["reason"] == "ChildRejected"
-            assert "ServiceMonitor acme-push-worker" in stalled["message"] and "not served" in stalled["message"]
-            assert children_present(kube)
+            assert ready["reason"] == "ServiceMonitorRefused"
+            assert "ServiceMonitor acme-push-worker" in ready["message"] and "not served" in ready["message"]
+            stalled = condition(usync(kube), "Stalled")
+            assert stalled is not None and stalled["status"] == "False"
         finally:
             await running.stopped()
 

@@ -12,7 +12,16 @@ import kopf
 import pytest
 import pytest_asyncio
 
-from tests.controller.test_operator import CR_PATH, NS, Client, children_present, condition, cr, usync
+from tests.controller.test_operator import (
+    CR_PATH,
+    NS,
+    Client,
+    children_present,
+    condition,
+    cr,
+    report_push_worker_available,
+    usync,
+)
 from tests.fixtures.kube import (
     USYNC_RESOURCE,
     Fault,
@@ -241,6 +250,47 @@ async def test_a_crd_installed_after_start_up_is_served_and_liveness_fails_until
 def test_crd_problem(discovery: dict[str, Any] | None, problem: str | None) -> None:
     found = crd_problem(discovery)
     assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+# ---- 4a: a ServiceMonitor write the API server refuses -------------------------------------------------
+SERVICE_MONITORS = "monitoring.coreos.com/v1/servicemonitors"
+
+
+async def test_a_refused_service_monitor_write_is_reported_once_without_stalling(
+    faulty: RunningCluster, client: Client
+) -> None:
+    """RBAC without create on ServiceMonitors: the other children are made, the resource is Ready with the refusal
+    in the Ready condition (reason ServiceMonitorRefused) instead of Stalled, one Warning Event says so however
+    many reconciles follow, and once the RBAC is fixed the ServiceMonitor is made and the reason clears."""
+    forbidden = (
+        'servicemonitors.monitoring.coreos.com is forbidden: User "system:serviceaccount:ops:usync" '
+        'cannot create resource "servicemonitors"'
+    )
+    path = f"/apis/monitoring.coreos.com/v1/namespaces/{NS}/servicemonitors"
+    emulator(faulty).inject(Fault(403, path=path, method="POST", times=None, message=forbidden))
+    running = await start_operator(faulty, resync_interval=0.3)
+    try:
+        await client.secrets()
+        await client.post(CR_PATH, cr(monitoring={"serviceMonitor": {"enabled": True}}))
+        await wait_for(lambda: children_present(faulty), what="the other children")
+        await report_push_worker_available(faulty, client)
+        ready = await wait_for(
+            lambda: (c := condition(usync(faulty), "Ready")) and c["status"] == "True" and c, what="Ready"
+        )
+        assert ready["reason"] == "ServiceMonitorRefused" and forbidden in ready["message"]
+        stalled = condition(usync(faulty), "Stalled")
+        assert stalled is not None and stalled["status"] == "False"
+
+        reconciles = running.runtime.reconciler.reconciles
+        await wait_for(lambda: running.runtime.reconciler.reconciles >= reconciles + 3, what="three more reconciles")
+        warnings = [e for e in faulty.emulator.list("v1/events", NS) if e["reason"] == "ServiceMonitorRefused"]
+        assert [e["type"] for e in warnings] == ["Warning"] and forbidden in warnings[0]["message"]
+
+        emulator(faulty).clear_faults()  # RBAC fixed: no change to the resource is needed
+        await wait_for(lambda: faulty.emulator.get(SERVICE_MONITORS, NS, "acme-push-worker"), what="ServiceMonitor")
+        await wait_for(lambda: (c := condition(usync(faulty), "Ready")) and c["reason"] == "Ready", what="cleared")
+    finally:
+        await running.stopped()
 
 
 # ---- 4: an optional cache the RBAC does not allow -------------------------------------------------------

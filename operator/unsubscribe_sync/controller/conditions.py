@@ -19,6 +19,10 @@ from unsubscribe_sync.api.spec import CONDITION_TYPES, LastNightlySync
 Status = Literal["True", "False", "Unknown"]
 MAX_MESSAGE: Final = 1024
 LOGIN_HOST_NOT_ALLOWED: Final = "LoginHostNotAllowed"
+# Ready's reason while everything works but the ServiceMonitor could not be written (403: the RBAC lacks it; 404:
+# the Prometheus Operator's CRD is not installed). Monitoring is optional: nothing stalls, nothing else waits.
+SERVICE_MONITOR_REFUSED: Final = "ServiceMonitorRefused"
+READY_MESSAGE: Final = "the push worker is available and the Salesforce requirements are met"
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class StatusInputs:
     child_errors: tuple[str, ...] = ()  # writes that failed for now (retried)
     child_rejected: tuple[str, ...] = ()  # writes the API server refused as invalid (retrying will not help)
     jobs_not_watchable: str | None = None  # the RBAC refuses listing Jobs: the nightly runs cannot be followed
+    monitoring_refused: str | None = None  # the API server refused the ServiceMonitor write (403, 404): why
 
 
 def _clip(message: str) -> str:
@@ -224,6 +229,15 @@ def compute_conditions(inputs: StatusInputs) -> dict[str, Verdict]:
 
 
 def _ready(inputs: StatusInputs, verdicts: Mapping[str, Verdict]) -> Verdict:
+    """The summary; a refused ServiceMonitor is named in it (reason ServiceMonitorRefused if nothing else is wrong)."""
+    verdict = _ready_verdict(inputs, verdicts)
+    if not inputs.monitoring_refused:
+        return verdict
+    message = f"{verdict.message}; not monitored: {inputs.monitoring_refused}"
+    return Verdict(verdict.status, SERVICE_MONITOR_REFUSED if verdict.status == "True" else verdict.reason, message)
+
+
+def _ready_verdict(inputs: StatusInputs, verdicts: Mapping[str, Verdict]) -> Verdict:
     if verdicts["Stalled"].status == "True":
         return Verdict("False", verdicts["Stalled"].reason, verdicts["Stalled"].message)
     if inputs.suspended:
@@ -242,7 +256,7 @@ def _ready(inputs: StatusInputs, verdicts: Mapping[str, Verdict]) -> Verdict:
         return Verdict("False", "NightlySyncFailed", verdicts["NightlySyncSucceeded"].message)
     if verdicts["Reconciling"].status == "True":
         return Verdict("False", verdicts["Reconciling"].reason, verdicts["Reconciling"].message)
-    return Verdict("True", "Ready", "the push worker is available and the Salesforce requirements are met")
+    return Verdict("True", "Ready", READY_MESSAGE)
 
 
 def merge_conditions(
@@ -318,12 +332,6 @@ def status_patch(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> 
 
 
 _OWNED: Final = ("observedGeneration", "conditions", "pushField", "matchingMode", "lastNightlySync")
-
-
-def transitions(previous: Sequence[Mapping[str, Any]], current: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Conditions whose status changed (or that appeared): the ones worth a Kubernetes event."""
-    before = {c.get("type"): c.get("status") for c in previous}
-    return [dict(c) for c in current if before.get(c.get("type")) != c.get("status")]
 
 
 def utc_now() -> str:

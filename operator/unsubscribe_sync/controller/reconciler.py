@@ -313,9 +313,9 @@ class Reconciler:
         refused = None if login.allowed else login.message
         # 2: the children: each read, planned (child_writes.plan_write) and written; unwanted ones pruned.
         if refused is None:
-            writes, errors, rejected = await self._reconcile_children(owner, spec, indexes, fresh=fresh)
+            writes, errors, rejected, degraded = await self._reconcile_children(owner, spec, indexes, fresh=fresh)
         else:
-            writes, errors, rejected = 0, [], []
+            writes, errors, rejected, degraded = 0, [], [], []
             log.warning("login host not allowed", namespace=namespace, name=name, host=login.host)
         if not full and not state.full_done:
             # The create/resume handler has not run yet: it will compute the status with the preflight.
@@ -348,6 +348,7 @@ class Reconciler:
             wrote_children=writes > 0,
             child_errors=tuple(errors),
             child_rejected=tuple(rejected),
+            monitoring_refused="; ".join(degraded) or None,
         )
         status_error = await self._write_status(owner, current, inputs)
         # 5: the outcome (kopf retries a temporary error with backoff).
@@ -395,7 +396,7 @@ class Reconciler:
     # ---- children ------------------------------------------------------------------------------
     async def _reconcile_children(
         self, owner: Mapping[str, Any], spec: UnsubscribeSyncSpec, indexes: Mapping[str, Any], *, fresh: bool
-    ) -> tuple[int, list[str], list[str]]:
+    ) -> tuple[int, list[str], list[str], list[str]]:
         """Create or patch every desired child. ``fresh`` reads each child from the API server instead of the
         watch cache (the periodic resync: it also repairs drift whose watch event was lost)."""
         meta = owner.get("metadata") or {}
@@ -403,7 +404,7 @@ class Reconciler:
         # (1) gather: every desired child and its copy in the cluster
         reads = await self._read_children(owner, spec, indexes, fresh=fresh)
         writes = 0
-        errors, rejected = list(reads.errors), list(reads.rejected)
+        errors, rejected, degraded = list(reads.errors), list(reads.rejected), list[str]()
         for kind, child, desired, actual in reads.found:
             # (2) decide: which write, if any (child_writes.plan_write)
             write = plan_write(desired, actual)
@@ -414,7 +415,7 @@ class Reconciler:
                 written = await self._apply(kind, namespace, write, desired)
             except KubeApiError as exc:
                 failure = write_failure(kind, child, write.action, exc)
-                (rejected if failure.rejected else errors).append(failure.message)
+                {"retried": errors, "rejected": rejected, "degraded": degraded}[failure.effect].append(failure.message)
                 log.warning(
                     "child write failed",
                     namespace=namespace,
@@ -439,7 +440,7 @@ class Reconciler:
                     reason=write.reason,
                 )
         writes += await self._prune(owner, indexes, reads.wanted, errors)
-        return writes, errors, rejected
+        return writes, errors, rejected, degraded
 
     async def _read_children(
         self, owner: Mapping[str, Any], spec: UnsubscribeSyncSpec, indexes: Mapping[str, Any], *, fresh: bool
