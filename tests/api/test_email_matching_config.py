@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from unsubscribe_sync.api.config import ConfigError, parse_config
+from unsubscribe_sync.api.crd import spec_schema
 from unsubscribe_sync.api.spec import MatchingMode, UnsubscribeSyncSpec
 from unsubscribe_sync.resources.config_file import config_for, config_yaml
-from unsubscribe_sync.resources.crd import spec_schema
 
 SPEC = {"salesforce": {"credentialsSecretRef": {"name": "sf"}}, "pushWorker": {"webhookSecretRef": {"name": "wh"}}}
 

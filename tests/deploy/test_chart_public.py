@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from tests.fixtures.deploy import by_kind, helm_template, tool_path
+from unsubscribe_sync.api.validation import validate_unsubscribe_sync
 from unsubscribe_sync.controller.kinds import kind_of
 from unsubscribe_sync.resources import desired_children
-from unsubscribe_sync.resources.validation import validate_unsubscribe_sync
 
 pytestmark = pytest.mark.skipif(tool_path("helm") is None, reason="helm not available")
 

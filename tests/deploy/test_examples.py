@@ -12,9 +12,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from unsubscribe_sync.api.crd import openapi_schema
+from unsubscribe_sync.api.validation import apply_defaults, validate_unsubscribe_sync
 from unsubscribe_sync.resources import desired_children
-from unsubscribe_sync.resources.crd import openapi_schema
-from unsubscribe_sync.resources.validation import apply_defaults, validate_unsubscribe_sync
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "deploy" / "examples").glob("*.yaml"))

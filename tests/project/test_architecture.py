@@ -49,3 +49,18 @@ def test_part_imports_only_what_it_may(part: str) -> None:
 
 def test_operator_source_root_is_not_a_package() -> None:
     assert not (PACKAGE.parent / "__init__.py").exists(), "a package named 'operator' would shadow the stdlib"
+
+
+SCHEMA_MARKS = ("x-kubernetes-validations", "openAPIV3Schema", "x-kubernetes-list-type")
+
+
+def test_the_crd_schema_has_one_home_in_api() -> None:
+    """The CRD schema is written beside the models in api/; no other part spells out schema of its own."""
+    outside = [
+        f"{path.relative_to(PACKAGE)} mentions {mark}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.relative_to(PACKAGE).parts[0] != "api"
+        for mark in SCHEMA_MARKS
+        if mark in path.read_text()
+    ]
+    assert not outside, "\n".join(outside)

@@ -9,8 +9,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.api.test_crd import _problems_for
 from tests.commands.test_render import GOOD, run_render
-from tests.resources.test_crd import _problems_for
 from tests.resources.test_resources import K8S_VERSION, config_of, mounts, one, render
 from unsubscribe_sync.resources.senders import SENDERS_DIR
 

@@ -169,7 +169,7 @@ def test_spec_interval_below_30_is_refused(interval: int) -> None:
 
 
 def test_crd_rule_says_0_or_at_least_30() -> None:
-    from unsubscribe_sync.resources.crd import crd_manifest
+    from unsubscribe_sync.api.crd import crd_manifest
 
     spec = crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     interval = spec["properties"]["salesforcePoll"]["properties"]["intervalSeconds"]

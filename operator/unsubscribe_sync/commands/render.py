@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 
 from unsubscribe_sync.api.constants import DEFAULT_IMAGE
+from unsubscribe_sync.api.crd import crd_yaml
+from unsubscribe_sync.api.validation import DEFAULT_NAMESPACE, InvalidResourceError, validate_unsubscribe_sync
 from unsubscribe_sync.resources.children import desired_children
-from unsubscribe_sync.resources.crd import crd_yaml
-from unsubscribe_sync.resources.validation import DEFAULT_NAMESPACE, InvalidResourceError, validate_unsubscribe_sync
 
 EXIT_INVALID = 2
 

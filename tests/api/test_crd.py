@@ -13,9 +13,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from unsubscribe_sync.api.crd import crd_manifest, crd_yaml, openapi_schema
+from unsubscribe_sync.api.schema import structural_schema
 from unsubscribe_sync.api.spec import CONDITION_TYPES, UnsubscribeSyncSpec, UnsubscribeSyncStatus
-from unsubscribe_sync.resources.crd import crd_manifest, crd_yaml, openapi_schema
-from unsubscribe_sync.resources.validation import apply_defaults, cel_problems
+from unsubscribe_sync.api.validation import apply_defaults, cel_problems
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "optout.dev_unsubscribesyncs.yaml"
@@ -108,91 +109,24 @@ def test_defaults_validate_after_nested_defaulting() -> None:
     jsonschema.Draft4Validator(schema).validate(defaulted)
 
 
-# ---- agreement with the pydantic models ----------------------------------------------------------------
+# ---- generated from the pydantic models ----------------------------------------------------------------
 
 
-def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
-    """A pydantic JSON schema node with $ref and Optional (anyOf [X, null]) unwrapped."""
-    if "anyOf" in node:
-        non_null = [n for n in node["anyOf"] if n.get("type") != "null"]
-        if len(non_null) == 1:
-            node = {**{k: v for k, v in node.items() if k != "anyOf"}, **non_null[0]}
-    if "$ref" in node:
-        target = defs[node["$ref"].rsplit("/", 1)[1]]
-        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        return _resolve(node, defs)
-    return node
+def test_spec_and_status_schemas_are_generated_from_the_models() -> None:
+    properties = openapi_schema()["properties"]
+    assert properties["spec"] == structural_schema(UnsubscribeSyncSpec)
+    assert properties["status"] == structural_schema(UnsubscribeSyncStatus)
 
 
-CONSTRAINTS = (
-    "enum",
-    "pattern",
-    "minLength",
-    "maxLength",
-    "minimum",
-    "exclusiveMinimum",
-    "maximum",
-    "minItems",
-    "maxItems",
-)
-
-
-def _compare(crd: dict[str, Any], model: dict[str, Any], defs: dict[str, Any], path: str) -> list[str]:
-    model = _resolve(model, defs)
-    if isinstance(model.get("exclusiveMinimum"), int | float) and not isinstance(model["exclusiveMinimum"], bool):
-        # JSON Schema 2020-12 (pydantic) `exclusiveMinimum: X` is OpenAPI v3.0's `minimum: X, exclusiveMinimum: true`
-        model = {**model, "minimum": model["exclusiveMinimum"], "exclusiveMinimum": True}
-    problems = []
-    if "anyOf" in model:  # int-or-string (a quantity): the string branch holds the pattern
-        branches = {b["type"]: b for b in model["anyOf"]}
-        if set(branches) != {"integer", "string"} or not crd.get("x-kubernetes-int-or-string"):
-            return [f"{path}: {model['anyOf']} in the model, {crd} in the CRD"]
-        if crd.get("pattern") != branches["string"].get("pattern"):
-            problems.append(f"{path}: pattern {crd.get('pattern')!r} in the CRD, {branches['string'].get('pattern')!r}")
-        return problems
-    if model.get("type") != crd.get("type"):
-        problems.append(f"{path}: type {crd.get('type')} in the CRD, {model.get('type')} in the model")
-    for key in CONSTRAINTS:
-        if crd.get(key) != model.get(key):
-            problems.append(f"{path}: {key} {crd.get(key)!r} in the CRD, {model.get(key)!r} in the model")
-    if "default" in model and model["default"] is not None and crd.get("default") != model["default"]:
-        problems.append(f"{path}: default {crd.get('default')!r} in the CRD, {model['default']!r} in the model")
-    if model.get("type") == "object" and "properties" in model:
-        if set(crd.get("properties", {})) != set(model["properties"]):
-            problems.append(f"{path}: fields {sorted(crd.get('properties', {}))} vs {sorted(model['properties'])}")
-        if set(crd.get("required", [])) != set(model.get("required", [])):
-            problems.append(f"{path}: required {crd.get('required')} vs {model.get('required')}")
-        for key, sub in model["properties"].items():
-            if key in crd.get("properties", {}):
-                problems += _compare(crd["properties"][key], sub, defs, f"{path}.{key}")
-    elif model.get("type") == "array":
-        problems += _compare(crd["items"], model["items"], defs, f"{path}[]")
-    elif model.get("type") == "object" and "enum" in model.get("propertyNames", {}):  # dict[Literal[...], X]
-        if set(crd.get("properties", {})) != set(model["propertyNames"]["enum"]):
-            problems.append(f"{path}: keys {sorted(crd.get('properties', {}))} vs {model['propertyNames']['enum']}")
-        for key, sub in crd.get("properties", {}).items():
-            problems += _compare(sub, model["additionalProperties"], defs, f"{path}.{key}")
-    elif model.get("type") == "object" and isinstance(model.get("additionalProperties"), dict):
-        problems += _compare(crd["additionalProperties"], model["additionalProperties"], defs, f"{path}{{}}")
-    return problems
-
-
-def test_spec_schema_agrees_with_the_model() -> None:
-    model = UnsubscribeSyncSpec.model_json_schema()
-    crd = openapi_schema()["properties"]["spec"]
-    assert _compare(crd, model, model.get("$defs", {}), "spec") == []
-
-
-def test_status_schema_agrees_with_the_model() -> None:
-    model = UnsubscribeSyncStatus.model_json_schema()
-    crd = openapi_schema()["properties"]["status"]
-    problems = _compare(crd, model, model.get("$defs", {}), "status")
-    # metav1.Condition requires `message`; the model defaults it to "" (and always writes it).
-    assert problems == [
-        "status.conditions[]: required ['type', 'status', 'lastTransitionTime', 'reason', 'message'] "
-        "vs ['type', 'status', 'lastTransitionTime', 'reason']",
-        "status.conditions[].message: default None in the CRD, '' in the model",
-    ]
+def test_condition_message_is_required_by_the_crd_and_defaulted_by_the_model() -> None:
+    """metav1.Condition requires message; the model fills "" so the operator always writes one."""
+    condition = {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z", "reason": "Ok"}
+    items = openapi_schema()["properties"]["status"]["properties"]["conditions"]["items"]
+    assert "default" not in items["properties"]["message"]
+    with pytest.raises(jsonschema.ValidationError, match="'message' is a required property"):
+        jsonschema.Draft4Validator(items).validate(condition)
+    status = UnsubscribeSyncStatus.model_validate({"conditions": [condition]})
+    jsonschema.Draft4Validator(items).validate(status.model_dump(mode="json", exclude_none=True)["conditions"][0])
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""resources.validation: API-server-like defaulting and validation of an UnsubscribeSync, without a cluster."""
+"""api.validation: API-server-like defaulting and validation of an UnsubscribeSync, without a cluster."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from unsubscribe_sync.api.spec import OptOutTarget
-from unsubscribe_sync.resources.validation import (
+from unsubscribe_sync.api.validation import (
     InvalidResourceError,
     apply_defaults,
     cel_problems,

@@ -23,8 +23,8 @@ import re2  # google-re2, a cel-python dependency: the regular expressions of th
 from pydantic import ValidationError
 
 from unsubscribe_sync.api.constants import API_VERSION, KIND
+from unsubscribe_sync.api.crd import Schema, openapi_schema
 from unsubscribe_sync.api.spec import UnsubscribeSyncSpec
-from unsubscribe_sync.resources.crd import Schema, openapi_schema
 
 DEFAULT_NAMESPACE = "default"
 
