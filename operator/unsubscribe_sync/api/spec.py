@@ -60,11 +60,10 @@ EMPTY_OBJECT_DEFAULT: JsonDict = {"default": {}}  # the CRD stores {} for an omi
 
 
 def _rule(rule: str, message: str, reason: str, field_path: str | None = None) -> JsonDict:
-    """One CEL rule of ``x-kubernetes-validations`` (``fieldPath`` first when given, as the API server lists it)."""
-    entry: JsonDict = {"rule": rule, "message": message}
+    """One CEL rule of ``x-kubernetes-validations``; ``field_path`` (relative) is the field a failure names."""
+    entry: JsonDict = {"rule": rule, "message": message, "reason": reason}
     if field_path is not None:
         entry["fieldPath"] = field_path
-    entry["reason"] = reason
     return entry
 
 
