@@ -10,9 +10,11 @@ names, version and printer columns. ``crds/optout.dev_unsubscribesyncs.yaml`` is
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any, Final
 
 import yaml
+from pydantic import BaseModel
 
 from unsubscribe_sync.api.constants import CATEGORY, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION
 from unsubscribe_sync.api.schema import Schema, structural_schema
@@ -36,14 +38,19 @@ CRD_NAME: Final = f"{PLURAL}.{GROUP}"
 MAX_NAME_LENGTH: Final = 52 - len("-nightly-sync")
 
 
+@functools.cache
+def _generated(model: type[BaseModel]) -> Schema:
+    return structural_schema(model)  # pydantic's schema generation takes tens of milliseconds: once per model
+
+
 def spec_schema() -> Schema:
     """The schema of ``spec`` (a fresh copy each call)."""
-    return structural_schema(UnsubscribeSyncSpec)
+    return copy.deepcopy(_generated(UnsubscribeSyncSpec))
 
 
 def status_schema() -> Schema:
     """The schema of ``status`` (a fresh copy each call)."""
-    return structural_schema(UnsubscribeSyncStatus)
+    return copy.deepcopy(_generated(UnsubscribeSyncStatus))
 
 
 def openapi_schema() -> Schema:
