@@ -1,8 +1,9 @@
-"""One idempotent reconcile of an UnsubscribeSync: children, Secrets, preflight, status.
+"""One idempotent reconcile of an UnsubscribeSync: gather, decide, act.
 
-The decisions come from the pure modules (``child_writes``, ``conditions``, ``nightly_status``); this module gathers
-their inputs (kopf indexes of the watched children and Jobs, a few GETs) and makes the writes they ask for.
-A reconcile of an unchanged object makes no write at all.
+One gather step reads every input (kopf indexes of the watched children and Jobs, a few GETs, the preflight)
+into ``policies.Observed``; the decisions are pure (``policies``, ``child_writes``, ``conditions``,
+``nightly_status``, ``login_hosts``); the act steps only write what they ask for. A reconcile of an unchanged
+object makes no write at all.
 """
 
 from __future__ import annotations
@@ -12,18 +13,16 @@ import copy
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
 from unsubscribe_sync.api.constants import API_VERSION, DEFAULT_IMAGE, KIND
-from unsubscribe_sync.api.push_field import effective_push_field
 from unsubscribe_sync.api.spec import UnsubscribeSyncSpec
 from unsubscribe_sync.controller import kinds
 from unsubscribe_sync.controller.child_writes import ChildWrite, newer, plan_write, with_hash
 from unsubscribe_sync.controller.conditions import (
-    DeploymentState,
     PreflightResult,
     StatusInputs,
     build_status,
@@ -34,20 +33,26 @@ from unsubscribe_sync.controller.conditions import (
 from unsubscribe_sync.controller.kubeapi import KubeApi, KubeApiError
 from unsubscribe_sync.controller.login_hosts import DEFAULT_LOGIN_HOSTS, check_login_url
 from unsubscribe_sync.controller.metrics import OperatorMetrics
-from unsubscribe_sync.controller.nightly_status import (
-    JobRun,
-    last_nightly_sync,
-    latest_job,
-    parse_error,
-    termination_message,
+from unsubscribe_sync.controller.nightly_status import JobRun, latest_job, termination_message
+from unsubscribe_sync.controller.policies import (
+    ChildPlan,
+    ChildReads,
+    ChildResults,
+    Observed,
+    Outcome,
+    SecretCheck,
+    events_to_post,
+    job_pods,
+    outcome,
+    plan_children,
+    status_inputs,
+    write_failure,
 )
-from unsubscribe_sync.controller.policies import events_to_post, job_pods, may_prune, write_failure
 from unsubscribe_sync.logs import get_logger
 from unsubscribe_sync.resources import ChildNames, desired_children
 
 log = get_logger(__name__)
 
-Result = Literal["success", "temporary_error", "invalid_spec", "stalled", "error"]
 Preflight = Callable[[UnsubscribeSyncSpec, Mapping[str, str], str], PreflightResult]
 
 
@@ -77,49 +82,10 @@ def _first(store: Any) -> dict[str, Any] | None:
 
 
 @dataclass
-class Outcome:
-    result: Result
-    message: str = ""
-    writes: int = 0
-    retry: bool = False
-
-
-@dataclass
 class PreflightEntry:
     key: tuple[int, str]  # (generation, secret resourceVersion)
     at: float
     result: PreflightResult
-
-
-@dataclass(frozen=True)
-class SecretCheck:
-    """What reading the referenced Secrets found (names as "namespace/name")."""
-
-    missing: tuple[str, ...] = ()
-    refused: tuple[str, ...] = ()  # reads the API server refused (e.g. 403): "Secret ns/x: <server message>"
-    errors: tuple[str, ...] = ()  # reads that failed for now (5xx, 429, no answer) after the client's retries
-    credentials_unreadable: str | None = None  # why the credentials Secret could not be read
-
-
-@dataclass
-class ChildReads:
-    """The gather step of the children: each desired child with its copy in the cluster (None: missing)."""
-
-    found: list[tuple[kinds.Kind, str, dict[str, Any], Mapping[str, Any] | None]] = field(default_factory=list)
-    wanted: set[tuple[str, str]] = field(default_factory=set)  # (plural, name) of every desired child
-    errors: list[str] = field(default_factory=list)  # reads that failed for now
-    rejected: list[str] = field(default_factory=list)  # reads the API server refused
-
-
-@dataclass(frozen=True)
-class Observed:
-    """What a reconcile read for its status besides the spec and the children (``Reconciler._gather``)."""
-
-    secrets: SecretCheck
-    deployment: Mapping[str, Any] | None
-    run: JobRun | None
-    job_message: str | None  # the latest run's termination message (its JSON summary)
-    preflight: PreflightResult | None  # None: not run yet, or the login host is refused
 
 
 @dataclass
@@ -287,97 +253,73 @@ class Reconciler:
     async def _reconcile(
         self, owner: Mapping[str, Any], indexes: Mapping[str, Any], *, full: bool, fresh: bool = False
     ) -> Outcome:
-        """One reconcile in numbered steps; reads come before the decision that needs them, writes after.
+        """One reconcile in numbered steps: gather every input once, decide (pure), act (only writes).
 
-        The decisions are pure (``child_writes``, ``policies``, ``conditions``, ``nightly_status``,
-        ``login_hosts``); this method reads their inputs and makes the writes they ask for.
+        A trigger reconcile (``full`` False) before the first full one writes the children only: the
+        create/resume handler computes the status, with the preflight.
         """
-        # 0: the CR as last seen (the watch, or the copy this operator wrote last, whichever is newer).
         meta = owner.get("metadata") or {}
         namespace, name, uid = str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid", ""))
-        generation = int(meta.get("generation") or 1)
         state = self._owners.setdefault(uid, OwnerState())
-        current = newer(owner, self._written.get((kinds.USYNC.plural, namespace, name))) or owner
-
-        try:
-            spec = UnsubscribeSyncSpec.model_validate(owner.get("spec") or {})
-        except ValidationError as exc:
-            inputs = StatusInputs(generation=generation, spec_error=format_validation_error(exc))
-            await self._write_status(owner, current, inputs)
-            return Outcome("invalid_spec", inputs.spec_error or "")
-
-        # 1: the login host. Outside the allowlist nothing acts for this resource: no Secret is read, no
-        # preflight logs in, and no child is created or changed (the ConfigMap would send the worker and the
-        # nightly pods to that host); existing children stay as they were and the status says why.
-        login = check_login_url(spec.salesforce.loginUrl, self.options.allowed_login_hosts)
-        refused = None if login.allowed else login.message
-        # 2: the children: each read, planned (child_writes.plan_write) and written; unwanted ones pruned.
-        if refused is None:
-            writes, errors, rejected, degraded = await self._reconcile_children(owner, spec, indexes, fresh=fresh)
-        else:
-            writes, errors, rejected, degraded = 0, [], [], []
-            log.warning("login host not allowed", namespace=namespace, name=name, host=login.host)
-        if not full and not state.full_done:
-            # The create/resume handler has not run yet: it will compute the status with the preflight.
-            return Outcome("success", writes=writes)
-        state.full_done = state.full_done or full
-
-        # 3: gather the rest of the status's inputs in one place (_gather).
-        seen = await self._gather(namespace, name, spec, generation, indexes, state, full=full, refused=refused)
-        secrets, missing, preflight = seen.secrets, seen.secrets.missing, seen.preflight
-        run, message = seen.run, seen.job_message
-        # 4: decide the status (conditions.build_status) and act: write it, post the Events it is worth.
-        inputs = StatusInputs(
-            generation=generation,
-            login_refused=refused,
-            suspended=spec.suspend,
-            nightly_enabled=spec.nightlySync.enabled,
+        status_due = full or state.full_done
+        # 0: gather: the one step that reads (the CR, the children, the Secrets and the preflight, the Deployment,
+        # the nightly Job and its pods) into Observed.
+        seen = await self._gather(owner, indexes, state, full=full, fresh=fresh, status_due=status_due)
+        if seen.login is not None and not seen.login.allowed:
+            log.warning("login host not allowed", namespace=namespace, name=name, host=seen.login.host)
+        # 1: decide the children: which to write (child_writes.plan_write), which to delete (policies.may_prune).
+        plan = plan_children(seen.children, meta.get("uid"))
+        # 2: act: write them; a failed write is classified by policies.write_failure.
+        done = await self._write_children(namespace, name, plan)
+        if seen.spec is not None:
+            if not status_due:
+                return Outcome("success", writes=done.writes)
+            state.full_done = True
+        # 3: decide the status's inputs (policies.status_inputs), then the status itself (conditions.build_status).
+        inputs = status_inputs(
+            seen,
+            done,
             jobs_not_watchable=self.degraded_caches.get(kinds.JOB.kind),
-            push_field=effective_push_field(spec, preflight.discovered_field if preflight else None),
-            matching_mode=spec.matching.mode.value,
-            credentials_secret=f"{namespace}/{spec.salesforce.credentialsSecretRef.name}",
-            missing_secrets=missing,
-            credentials_unreadable=secrets.credentials_unreadable,
-            api_refused=secrets.refused,
-            api_errors=secrets.errors,
-            preflight=preflight,
             preflight_enabled=self.options.preflight_interval > 0,
-            deployment=DeploymentState.from_object(seen.deployment),
-            last_nightly=last_nightly_sync(run, message),
-            nightly_error=parse_error(message) if run is not None and run.phase == "Failed" else None,
-            wrote_children=writes > 0,
-            child_errors=tuple(errors),
-            child_rejected=tuple(rejected),
-            monitoring_refused="; ".join(degraded) or None,
         )
-        status_error = await self._write_status(owner, current, inputs)
-        # 5: the outcome (kopf retries a temporary error with backoff).
-        if refused is not None:
-            return Outcome("stalled", refused, writes=writes)
-        problems = [f"Secret {s} not found" for s in missing] + errors + list(secrets.errors)
-        problems += [status_error] if status_error else []
-        if problems or secrets.refused:
-            # A refused Secret read (RBAC) can be fixed without any change to the resource: keep asking, slowly.
-            return Outcome("temporary_error", "; ".join(problems + list(secrets.refused)), writes=writes, retry=True)
-        if rejected:
-            return Outcome("stalled", "; ".join(rejected), writes=writes)
-        return Outcome("success", writes=writes)
+        # 4: act: write the status at the injected clock's time, and post the Events it is worth.
+        status_error = await self._write_status(owner, seen.current, inputs)
+        # 5: the outcome (policies.outcome; kopf retries a temporary error with backoff).
+        return outcome(inputs, status_error, done.writes)
 
     async def _gather(
         self,
-        namespace: str,
-        name: str,
-        spec: UnsubscribeSyncSpec,
-        generation: int,
+        owner: Mapping[str, Any],
         indexes: Mapping[str, Any],
         state: OwnerState,
         *,
         full: bool,
-        refused: str | None,
+        fresh: bool,
+        status_due: bool,
     ) -> Observed:
-        """Every read the status needs besides the spec and the children: the Secrets (on a full reconcile,
-        or when not checked yet) and the preflight they feed, the Deployment, the nightly Job and its pods."""
-        if refused is not None:
+        """Every read of a reconcile, in one place.
+
+        The CR as last seen (the watch's copy or the one this operator wrote last, whichever is newer) and its
+        spec (an invalid spec ends the reads). The login host then bounds what may be read: outside the
+        allowlist no Secret is read, no preflight logs in and no child is read (nor later written; the
+        ConfigMap would send the worker and the nightly pods to that host). Otherwise every desired child with
+        its cluster copy (the watch cache, or the API server when ``fresh``) and the optional children no
+        longer wanted. When the status is due: the Secrets (on a full reconcile, or when not checked yet) and
+        the preflight they feed, the push worker Deployment, the nightly Job and its pods.
+        """
+        meta = owner.get("metadata") or {}
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        generation = int(meta.get("generation") or 1)
+        current = newer(owner, self._written.get((kinds.USYNC.plural, namespace, name))) or owner
+        try:
+            spec = UnsubscribeSyncSpec.model_validate(owner.get("spec") or {})
+        except ValidationError as exc:
+            return Observed(current, generation, spec_error=format_validation_error(exc))
+        login = check_login_url(spec.salesforce.loginUrl, self.options.allowed_login_hosts)
+        children = await self._read_children(owner, spec, indexes, fresh=fresh) if login.allowed else None
+        if not status_due:
+            return Observed(current, generation, spec, login=login, children=children)
+        if not login.allowed:
             state.secrets = None  # checked again once the host is allowed
         elif full or state.secrets is None:
             state.secrets, credentials_secret = await self._check_secrets(namespace, spec)
@@ -386,36 +328,63 @@ class Reconciler:
         names = ChildNames(name)
         run = latest_job(self._jobs(indexes, namespace, names.nightly_sync), names.nightly_sync)
         return Observed(
+            current,
+            generation,
+            spec,
+            login=login,
+            children=children,
             secrets=state.secrets or SecretCheck(),
             deployment=self._lookup(indexes, kinds.DEPLOYMENT, namespace, names.push_worker),
             run=run,
             job_message=await self._job_message(namespace, run, state) if run is not None else None,
-            preflight=state.preflight.result if state.preflight is not None and refused is None else None,
+            preflight=state.preflight.result if state.preflight is not None and login.allowed else None,
         )
 
     # ---- children ------------------------------------------------------------------------------
-    async def _reconcile_children(
+    async def _read_children(
         self, owner: Mapping[str, Any], spec: UnsubscribeSyncSpec, indexes: Mapping[str, Any], *, fresh: bool
-    ) -> tuple[int, list[str], list[str], list[str]]:
-        """Create or patch every desired child. ``fresh`` reads each child from the API server instead of the
-        watch cache (the periodic resync: it also repairs drift whose watch event was lost)."""
+    ) -> ChildReads:
+        """The desired children (owner reference and hash set) and each one's copy in the cluster: the watch
+        cache, or the API server when ``fresh`` (the periodic resync and re-lists: it also finds drift whose
+        watch event was lost); a child whose read failed is left out of ``found``. Then the optional children
+        (PodDisruptionBudget, ServiceMonitor, NetworkPolicy, Ingress) a spec change turned off, with their copy."""
         meta = owner.get("metadata") or {}
         namespace, name = str(meta.get("namespace")), str(meta.get("name"))
-        # (1) gather: every desired child and its copy in the cluster
-        reads = await self._read_children(owner, spec, indexes, fresh=fresh)
-        writes = 0
-        errors, rejected, degraded = list(reads.errors), list(reads.rejected), list[str]()
-        for kind, child, desired, actual in reads.found:
-            # (2) decide: which write, if any (child_writes.plan_write)
-            write = plan_write(desired, actual)
-            if write is None:
-                continue
-            # (3) act: write it; a failure is classified by policies.write_failure
+        reads = ChildReads()
+        wanted: set[tuple[str, str]] = set()  # (plural, name) of every desired child
+        for manifest in desired_children(name, namespace, spec, image=self.options.image):
+            kopf.append_owner_reference(manifest, owner=_owner_body(owner))
+            desired = with_hash(manifest)
+            kind = kinds.kind_of(desired)
+            child = str(desired["metadata"]["name"])
+            wanted.add((kind.plural, child))
+            if fresh:
+                try:
+                    actual = await self.api.get(kind.path(namespace, child))
+                except KubeApiError as exc:
+                    text = f"{kind.kind} {child}: {exc.message or exc.reason}"
+                    (reads.errors if exc.transient else reads.rejected).append(text)
+                    continue
+            else:
+                actual = self._lookup(indexes, kind, namespace, child)
+            reads.found.append((kind, child, desired, actual))
+        child = ChildNames(name).push_worker
+        for kind in PRUNABLE:
+            if (kind.plural, child) not in wanted and (kind.plural, namespace, child) not in self._pruned:
+                reads.unwanted.append((kind, child, self._lookup(indexes, kind, namespace, child)))
+        return reads
+
+    async def _write_children(self, namespace: str, name: str, plan: ChildPlan) -> ChildResults:
+        """Make the writes and deletions of ``plan``; workloads and the ledger volume are never deleted."""
+        done = ChildResults()
+        for kind, child, write, desired in plan.writes:
             try:
                 written = await self._apply(kind, namespace, write, desired)
             except KubeApiError as exc:
                 failure = write_failure(kind, child, write.action, exc)
-                {"retried": errors, "rejected": rejected, "degraded": degraded}[failure.effect].append(failure.message)
+                {"retried": done.errors, "rejected": done.rejected, "degraded": done.degraded}[failure.effect].append(
+                    failure.message
+                )
                 log.warning(
                     "child write failed",
                     namespace=namespace,
@@ -427,8 +396,10 @@ class Reconciler:
                 )
                 continue
             if written is not None:
-                writes += 1
+                done.writes += 1
                 self._written[(kind.plural, namespace, child)] = written
+                if kind is kinds.DEPLOYMENT:
+                    done.deployment = written
                 self.metrics.child_writes.labels(kind.kind, write.reason).inc()
                 log.info(
                     "child written",
@@ -439,63 +410,19 @@ class Reconciler:
                     action=write.action,
                     reason=write.reason,
                 )
-        writes += await self._prune(owner, indexes, reads.wanted, errors)
-        return writes, errors, rejected, degraded
-
-    async def _read_children(
-        self, owner: Mapping[str, Any], spec: UnsubscribeSyncSpec, indexes: Mapping[str, Any], *, fresh: bool
-    ) -> ChildReads:
-        """The desired children (owner reference and hash set) and each one's copy in the cluster: the watch
-        cache, or the API server when ``fresh``. A child whose read failed is left out of ``found``."""
-        meta = owner.get("metadata") or {}
-        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
-        reads = ChildReads()
-        for manifest in desired_children(name, namespace, spec, image=self.options.image):
-            kopf.append_owner_reference(manifest, owner=_owner_body(owner))
-            desired = with_hash(manifest)
-            kind = kinds.kind_of(desired)
-            child = str(desired["metadata"]["name"])
-            reads.wanted.add((kind.plural, child))
-            if fresh:
-                try:
-                    actual = await self.api.get(kind.path(namespace, child))
-                except KubeApiError as exc:
-                    text = f"{kind.kind} {child}: {exc.message or exc.reason}"
-                    (reads.errors if exc.transient else reads.rejected).append(text)
-                    continue
-            else:
-                actual = self._lookup(indexes, kind, namespace, child)
-            reads.found.append((kind, child, desired, actual))
-        return reads
-
-    async def _prune(
-        self, owner: Mapping[str, Any], indexes: Mapping[str, Any], wanted: set[tuple[str, str]], errors: list[str]
-    ) -> int:
-        """Delete the optional children a spec change turned off (PodDisruptionBudget, ServiceMonitor).
-
-        Only objects this very owner controls; workloads and the ledger volume are never deleted here.
-        """
-        meta = owner.get("metadata") or {}
-        namespace, name, uid = str(meta.get("namespace")), str(meta.get("name")), meta.get("uid")
-        deleted = 0
-        for kind in PRUNABLE:
-            child = ChildNames(name).push_worker
+        for kind, child in plan.prunes:
             key = (kind.plural, namespace, child)
-            if (kind.plural, child) in wanted or key in self._pruned:
-                continue
-            if not may_prune(self._lookup(indexes, kind, namespace, child), uid):
-                continue
             try:
                 await self.api.delete(kind.path(namespace, child))
             except KubeApiError as exc:
-                errors.append(f"{kind.kind} {child}: {exc.message or exc.reason}")
+                done.errors.append(f"{kind.kind} {child}: {exc.message or exc.reason}")
                 continue
             self._pruned.add(key)
             self._written.pop(key, None)
             self.metrics.child_writes.labels(kind.kind, "pruned").inc()
             log.info("child deleted", namespace=namespace, name=name, child=child, kind=kind.kind)
-            deleted += 1
-        return deleted
+            done.writes += 1
+        return done
 
     async def _apply(
         self, kind: kinds.Kind, namespace: str, write: ChildWrite, desired: Mapping[str, Any]
