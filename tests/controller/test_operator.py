@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import signal
@@ -12,15 +11,27 @@ import sys
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 import pytest_asyncio
 
 from tests.fixtures.common import free_port
+
+# bench/bench_operator_faults.py imports CR_PATH, NS, Client, children_present, condition, cr and usync from here
+from tests.fixtures.controller import (
+    CHILDREN,
+    CR_PATH,
+    NS,
+    Client,
+    children_present,
+    condition,
+    cr,
+    report_push_worker_available,
+    secret,
+    usync,
+)
 from tests.fixtures.kube import (
-    USYNC_RESOURCE,
     RunningCluster,
     RunningOperator,
     running_cluster,
@@ -31,71 +42,7 @@ from tests.fixtures.sandbox import SandboxHandle
 from unsubscribe_sync.api.spec import Condition, UnsubscribeSyncStatus
 from unsubscribe_sync.controller.preflight import run_preflight
 
-NS = "sales"
-CR_PATH = f"/apis/optout.dev/v1alpha1/namespaces/{NS}/unsubscribesyncs"
-CHILDREN = {
-    "v1/configmaps": "acme-config",
-    "v1/persistentvolumeclaims": "acme-ledger",
-    "v1/services": "acme-push-worker",
-    "apps/v1/deployments": "acme-push-worker",
-    "batch/v1/cronjobs": "acme-nightly-sync",
-}
 MARKETO_FIELD = "ToutApp__Marketo_Sales_Opt_Out__c"
-MERGE = {"Content-Type": "application/merge-patch+json"}
-
-
-def cr(name: str = "acme", **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "salesforce": {"credentialsSecretRef": {"name": f"{name}-salesforce"}},
-        "pushWorker": {"webhookSecretRef": {"name": f"{name}-webhook", "key": "token"}},
-    }
-    body.update(spec)
-    return {
-        "apiVersion": "optout.dev/v1alpha1",
-        "kind": "UnsubscribeSync",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": body,
-    }
-
-
-def secret(name: str, **data: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": NS},
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-    }
-
-
-class Client:
-    """Test-side API calls (through HTTP, so the emulator emits watch events)."""
-
-    def __init__(self, cluster: RunningCluster, session: aiohttp.ClientSession) -> None:
-        self.cluster, self.session = cluster, session
-
-    async def _check(self, response: aiohttp.ClientResponse) -> dict[str, Any]:
-        body = await response.json()
-        assert response.status < 300, body
-        return body  # type: ignore[no-any-return]
-
-    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        async with self.session.post(self.cluster.url + path, json=body) as r:
-            return await self._check(r)
-
-    async def patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        async with self.session.patch(self.cluster.url + path, data=json.dumps(body), headers=MERGE) as r:
-            return await self._check(r)
-
-    async def delete(self, path: str) -> dict[str, Any]:
-        async with self.session.delete(self.cluster.url + path) as r:
-            return await self._check(r)
-
-    async def secrets(self, name: str = "acme") -> None:
-        await self.post(
-            f"/api/v1/namespaces/{NS}/secrets",
-            secret(f"{name}-salesforce", client_id="id", client_secret="s3cr3t-value"),
-        )
-        await self.post(f"/api/v1/namespaces/{NS}/secrets", secret(f"{name}-webhook", token="hook-t0ken"))
 
 
 @pytest_asyncio.fixture
@@ -109,39 +56,6 @@ async def operator(kube: RunningCluster) -> AsyncIterator[RunningOperator]:
     running = await start_operator(kube)
     yield running
     await running.stopped()
-
-
-def usync(kube: RunningCluster, name: str = "acme") -> dict[str, Any] | None:
-    return kube.emulator.get(USYNC_RESOURCE, NS, name)
-
-
-def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
-    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if c["type"] == kind:
-            return c  # type: ignore[no-any-return]
-    return None
-
-
-def children_present(kube: RunningCluster, name: str = "acme") -> bool:
-    return all(kube.emulator.get(res, NS, child.replace("acme", name, 1)) for res, child in CHILDREN.items())
-
-
-async def report_push_worker_available(kube: RunningCluster, client: Client) -> None:
-    """Play the Deployment controller: the push worker's one replica is up to date and available."""
-    deployment = kube.emulator.get("apps/v1/deployments", NS, "acme-push-worker")
-    assert deployment is not None
-    await client.patch(
-        f"/apis/apps/v1/namespaces/{NS}/deployments/acme-push-worker/status",
-        {
-            "status": {
-                "observedGeneration": deployment["metadata"]["generation"],
-                "replicas": 1,
-                "updatedReplicas": 1,
-                "availableReplicas": 1,
-                "readyReplicas": 1,
-            }
-        },
-    )
 
 
 async def test_create_makes_every_child_owned_and_labelled(

@@ -12,7 +12,7 @@ import kopf
 import pytest
 import pytest_asyncio
 
-from tests.controller.test_operator import (
+from tests.fixtures.controller import (
     CR_PATH,
     NS,
     Client,

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest_asyncio
 
-from tests.controller.test_operator import CHILDREN, CR_PATH, NS, Client, children_present, condition, cr, secret, usync
+from tests.fixtures.controller import CHILDREN, CR_PATH, NS, Client, children_present, condition, cr, secret, usync
 from tests.fixtures.kube import RunningCluster, start_operator, wait_for
 from tests.fixtures.sandbox import SandboxHandle
 from unsubscribe_sync.controller.preflight import run_preflight

@@ -11,7 +11,7 @@ import kopf
 import pytest_asyncio
 import yaml
 
-from tests.controller.test_operator import CR_PATH, NS, Client, cr, secret, usync
+from tests.fixtures.controller import CR_PATH, NS, Client, cr, secret, usync
 from tests.fixtures.deploy import RBAC_FILE
 from tests.fixtures.kube import RunningCluster, running_cluster, start_operator, wait_for
 
