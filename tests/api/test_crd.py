@@ -13,25 +13,15 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.fixtures.api import MINIMAL, problems_for
 from unsubscribe_sync.api.crd import crd_manifest, crd_yaml, openapi_schema
 from unsubscribe_sync.api.schema import structural_schema
 from unsubscribe_sync.api.spec import CONDITION_TYPES, UnsubscribeSyncSpec, UnsubscribeSyncStatus
-from unsubscribe_sync.api.validation import apply_defaults, cel_problems
+from unsubscribe_sync.api.validation import apply_defaults
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "optout.dev_unsubscribesyncs.yaml"
 K8S_VERSION = "1.33.0"
-
-MINIMAL: dict[str, Any] = {
-    "apiVersion": "optout.dev/v1alpha1",
-    "kind": "UnsubscribeSync",
-    "metadata": {"name": "acme", "namespace": "sales"},
-    "spec": {
-        "salesforce": {"credentialsSecretRef": {"name": "acme-salesforce"}},
-        "pushWorker": {"webhookSecretRef": {"name": "acme-webhook"}},
-    },
-}
-
 
 def _nodes(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
     yield path, schema
@@ -224,20 +214,6 @@ def test_cel_rules_use_plain_cel_only() -> None:
         assert not any(fn in rule for fn in extension_functions), rule
 
 
-def _problems_for(spec_changes: dict[str, Any], metadata: dict[str, Any] | None = None) -> list[str]:
-    cr = copy.deepcopy(MINIMAL)
-    for dotted, value in spec_changes.items():
-        node = cr["spec"]
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    if metadata:
-        cr["metadata"].update(metadata)
-    schema = openapi_schema()
-    return cel_problems(apply_defaults(cr, schema), schema)
-
-
 @pytest.mark.parametrize(
     "changes",
     [
@@ -254,7 +230,7 @@ def _problems_for(spec_changes: dict[str, Any], metadata: dict[str, Any] | None 
     ],
 )
 def test_cel_accepts_good_specs(changes: dict[str, Any]) -> None:
-    assert _problems_for(changes) == []
+    assert problems_for(changes) == []
 
 
 @pytest.mark.parametrize(
@@ -288,7 +264,7 @@ def test_cel_accepts_good_specs(changes: dict[str, Any]) -> None:
 def test_cel_rejects_bad_specs(
     changes: dict[str, Any], metadata: dict[str, Any] | None, field: str, words: str
 ) -> None:
-    problems = _problems_for(changes, metadata)
+    problems = problems_for(changes, metadata)
     assert len(problems) == 1, problems
     where, message = problems[0].split(": ", 1)
     assert where.endswith(field)

@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-
-GOOD = textwrap.dedent(
-    """\
-    apiVersion: optout.dev/v1alpha1
-    kind: UnsubscribeSync
-    metadata: {name: acme, namespace: sales}
-    spec:
-      salesforce:
-        credentialsSecretRef: {name: acme-salesforce}
-      pushWorker:
-        webhookSecretRef: {name: acme-webhook}
-    """
-)
-
-
-def run_render(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "unsubscribe_sync", "render", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
+from tests.fixtures.commands import GOOD, REPO, run_render
 
 
 def write(tmp_path: Path, text: str, name: str = "cr.yaml") -> str:

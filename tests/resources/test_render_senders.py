@@ -9,9 +9,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.api.test_crd import _problems_for
-from tests.commands.test_render import GOOD, run_render
-from tests.resources.test_resources import K8S_VERSION, config_of, mounts, one, render
+from tests.fixtures.api import problems_for
+from tests.fixtures.commands import GOOD, run_render
+from tests.fixtures.resources import K8S_VERSION, config_of, mounts, one, render
 from unsubscribe_sync.resources.senders import SENDERS_DIR
 
 ENDPOINT: dict[str, Any] = {"publicEndpoint": {"baseUrl": "https://unsub.acme.example"}}
@@ -92,7 +92,7 @@ def test_the_nightly_pod_does_not_get_the_sender_secrets() -> None:
 
 
 def test_senders_need_a_public_endpoint() -> None:
-    [problem] = _problems_for({"senders": {"mailgun": {"signingKeySecretRef": {"name": "m", "key": "k"}}}})
+    [problem] = problems_for({"senders": {"mailgun": {"signingKeySecretRef": {"name": "m", "key": "k"}}}})
     assert "spec.senders" in problem and "publicEndpoint" in problem
 
 

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from unsubscribe_sync.api.config import Config, ConfigError, parse_config
+from tests.fixtures.resources import (
+    BASE,
+    K8S_VERSION,
+    NAME,
+    NAMESPACE,
+    POSTGRES,
+    config_of,
+    make_spec,
+    mounts,
+    one,
+    pod_spec,
+    render,
+)
+from unsubscribe_sync.api.config import ConfigError, parse_config
 from unsubscribe_sync.api.constants import (
     CONFIG_DIR,
     CONFIG_FILE,
@@ -22,66 +34,12 @@ from unsubscribe_sync.api.constants import (
     WEBHOOK_TOKEN_DIR,
     WEBHOOK_TOKEN_FILE,
 )
-from unsubscribe_sync.api.push_field import effective_push_field
-from unsubscribe_sync.api.spec import OptOutTarget, UnsubscribeSyncSpec
+from unsubscribe_sync.api.spec import OptOutTarget
 from unsubscribe_sync.resources import ChildNames, desired_children
 from unsubscribe_sync.resources.workloads import CONFIG_CHECKSUM_ANNOTATION, DEFAULT_WORKER_RESOURCES
 
-K8S_VERSION = "1.33.0"
-NAME, NAMESPACE = "acme", "sales"
-BASE: dict[str, Any] = {
-    "salesforce": {"loginUrl": "https://acme.my.salesforce.com", "credentialsSecretRef": {"name": "acme-salesforce"}},
-    "pushWorker": {"webhookSecretRef": {"name": "acme-webhook", "key": "hook-token"}},
-}
-POSTGRES = {"ledger": {"databaseSecretRef": {"name": "acme-db", "key": "dsn"}}}
-
-
-def make_spec(*overlays: dict[str, Any]) -> UnsubscribeSyncSpec:
-    data = copy.deepcopy(BASE)
-    for overlay in overlays:
-        for key, value in overlay.items():
-            if isinstance(value, dict) and isinstance(data.get(key), dict):
-                data[key] = {**data[key], **value}
-            else:
-                data[key] = value
-    return UnsubscribeSyncSpec.model_validate(data)
-
-
-def render(*overlays: dict[str, Any], **kwargs: Any) -> dict[tuple[str, str], dict[str, Any]]:
-    children = desired_children(NAME, NAMESPACE, make_spec(*overlays), **kwargs)
-    keyed = {(c["kind"], c["metadata"]["name"]): c for c in children}
-    assert len(keyed) == len(children), "two children share kind and name"
-    return keyed
-
-
-def one(children: dict[tuple[str, str], dict[str, Any]], kind: str) -> dict[str, Any]:
-    [found] = [c for (k, _), c in children.items() if k == kind]
-    return found
-
-
-def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
-    if obj["kind"] == "CronJob":
-        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    return obj["spec"]["template"]["spec"]
-
-
-def mounts(obj: dict[str, Any]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
-    """mountPath -> (volume, volumeMount) of the only container."""
-    spec = pod_spec(obj)
-    volumes = {v["name"]: v for v in spec["volumes"]}
-    [container] = spec["containers"]
-    return {m["mountPath"]: (volumes[m["name"]], m) for m in container["volumeMounts"]}
-
-
-def config_of(children: dict[tuple[str, str], dict[str, Any]]) -> Config:
-    data = one(children, "ConfigMap")["data"]
-    assert list(data) == ["config.yaml"]
-    return parse_config(yaml.safe_load(data["config.yaml"]))
-
 
 # ---- the set of children per branch of the spec ---------------------------------------------------------
-
-
 def test_sqlite_mode_children() -> None:
     children = render()
     assert sorted(children) == [
@@ -440,26 +398,3 @@ def test_child_names() -> None:
 def test_every_builtin_child_is_a_valid_kubernetes_object(overlays: tuple[dict[str, Any], ...]) -> None:
     for obj in render(*overlays).values():
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
-
-
-@pytest.mark.parametrize(
-    ("overlay", "discovered", "expected"),
-    [
-        ({}, None, "HasOptedOutOfEmail"),
-        ({"nightlySync": {"enabled": False}}, None, "HasOptedOutOfEmail"),
-        (
-            {"optOutField": {"target": "MarketoSalesOptOut"}, "nightlySync": {"enabled": False}},
-            "X__c",
-            "HasOptedOutOfEmail",
-        ),
-        ({"optOutField": {"target": "MarketoSalesOptOut"}}, None, "MarketoSalesOptOut"),
-        ({"optOutField": {"target": "MarketoSalesOptOut"}}, "ToutApp__Opt_Out__c", "ToutApp__Opt_Out__c"),
-        (
-            {"optOutField": {"target": "MarketoSalesOptOut", "marketoSalesOptOutField": "Sales_Opt_Out__c"}},
-            "Other__c",
-            "Sales_Opt_Out__c",
-        ),
-    ],
-)
-def test_effective_push_field(overlay: dict[str, Any], discovered: str | None, expected: str) -> None:
-    assert effective_push_field(make_spec(overlay), discovered) == expected

@@ -8,7 +8,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from tests.resources.test_resources import K8S_VERSION, NAME, NAMESPACE, config_of, mounts, one, render
+from tests.fixtures.resources import K8S_VERSION, NAME, NAMESPACE, config_of, mounts, one, render
 from unsubscribe_sync.api.constants import ONE_CLICK_KEYS_DIR, ONE_CLICK_KEYS_FILE, PUBLIC_PORT, WORKER_PORT
 
 ENDPOINT: dict[str, Any] = {"publicEndpoint": {"baseUrl": "https://unsub.acme.example"}}
@@ -93,7 +93,7 @@ def test_one_click_keys_are_mounted_by_name_and_reach_the_config() -> None:
 def test_render_command_prints_a_valid_public_surface() -> None:
     import yaml
 
-    from tests.commands.test_render import GOOD, run_render
+    from tests.fixtures.commands import GOOD, run_render
 
     cr = GOOD + (
         "  publicEndpoint:\n"
