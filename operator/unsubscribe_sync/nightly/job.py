@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -47,13 +47,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from unsubscribe_sync.api.config import Config, ConfigError
-from unsubscribe_sync.ledger import Ledger, normalize_email
+from unsubscribe_sync.ledger import Ledger
 from unsubscribe_sync.ledger.connect import open_ledger
 from unsubscribe_sync.ledger.models import SOURCE_SALESFORCE_SYNC
 from unsubscribe_sync.logs import get_logger, mask_email, redact_text
+from unsubscribe_sync.nightly.decisions import (
+    WRITING_DECISIONS,
+    Decision,
+    PendingClears,
+    decide,
+    suppression_address,
+)
 from unsubscribe_sync.nightly.email_mode import MatchedAddresses, dry_run_skipped, stage_email_matches
 from unsubscribe_sync.nightly.guard import ChangeGuard
-from unsubscribe_sync.nightly.planner import Action, PlanEntry, plan_object
+from unsubscribe_sync.nightly.planner import PlanEntry, plan_object
 from unsubscribe_sync.nightly.progress import NullProgress, Progress
 from unsubscribe_sync.nightly.staging import SortedStage
 from unsubscribe_sync.salesforce.client import SalesforceClient
@@ -221,14 +228,11 @@ class NightlySync:
         """
         sf_count, lg_count = stage.count()
         self.progress.start(f"{object_name}: count planned changes", sf_count + lg_count)
-        planned = {Action.TO_SALESFORCE.value: 0, Action.FROM_SALESFORCE.value: 0}
-        clearing = self.ledger.pending_clears()
-        for entry in plan_object(object_name, stage.salesforce(), stage.ledger()):
+        planned = {Decision.TO_SALESFORCE.value: 0, Decision.FROM_SALESFORCE.value: 0}
+        for entry, decision in self._decided(plan_object(object_name, stage.salesforce(), stage.ledger())):
             self.progress.advance(entry.records)
-            if entry.action in (Action.TO_SALESFORCE, Action.FROM_SALESFORCE) and not (
-                self._already_suppressed(entry) or _being_cleared(entry, clearing)
-            ):
-                planned[entry.action.value] += 1
+            if decision in WRITING_DECISIONS:
+                planned[decision.value] += 1
         self.progress.finish()
         return planned
 
@@ -240,22 +244,21 @@ class NightlySync:
         self.progress.start(f"{object_name}: plan and apply", sf_count + lg_count)
         to_write: list[str] = []
         to_add: list[PlanEntry] = []
-        clearing = self.ledger.pending_clears()
-        for entry in plan_object(object_name, stage.salesforce(), stage.ledger()):
+        for entry, decision in self._decided(plan_object(object_name, stage.salesforce(), stage.ledger())):
             self.progress.advance(entry.records)
-            if entry.action is Action.IN_SYNC or self._already_suppressed(entry):
+            if decision is Decision.IN_SYNC:
                 totals.inSync += 1
                 continue
-            if _being_cleared(entry, clearing):
+            if decision is Decision.PENDING_RESUBSCRIBE:
                 totals.pendingResubscribe += 1
                 continue
-            if entry.action is Action.NO_EMAIL:
+            if decision is Decision.NO_EMAIL:
                 totals.noEmail += 1
                 continue
             if state.dry_run:
-                self._count_planned(state, totals, entry)
+                self._count_planned(state, totals, entry, decision)
                 continue
-            if entry.action is Action.TO_SALESFORCE:
+            if decision is Decision.TO_SALESFORCE:
                 to_write.append(entry.salesforce_id)
                 if len(to_write) >= WRITE_CHUNK:
                     self._queue(object_name, to_write, totals)
@@ -271,8 +274,8 @@ class NightlySync:
             self._queue(object_name, to_write, totals)
         self.progress.finish()
 
-    def _count_planned(self, state: RunState, totals: ObjectTotals, entry: PlanEntry) -> None:
-        if entry.action is Action.TO_SALESFORCE:
+    def _count_planned(self, state: RunState, totals: ObjectTotals, entry: PlanEntry, decision: Decision) -> None:
+        if decision is Decision.TO_SALESFORCE:
             totals.toSalesforce += 1
             email = entry.ledger_emails[0]
         else:
@@ -283,7 +286,7 @@ class NightlySync:
                 {
                     "object": entry.object,
                     "id": entry.salesforce_id,
-                    "direction": entry.action.value,
+                    "direction": decision.value,
                     "email": mask_email(email),
                 }
             )
@@ -295,12 +298,16 @@ class NightlySync:
         totals.fromSalesforce += result.added
         totals.pendingResubscribe += result.pending_resubscribe
 
-    def _already_suppressed(self, entry: PlanEntry) -> bool:
-        """An id in the ledger under another address whose Salesforce address is suppressed already (rare)."""
-        if entry.action is not Action.FROM_SALESFORCE or not entry.ledger_emails or not entry.salesforce_email:
-            return False
-        found = self.ledger.lookup(entry.salesforce_email)
-        return bool(found and found.get("unsubscribed"))
+    def _decided(self, entries: Iterable[PlanEntry]) -> Iterator[tuple[PlanEntry, Decision]]:
+        """Each plan entry with its decision (``decisions.decide``); the queued clears are read once per pass."""
+        clearing = PendingClears.of(self.ledger.pending_clears())
+        for entry in entries:
+            address = suppression_address(entry)
+            suppressed = False
+            if address is not None:
+                found = self.ledger.lookup(address)
+                suppressed = bool(found and found.get("unsubscribed"))
+            yield entry, decide(entry, clearing=clearing, suppressed=suppressed)
 
     def _queue(self, object_name: str, ids: list[str], totals: ObjectTotals) -> None:
         """Queue writes of true on ``ids`` into the outbox; records resubscribed since staging are left out."""
@@ -426,15 +433,6 @@ class NightlySync:
                 dry_run=False,
             )
         return summary
-
-
-def _being_cleared(entry: PlanEntry, clearing: tuple[set[str], set[str]]) -> bool:
-    """A Salesforce opt-out whose record or address has a resubscribe's write of false still queued."""
-    if entry.action is not Action.FROM_SALESFORCE:
-        return False
-    ids, emails = clearing
-    email = entry.salesforce_email
-    return entry.salesforce_id in ids or (email is not None and normalize_email(email) in emails)
 
 
 async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
