@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.sandbox",
     "tests.fixtures.kube",
     "tests.fixtures.ledgers",
+    "tests.fixtures.worker",
 ]

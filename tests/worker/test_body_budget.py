@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.worker.test_worker_api import AUTH, make_config
+from tests.fixtures.worker import AUTH, make_config
 from unsubscribe_sync.api.config import parse_config
 from unsubscribe_sync.ledger import Ledger
 from unsubscribe_sync.worker import app as worker_app

@@ -2,63 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from tests.fixtures.sandbox import SandboxHandle
-from tests.worker.test_push import AUTH, FAST, TOKEN, Worker, eventually, opted_out
-from unsubscribe_sync.api.config import parse_config
-from unsubscribe_sync.ledger import Ledger
-from unsubscribe_sync.worker.app import STATE, create_app
-
-
-class EmailWorker(Worker):
-    def settled(self) -> bool:
-        """No resolution or write left, and no batch in flight."""
-        state = self.app[STATE]
-        return (
-            self.ledger.pending_resolutions() == 0
-            and self.ledger.backlog() == 0
-            and (state.pusher is None or state.pusher.idle)
-        )
-
-    async def resubscribe(self, body: Any) -> Any:
-        resp = await self.client.post("/v1/resubscribes", json=body, headers=AUTH)
-        assert resp.status == 202, await resp.text()
-        return await resp.json()
-
-
-@pytest.fixture
-async def email_worker(tmp_path: Path, sandbox: SandboxHandle) -> AsyncIterator[Any]:
-    started: list[EmailWorker] = []
-    creds = sandbox.write_credentials(tmp_path / "creds")
-    (tmp_path / "token").write_text(TOKEN)
-
-    async def make(mode: str = "Email") -> EmailWorker:
-        config = parse_config(
-            {
-                "salesforce": {"loginUrl": sandbox.url, "credentialsDir": str(creds), "caFile": str(sandbox.ca_file)},
-                "matching": {"mode": mode},
-                "ledger": {"url": f"sqlite:///{tmp_path}/ledger.db"},
-                "worker": {"tokenFile": str(tmp_path / "token")},
-            }
-        )
-        ledger = Ledger.open(config.ledger.resolve_url())
-        app = create_app(config, ledger=ledger, push_policy=FAST)
-        client: TestClient[Any, Any] = TestClient(TestServer(app))
-        await client.start_server()
-        worker = EmailWorker(client, ledger, app, config)
-        started.append(worker)
-        return worker
-
-    yield make
-    for worker in started:
-        await worker.client.close()
-        worker.ledger.close()
+from tests.fixtures.worker import eventually, opted_out
+from unsubscribe_sync.worker.app import STATE
 
 
 async def test_contact_and_two_leads_sharing_an_address_in_mixed_case_are_all_set(

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.sandbox import SandboxHandle
-from tests.worker.test_email_matching import email_worker  # noqa: F401  (the in-process Email-mode worker)
-from tests.worker.test_push import eventually, opted_out
+from tests.fixtures.worker import eventually, opted_out
 from unsubscribe_sync.salesforce.types import ErrorClass
 from unsubscribe_sync.worker.resolver import failure_class
 
@@ -22,7 +21,7 @@ def _failures(worker: Any, error_class: str) -> float:
 
 @pytest.mark.parametrize("fault", ["unavailable", "request_limit"])
 async def test_a_transient_query_fault_is_retried_until_it_clears(
-    email_worker: Any,  # noqa: F811
+    email_worker: Any,
     sandbox: SandboxHandle,
     fault: str,
 ) -> None:
@@ -46,7 +45,7 @@ async def test_a_transient_query_fault_is_retried_until_it_clears(
 
 
 async def test_an_expired_session_is_renewed_and_the_resolution_written(
-    email_worker: Any,  # noqa: F811
+    email_worker: Any,
     sandbox: SandboxHandle,
 ) -> None:
     state = sandbox.state
@@ -61,7 +60,7 @@ async def test_an_expired_session_is_renewed_and_the_resolution_written(
 
 
 async def test_email_hidden_from_the_integration_user_is_recorded_and_not_retried_hot(
-    email_worker: Any,  # noqa: F811
+    email_worker: Any,
     sandbox: SandboxHandle,
 ) -> None:
     state = sandbox.state

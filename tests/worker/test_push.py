@@ -3,61 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.fixtures.sandbox import SandboxHandle
-from unsubscribe_sync.api.config import Config, parse_config
+from tests.fixtures.worker import AUTH, FAST, MARKETO, TOKEN, MakeWorker, Worker, eventually, opted_out
+from unsubscribe_sync.api.config import parse_config
 from unsubscribe_sync.ledger import Ledger
-from unsubscribe_sync.worker.app import create_app, metrics_of, pusher_of
+from unsubscribe_sync.worker.app import create_app, pusher_of
 from unsubscribe_sync.worker.pusher import PushPolicy
-
-TOKEN = "push-test-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-MARKETO = "ToutApp__Marketo_Sales_Opt_Out__c"  # installed in the sandbox by default
-FAST = PushPolicy(
-    batch_window_seconds=0.01, poll_interval_seconds=0.1, backoff_scale=0.05, max_backoff_seconds=0.5, lease_seconds=30
-)
-
-
-@dataclass
-class Worker:
-    client: TestClient[Any, Any]
-    ledger: Ledger
-    app: web.Application
-    config: Config
-
-    async def post(self, body: Any) -> Any:
-        resp = await self.client.post("/v1/unsubscribes", json=body, headers=AUTH)
-        assert resp.status == 202, await resp.text()
-        return await resp.json()
-
-    async def lookup(self, email: str) -> dict[str, Any]:
-        resp = await self.client.get(f"/v1/unsubscribes/{email}", headers=AUTH)
-        assert resp.status == 200
-        return await resp.json()  # type: ignore[no-any-return]
-
-    async def metrics(self) -> str:
-        return await (await self.client.get("/metrics")).text()
-
-    def drained(self) -> bool:
-        """Nothing left to push and no batch still being recorded (metrics and ledger settled)."""
-        pusher = pusher_of(self.app)
-        return self.ledger.backlog() == 0 and (pusher is None or pusher.idle)
-
-    def sample(self, name: str, **labels: str) -> float:
-        value = metrics_of(self.app).registry.get_sample_value(name, labels or None)
-        return value or 0.0
-
-
-MakeWorker = Callable[..., Awaitable[Worker]]
 
 
 @pytest.fixture
@@ -100,20 +59,6 @@ async def make_worker(tmp_path: Path, sandbox: SandboxHandle) -> AsyncIterator[M
     for worker in started:
         await worker.client.close()
         worker.ledger.close()
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    """Poll until ``check()`` holds (a deadline for failing, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-def opted_out(sandbox: SandboxHandle, record_id: str, field: str = "HasOptedOutOfEmail") -> bool:
-    record = sandbox.state.get_record(record_id)
-    return bool(record and record.get(field))
 
 
 async def test_contacts_and_leads_reach_salesforce_with_15_char_ids(

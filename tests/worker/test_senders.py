@@ -11,13 +11,11 @@ import json
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.fixtures.public_apps import Apps, public_config, running
+from tests.fixtures.worker import MANDRILL_KEY, MANDRILL_URL, SendGridSigner, mandrill_event, mandrill_request
 from unsubscribe_sync.worker.senders import content_id, epoch_of
 
 # --- SendGrid (Event Webhook Reference: the documented unsubscribe, group_unsubscribe and spamreport events) ---
@@ -64,29 +62,6 @@ SENDGRID_EVENTS: list[dict[str, Any]] = [
         "asm_group_id": 10,
     },
 ]
-
-
-class SendGridSigner:
-    def __init__(self, tmp_path: Path, *, pem: bool = False) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        public = self.key.public_key()
-        self.file = tmp_path / "sendgrid-key"
-        if pem:
-            self.file.write_bytes(
-                public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-            )
-        else:  # as the SendGrid console shows it: base64 of the DER SubjectPublicKeyInfo
-            der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-            self.file.write_text(base64.b64encode(der).decode())
-
-    def headers(self, body: bytes, timestamp: int | None = None) -> dict[str, str]:
-        ts = str(int(time.time()) if timestamp is None else timestamp)
-        signature = self.key.sign(ts.encode() + body, ec.ECDSA(hashes.SHA256()))
-        return {
-            "Content-Type": "application/json",
-            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
-            "X-Twilio-Email-Event-Webhook-Timestamp": ts,
-        }
 
 
 async def assert_nothing_stored(apps: Apps, *emails: str) -> None:
@@ -310,37 +285,6 @@ async def test_postmark_refuses_wrong_or_missing_credentials(tmp_path: Path) -> 
 
 
 # --- Mandrill (Webhook format: the documented unsub/spam message events; Authenticating webhook requests) ---
-
-MANDRILL_KEY = "mandrill-webhook-key-from-the-settings-page"
-MANDRILL_URL = "https://unsub.example.com/v1/webhooks/mandrill"
-
-
-def mandrill_event(event: str, email: str, event_id: str) -> dict[str, Any]:
-    return {
-        "event": event,
-        "msg": {
-            "ts": 1365109999,
-            "subject": "This an example webhook message",
-            "email": email,
-            "sender": "example.sender@mandrillapp.com",
-            "tags": ["webhook-example"],
-            "state": "sent",
-            "metadata": {"user_id": 111},
-            "_id": "exampleaaaaaaaaaaaaaaaaaaaaaaaaa",
-            "_version": "exampleaaaaaaaaaaaaaaa",
-        },
-        "_id": event_id,
-        "ts": 1365109999,
-    }
-
-
-def mandrill_request(events: list[dict[str, Any]], key: str = MANDRILL_KEY) -> tuple[bytes, dict[str, str]]:
-    fields = {"mandrill_events": json.dumps(events)}
-    signed = MANDRILL_URL + "".join(k + v for k, v in sorted(fields.items()))
-    signature = base64.b64encode(hmac.new(key.encode(), signed.encode(), hashlib.sha1).digest()).decode()
-    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Mandrill-Signature": signature}
-    return urlencode(fields).encode(), headers
-
 
 async def test_mandrill_unsub_and_spam_are_stored_and_head_answers(tmp_path: Path) -> None:
     key_file = tmp_path / "mandrill"

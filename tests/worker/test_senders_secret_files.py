@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.worker.test_senders import MANDRILL_URL, SendGridSigner, mandrill_event, mandrill_request
+from tests.fixtures.worker import MANDRILL_URL, SendGridSigner, mandrill_event, mandrill_request
 from unsubscribe_sync.worker.secret_files import SecretFile
 from unsubscribe_sync.worker.senders import Unauthorized
 from unsubscribe_sync.worker.senders.mandrill import Mandrill

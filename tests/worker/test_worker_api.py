@@ -13,24 +13,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from unsubscribe_sync.api.config import Config, parse_config
+from tests.fixtures.worker import AUTH, TOKEN, make_config
 from unsubscribe_sync.ledger import Ledger
 from unsubscribe_sync.worker.app import TokenSource, create_app
-
-TOKEN = "s3cret-webhook-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def make_config(tmp_path: Path) -> Config:
-    token_file = tmp_path / "token"
-    token_file.write_text(TOKEN + "\n")
-    return parse_config(
-        {
-            "ledger": {"url": f"sqlite:///{tmp_path}/ledger.db"},
-            "worker": {"tokenFile": str(token_file), "listen": "127.0.0.1:0"},
-            "salesforce": {"credentialsDir": str(tmp_path / "none")},
-        }
-    )
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.worker.test_worker_api import AUTH, make_config
+from tests.fixtures.worker import AUTH, make_config
 from unsubscribe_sync.ledger import Ledger
 from unsubscribe_sync.worker.app import create_app
 
