@@ -6,5 +6,6 @@ pytest_plugins = [
     "tests.fixtures.sandbox",
     "tests.fixtures.kube",
     "tests.fixtures.ledgers",
+    "tests.fixtures.nightly",
     "tests.fixtures.worker",
 ]

@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from tests.fixtures.common import free_port
+from tests.fixtures.nightly import Env, build_world, opted_out
 from tests.fixtures.sandbox import SandboxHandle
-from tests.nightly.test_nightly_sync import Env, build_world, opted_out
 
 CONTRACT_KEYS = ["toSalesforce", "fromSalesforce", "skippedNoSalesforceId", "failed"]
 

@@ -8,8 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from tests.nightly.test_nightly_sync import Env, _Interrupt, build_world, opted_out
-from tests.nightly.test_nightly_sync import env as env
+from tests.fixtures.nightly import Env, Interrupt, build_world, opted_out
 from unsubscribe_sync.api.config import Config
 from unsubscribe_sync.ledger import Ledger, Resubscribe
 from unsubscribe_sync.nightly.job import run_nightly
@@ -90,7 +89,7 @@ def test_a_nightly_killed_after_queueing_loses_nothing(env: Env) -> None:
     w = build_world(env)
     config = env.config()
     with contextlib.suppress(KeyboardInterrupt):
-        run_nightly(config, dry_run=False, progress=_Interrupt("write to Salesforce"))  # type: ignore[arg-type]
+        run_nightly(config, dry_run=False, progress=Interrupt("write to Salesforce"))  # type: ignore[arg-type]
     assert not opted_out(env, w.c_ledger_only)  # queued, not written
     push_everything(env)
     assert opted_out(env, w.c_ledger_only) and opted_out(env, w.l_ledger_only)

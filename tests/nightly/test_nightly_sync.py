@@ -2,126 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.fixtures.sandbox import SandboxHandle
-from unsubscribe_sync.api.config import Config, load_config
-from unsubscribe_sync.ledger import Ledger, PushOutcome, Resubscribe, Unsubscribe
+from tests.fixtures.nightly import Env, Interrupt, build_world, opted_out
+from tests.fixtures.nightly import env as env  # re-exported: the fixture is also importable from here
+from unsubscribe_sync.ledger import PushOutcome, Resubscribe, Unsubscribe
 from unsubscribe_sync.logs import mask_email
 from unsubscribe_sync.nightly.job import run_nightly
-from unsubscribe_sync.salesforce.ids import normalize_id
-from unsubscribe_sync.sandbox import SandboxState
 
 MARKETO = "ToutApp__Marketo_Sales_Opt_Out__c"
-
-
-@dataclass
-class Env:
-    tmp: Path
-    server: SandboxHandle
-    ledger_url: str
-
-    @property
-    def state(self) -> SandboxState:
-        return self.server.state
-
-    def config(self, **overrides: Any) -> Config:
-        return load_config(self.write_config(**overrides))
-
-    def write_config(self, **overrides: Any) -> Path:
-        creds = self.server.write_credentials(self.tmp / "creds")
-        token_file = self.tmp / "token"
-        token_file.write_text("test-token-123")
-        data: dict[str, Any] = {
-            "salesforce": {
-                "loginUrl": self.server.url,
-                "credentialsDir": str(creds),
-                "caFile": str(self.server.ca_file),
-                "objects": ["Contact", "Lead"],
-            },
-            "optOut": {"target": "EmailOptOut"},
-            "nightly": {"enabled": True},
-            "ledger": {"url": self.ledger_url},
-            "worker": {"listen": "127.0.0.1:0", "tokenFile": str(token_file), "url": "http://127.0.0.1:9"},
-            "logging": {"format": "json", "level": "warning"},
-        }
-        for dotted, value in overrides.items():
-            section, key = dotted.split("__")
-            data.setdefault(section, {})[key] = value
-        path = self.tmp / "config.yaml"
-        path.write_text(yaml.safe_dump(data))
-        return path
-
-    def ledger(self) -> Ledger:
-        return Ledger.open(self.ledger_url)
-
-    def writes(self) -> int:
-        return sum(self.state.writes.values())
-
-
-@pytest.fixture
-def env(tmp_path: Path, sandbox: SandboxHandle) -> Env:
-    sandbox.state.set_bulk_processing_time(0.0)
-    return Env(tmp_path, sandbox, f"sqlite:///{tmp_path / 'ledger.db'}")
-
-
-@dataclass
-class World:
-    """A small org and ledger covering every branch of the sync."""
-
-    c_sf_only: str  # Contact opted out in Salesforce only -> fromSalesforce
-    c_ledger_only: str  # Contact in the ledger only -> toSalesforce
-    c_both: str  # both sides -> nothing
-    c_deleted: str  # in the ledger, deleted in Salesforce -> failed
-    l_sf_only: str  # Lead opted out in Salesforce only -> fromSalesforce
-    l_ledger_only: str  # Lead in the ledger only -> toSalesforce
-    l_converted: str  # converted Lead opted out in Salesforce -> excluded
-    l_ledger_15: str  # Lead in the ledger (stored from a 15-character id) -> toSalesforce
-    l_converted_ledger: str  # converted Lead in the ledger -> failed (CANNOT_UPDATE_CONVERTED_LEAD)
-
-
-def build_world(env: Env) -> World:
-    s = env.state
-    w = World(
-        c_sf_only=s.add_record("Contact", "sf.only@example.com", opted_out=True),
-        c_ledger_only=s.add_record("Contact", "ledger.only@example.com"),
-        c_both=s.add_record("Contact", "both@example.com", opted_out=True),
-        c_deleted=s.add_record("Contact", "gone@example.com", deleted=True),
-        l_sf_only=s.add_record("Lead", "lead.sf@example.com", opted_out=True),
-        l_ledger_only=s.add_record("Lead", "lead.ledger@example.com"),
-        l_converted=s.add_record("Lead", "converted@example.com", opted_out=True, converted=True),
-        l_ledger_15=s.add_record("Lead", "lead.fifteen@example.com"),
-        l_converted_ledger=s.add_record("Lead", "conv.ledger@example.com", converted=True),
-    )
-    s.add_record("Contact", "untouched@example.com")  # neither side
-    ledger = env.ledger()
-    try:
-        ledger.ingest(
-            [
-                Unsubscribe("ledger.only@example.com", w.c_ledger_only, "Contact"),
-                Unsubscribe("both@example.com", w.c_both, "Contact"),
-                Unsubscribe("gone@example.com", w.c_deleted, "Contact"),
-                Unsubscribe("lead.ledger@example.com", w.l_ledger_only, "Lead"),
-                Unsubscribe("lead.fifteen@example.com", normalize_id(w.l_ledger_15[:15]), "Lead"),
-                Unsubscribe("conv.ledger@example.com", w.l_converted_ledger, "Lead"),
-                Unsubscribe("no.id@example.com"),
-                Unsubscribe("no.id.2@example.com"),
-            ]
-        )
-    finally:
-        ledger.close()
-    return w
-
-
-def opted_out(env: Env, record_id: str, field: str = "HasOptedOutOfEmail") -> bool:
-    record = env.state.get_record(record_id)
-    assert record is not None
-    return bool(record[field])
 
 
 def counts(summary: dict[str, Any]) -> dict[str, int]:
@@ -275,28 +166,11 @@ def test_bad_credentials_fail_without_writing(env: Env) -> None:
     assert env.writes() == 0
 
 
-class _Interrupt:
-    """A progress sink that interrupts the run when a phase starts (like a killed pod)."""
-
-    def __init__(self, phase: str) -> None:
-        self.phase = phase
-
-    def start(self, phase: str, total: int | None = None) -> None:
-        if phase == self.phase:
-            raise KeyboardInterrupt
-
-    def advance(self, n: int = 1) -> None:
-        return None
-
-    def finish(self) -> None:
-        return None
-
-
 def test_interrupted_run_can_be_rerun(env: Env) -> None:
     w = build_world(env)
     config = env.config()
     with pytest.raises(KeyboardInterrupt):
-        run_nightly(config, dry_run=False, progress=_Interrupt("Lead: plan and apply"))
+        run_nightly(config, dry_run=False, progress=Interrupt("Lead: plan and apply"))
     assert opted_out(env, w.c_ledger_only)  # Contacts were done
     assert not opted_out(env, w.l_ledger_only)  # Leads were not
 
