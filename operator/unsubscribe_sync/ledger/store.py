@@ -10,7 +10,7 @@ transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -191,6 +191,26 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
             if len(page) < page_size:
                 return
             after = page[-1][0]
+
+    def unsubscribed_among(self, emails: Iterable[str]) -> set[str]:
+        """The addresses of ``emails``, as given, that are unsubscribed (each normalised as ``lookup`` does).
+
+        One read for the lot: one ``IN (...)`` query per 500 distinct addresses, whatever the dialect.
+        """
+        given: dict[str, list[str]] = {}
+        for email in emails:
+            given.setdefault(normalize_email(email), []).append(email)
+        if not given:
+            return set()
+        found: list[str] = []
+        with self._read() as conn:
+            for keys in chunks(sorted(given)):
+                found.extend(
+                    conn.execute(
+                        select(unsubscribes.c.email).where(unsubscribes.c.email.in_(keys), unsubscribes.c.unsubscribed)
+                    ).scalars()
+                )
+        return {email for key in found for email in given[key]}
 
     def count_without_salesforce_id(self) -> int:
         """Unsubscribed addresses with no Salesforce record to write (reported as skipped)."""

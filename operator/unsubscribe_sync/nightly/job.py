@@ -44,6 +44,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 from unsubscribe_sync.api.config import Config, ConfigError
@@ -299,15 +300,20 @@ class NightlySync:
         totals.pendingResubscribe += result.pending_resubscribe
 
     def _decided(self, entries: Iterable[PlanEntry]) -> Iterator[tuple[PlanEntry, Decision]]:
-        """Each plan entry with its decision (``decisions.decide``); the queued clears are read once per pass."""
+        """Each plan entry with its decision (``decisions.decide``), ``LEDGER_CHUNK`` entries at a time.
+
+        Per chunk, one ledger call says which of the addresses its entries ask about (``suppression_address``,
+        few) are unsubscribed; none when no entry asks. The queued clears are read once per pass. Memory is
+        one chunk of entries, whatever the volume.
+        """
         clearing = PendingClears.of(self.ledger.pending_clears())
-        for entry in entries:
-            address = suppression_address(entry)
-            suppressed = False
-            if address is not None:
-                found = self.ledger.lookup(address)
-                suppressed = bool(found and found.get("unsubscribed"))
-            yield entry, decide(entry, clearing=clearing, suppressed=suppressed)
+        remaining = iter(entries)
+        while chunk := list(islice(remaining, LEDGER_CHUNK)):
+            asked = {address for entry in chunk if (address := suppression_address(entry)) is not None}
+            suppressed = self.ledger.unsubscribed_among(asked) if asked else set()
+            for entry in chunk:
+                address = suppression_address(entry)
+                yield entry, decide(entry, clearing=clearing, suppressed=address is not None and address in suppressed)
 
     def _queue(self, object_name: str, ids: list[str], totals: ObjectTotals) -> None:
         """Queue writes of true on ``ids`` into the outbox; records resubscribed since staging are left out."""
