@@ -160,9 +160,15 @@ async def _takeover(lifetime: int, log_dir: Path) -> list[float]:
                 await leader.wait()
                 await client.post(CR_PATH, cr(f"take{run}"))
                 take = f"take{run}-push-worker"
+                await _until(lambda: not _paused(standby_log), timeout=3 * lifetime)
+                resumed = time.perf_counter() - started
                 await _until(lambda n=take: emulator.get("apps/v1/deployments", NS, n), timeout=3 * lifetime)
                 times.append(time.perf_counter() - started)
-                print(f"  lifetime {lifetime} s, run {run + 1}: take-over {times[-1]:.1f} s", flush=True)
+                print(
+                    f"  lifetime {lifetime} s, run {run + 1}: take-over {times[-1]:.1f} s "
+                    f"(standby resumed after {resumed:.1f} s)",
+                    flush=True,
+                )
         finally:
             for proc in (leader, standby):
                 if proc is not None and proc.returncode is None:
