@@ -132,3 +132,53 @@ def test_an_act_replacing_a_row_during_a_bulk_job_is_written_after_it(ledger: Le
     asyncio.run(write_claim(ledger, BulkClient(resubscribed_meanwhile), claim, FIELD, SETTINGS, in_thread))
     after = ledger.claim("b", 10, 60)
     assert [(r.salesforce_id, r.value) for r in after] == [(sids[2], False)]  # the newer act is still owed
+
+
+class CountingLedger:
+    """The ledger, noting how many outcomes each completion transaction records."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.completions: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ledger, name)
+
+    def complete(self, claim: Any, outcomes: Sequence[PushOutcome], **kwargs: Any) -> Any:
+        self.completions.append(len(outcomes))
+        return self.ledger.complete(claim, outcomes, **kwargs)
+
+
+def test_a_bulk_claim_is_completed_in_transactions_of_at_most_the_chunk(ledger: Ledger) -> None:
+    queue(ledger, 5)
+    counting = CountingLedger(ledger)
+    settings = WriteSettings(lease_seconds=60, max_attempts=5, delay=lambda cls, n: 0.0, complete_chunk=2)
+    claim = ledger.claim("a", 2, 60, bulk_threshold=3, bulk_limit=100)
+    report = asyncio.run(write_claim(counting, BulkClient(), claim, FIELD, settings, in_thread))  # type: ignore[arg-type]
+    assert counting.completions == [2, 2, 1]
+    assert [o.status for o in report.outcomes] == ["pushed"] * 5 and report.lost == 0
+    assert ledger.backlog() == 0 and ledger.stats().by_status.get("pushed") == 5
+
+
+def test_a_row_taken_by_another_writer_between_completion_chunks_is_not_settled_on_the_stale_answer(
+    ledger: Ledger,
+) -> None:
+    sids = queue(ledger, 4)
+    settings = WriteSettings(lease_seconds=60, max_attempts=5, delay=lambda cls, n: 0.0, complete_chunk=2)
+    claim = ledger.claim("a", 2, 60, bulk_threshold=3, bulk_limit=100)
+    taken: list[Any] = []
+
+    class TakenMidway(CountingLedger):
+        def complete(self, claim: Any, outcomes: Sequence[PushOutcome], **kwargs: Any) -> Any:
+            if len(self.completions) == 1:  # after the first chunk, the last row's lease lapsed and was re-claimed
+                released = self.ledger.claim("b", 10, 60, now=time.time() + 120, among=[sids[3]])
+                taken.append(released)
+            return super().complete(claim, outcomes, **kwargs)
+
+    report = asyncio.run(
+        write_claim(TakenMidway(ledger), BulkClient(), claim, FIELD, settings, in_thread)  # type: ignore[arg-type]
+    )
+    assert [len(t) for t in taken] == [1]
+    assert report.lost == 1 and sorted(o.row.salesforce_id for o in report.outcomes) == sids[:3]
+    left = ledger.claim("c", 10, 60, now=time.time() + 200)
+    assert [r.salesforce_id for r in left] == [sids[3]]  # still owed: written again by its holder

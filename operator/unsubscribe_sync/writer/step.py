@@ -27,6 +27,7 @@ from unsubscribe_sync.salesforce.types import ErrorClass, RecordResult, Salesfor
 
 log = get_logger(__name__)
 T = TypeVar("T")
+COMPLETE_CHUNK = 2_000  # outcomes per completion transaction (a Collections claim, at most 200, is one)
 InThread = Callable[..., Awaitable[Any]]
 
 
@@ -50,6 +51,9 @@ class WriteSettings:
     max_attempts: int
     delay: Callable[[ErrorClass, int], float]  # backoff of a record's retry: (error class, attempt) -> seconds
     source: str = SOURCE_PUSH  # history source of the writes (the nightly uses salesforce-sync)
+    # outcomes recorded per ledger transaction: a Bulk-sized claim is completed in several, so other writers of
+    # the ledger (the nightly's, the intake's) are not held off the write lock for the whole completion
+    complete_chunk: int = COMPLETE_CHUNK
 
 
 @dataclass(slots=True)
@@ -71,7 +75,9 @@ class WriteReport:
 
 
 def decide_outcomes(
-    answered: Sequence[tuple[OutboxRow, RecordResult]], now: float, max_attempts: int,
+    answered: Sequence[tuple[OutboxRow, RecordResult]],
+    now: float,
+    max_attempts: int,
     delay: Callable[[ErrorClass, int], float],
 ) -> list[tuple[PushOutcome, WriteDecision]]:
     """Each answered row's outcome by the one write-outcome rule (pure: no I/O)."""
@@ -90,9 +96,7 @@ def decide_outcomes(
     return out
 
 
-async def _keep_lease(
-    ledger: Ledger, claim: Claim, lease_seconds: float, lost: set[int], in_thread: InThread
-) -> None:
+async def _keep_lease(ledger: Ledger, claim: Claim, lease_seconds: float, lost: set[int], in_thread: InThread) -> None:
     """Renew the claim's lease every third of its length while the call runs; note rows lost to others."""
     interval = max(0.05, lease_seconds / 3)
     while True:
@@ -103,6 +107,35 @@ async def _keep_lease(
             log.warning("push_lease_renewal_failed", error=redact_text(f"{type(exc).__name__}: {exc}"))
             continue
         lost.update(r.id for r in claim.rows if r.id not in held)
+
+
+async def _complete(
+    ledger: Ledger,
+    claim: Claim,
+    outcomes: Sequence[PushOutcome],
+    field_name: str,
+    settings: WriteSettings,
+    in_thread: InThread,
+) -> set[int]:
+    """Record the outcomes, ``settings.complete_chunk`` per transaction; returns the ids whose fence was lost.
+
+    Each transaction is fenced on its own rows, so a row whose lease lapsed meanwhile is never settled on this
+    answer. The rows still to record keep their lease: it is renewed between transactions once a third of it
+    has passed.
+    """
+    size = max(1, settings.complete_chunk)
+    lost: set[int] = set()
+    renewed = time.monotonic()
+    for start in range(0, len(outcomes), size):
+        if start and time.monotonic() - renewed > settings.lease_seconds / 3:
+            rest = Claim(claim.token, [o.row for o in outcomes[start:]], claim.lease_expires_at, bulk=claim.bulk)
+            await in_thread(ledger.renew, rest, settings.lease_seconds)
+            renewed = time.monotonic()
+        completion = await in_thread(
+            ledger.complete, claim, outcomes[start : start + size], field=field_name, source=settings.source
+        )
+        lost |= completion.lost_ids
+    return lost
 
 
 async def write_claim(
@@ -145,12 +178,12 @@ async def write_claim(
             await renewer
     kept = [(r, res) for r, res in zip(rows, results, strict=True) if r.id not in lost]
     report.decided = decide_outcomes(kept, time.time(), settings.max_attempts, settings.delay)
-    completion = await in_thread(ledger.complete, claim, report.outcomes, field=field_name, source=settings.source)
-    report.decided = [(o, d) for o, d in report.decided if o.row.id not in completion.lost_ids]
+    lost_ids = await _complete(ledger, claim, report.outcomes, field_name, settings, in_thread)
+    report.decided = [(o, d) for o, d in report.decided if o.row.id not in lost_ids]
     stale = [r for r in rows if r.id in lost]
     if stale:
         await in_thread(ledger.requeue_lost, stale)
-    report.lost = len(stale) + completion.lost
+    report.lost = len(stale) + len(lost_ids)
     if report.lost:
         log.warning(
             "push_lease_lost", records=report.lost, reason="another writer holds them; results not trusted, re-queued"
@@ -199,8 +232,13 @@ async def drain(
         if not left or remaining <= 0:
             return out
         claim = await in_thread(
-            ledger.claim, owner, batch_size, settings.lease_seconds, bulk_threshold=bulk_threshold,
-            bulk_limit=bulk_limit, among=sorted(left),
+            ledger.claim,
+            owner,
+            batch_size,
+            settings.lease_seconds,
+            bulk_threshold=bulk_threshold,
+            bulk_limit=bulk_limit,
+            among=sorted(left),
         )
         if not claim.rows:  # held by another writer, or due later
             wait = poll_seconds if earliest is None else max(poll_seconds, earliest - time.time())
