@@ -176,7 +176,20 @@ def start_profile(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
     if not Path(spy).exists():
         print("py-spy not found: no profile")
         return None
-    cmd = [spy, "record", "--pid", str(pid), "--threads", "--rate", "200", "--format", "raw", "--output", str(out)]
+    cmd = [
+        spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--threads",
+        "--idle",
+        "--rate",
+        "200",
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)  # attached
     return proc

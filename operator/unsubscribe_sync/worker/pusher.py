@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -307,15 +308,35 @@ class Pusher:
         self._record(claim, report.decided, field)
 
     def _record(self, claim: Claim, decided: list[tuple[PushOutcome, WriteDecision]], field: str) -> None:
+        """Metrics and logs of a claim's outcomes. Runs on the event loop, so the counters are added per
+        (object, outcome) once, not per record: a Bulk-sized claim of 100,000 must not stall the intake."""
         rows = claim.rows
-        outcomes = [o for o, _ in decided]
         configuration: str | None = None
         pause_class: ErrorClass | None = None
+        retries: Counter[tuple[str, str]] = Counter()
+        settled: Counter[tuple[bool, str, str]] = Counter()  # (value, object, pushed | failed) -> records
+        counts = {"pushed": 0, "failed": 0, "retry": 0, "held": 0}
+        lags: list[float] = []
+        confirmed = time.time()
         for outcome, decision in decided:
-            row = outcome.row
-            if outcome.status == "retry":
+            row, status = outcome.row, outcome.status
+            counts[status] += 1
+            if status == "pushed":
+                settled[(row.value, row.object, status)] += 1
+                if row.value:  # the lag is that of opt-outs (writes of false are resubscribes)
+                    lags.append(max(0.0, confirmed - row.received_at))
+            elif status == "failed":
+                settled[(row.value, row.object, status)] += 1
+                log.warning(
+                    "push_record_failed",
+                    email=mask_email(row.email),
+                    salesforce_id=row.salesforce_id,
+                    object=row.object,
+                    error=outcome.error,
+                )
+            elif status == "retry":
                 assert decision.error_class is not None
-                self._metrics.push_retries.labels(object=row.object, error_class=str(decision.error_class)).inc()
+                retries[(row.object, str(decision.error_class))] += 1
                 if decision.error_class is ErrorClass.RATE_LIMITED:
                     pause_class = ErrorClass.RATE_LIMITED
                 if decision.stuck and not row.stuck:
@@ -327,27 +348,17 @@ class Pusher:
                         attempts=row.attempts + 1,
                         error=decision.reason,
                     )
-            elif outcome.status == "held":
+            else:  # held
                 configuration = configuration or decision.reason
-        confirmed = time.time()
-        counts = {"pushed": 0, "failed": 0, "retry": 0, "held": 0}
-        for outcome in outcomes:
-            counts[outcome.status] += 1
-            # opt-outs and resubscribes (writes of false) are counted apart; the lag is that of opt-outs
-            records = self._metrics.push_records if outcome.row.value else self._metrics.resubscribe_push_records
-            if outcome.status == "pushed":
-                records.labels(object=outcome.row.object, outcome="pushed").inc()
-                if outcome.row.value:
-                    self._metrics.push_lag.observe(max(0.0, confirmed - outcome.row.received_at))
-            elif outcome.status == "failed":
-                records.labels(object=outcome.row.object, outcome="failed").inc()
-                log.warning(
-                    "push_record_failed",
-                    email=mask_email(outcome.row.email),
-                    salesforce_id=outcome.row.salesforce_id,
-                    object=outcome.row.object,
-                    error=outcome.error,
-                )
+        for (object_name, error_class), n in retries.items():
+            self._metrics.push_retries.labels(object=object_name, error_class=error_class).inc(n)
+        for (value, object_name, result), n in settled.items():
+            # opt-outs and resubscribes (writes of false) are counted apart
+            records = self._metrics.push_records if value else self._metrics.resubscribe_push_records
+            records.labels(object=object_name, outcome=result).inc(n)
+        observe = self._metrics.push_lag.observe
+        for lag in lags:
+            observe(lag)
         log.info("push_batch", object=rows[0].object, field=field, value=rows[0].value, records=len(rows), **counts)
         if configuration:
             self._call_failed(ErrorClass.CONFIGURATION, configuration, "write_opt_outs")
