@@ -8,19 +8,13 @@ import time
 import pytest
 from sqlalchemy import text
 
+# contact_id stays importable from here (tests/writer/test_writer.py)
+from tests.fixtures.ledgers import contact_id, lead_id
 from unsubscribe_sync.ledger import Ledger, PushOutcome, Resubscribe, Unsubscribe
 from unsubscribe_sync.ledger.schema import LATEST_VERSION
 from unsubscribe_sync.salesforce.errors import decide_write
 from unsubscribe_sync.salesforce.ids import normalize_id
 from unsubscribe_sync.salesforce.types import ErrorClass, RecordResult
-
-
-def contact_id(n: int) -> str:
-    return normalize_id(f"003{n:012d}")
-
-
-def lead_id(n: int) -> str:
-    return normalize_id(f"00Q{n:012d}")
 
 
 def unsub(email: str, sid: str | None = None, event_id: str | None = None, source: str = "webhook") -> Unsubscribe:

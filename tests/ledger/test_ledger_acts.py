@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.ledger.test_ledger import contact_id
+from tests.fixtures.ledgers import contact_id
 from unsubscribe_sync.ledger import Ledger, PushOutcome, Resubscribe, Unsubscribe
 from unsubscribe_sync.ledger.policy import (
     Act,
