@@ -7,61 +7,10 @@ import fnmatch
 import json
 import re
 import tomllib
-from dataclasses import dataclass, field
 
 import pytest
 
-from tests.fixtures.deploy import REPO_ROOT
-
-CONTAINERFILE = REPO_ROOT / "Containerfile"
-DOCKERIGNORE = REPO_ROOT / ".dockerignore"
-
-
-@dataclass
-class Stage:
-    base: str
-    name: str | None
-    instructions: list[tuple[str, str]] = field(default_factory=list)
-
-    def all(self, keyword: str) -> list[str]:
-        return [args for kw, args in self.instructions if kw == keyword]
-
-
-def parse(text: str) -> tuple[dict[str, str], list[Stage]]:
-    """Instructions of a Containerfile, joined across line continuations, split into stages."""
-    logical: list[str] = []
-    buffer = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not buffer and (not line or line.startswith("#")):
-            continue
-        if line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            buffer += line[:-1] + " "
-            continue
-        logical.append(buffer + line)
-        buffer = ""
-    global_args: dict[str, str] = {}
-    stages: list[Stage] = []
-    for entry in logical:
-        keyword, _, args = entry.partition(" ")
-        keyword = keyword.upper()
-        if keyword == "FROM":
-            match = re.fullmatch(r"(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", args.strip(), re.IGNORECASE)
-            assert match, f"cannot parse FROM {args}"
-            stages.append(Stage(base=match.group(1), name=match.group(2)))
-        elif not stages:
-            assert keyword == "ARG", f"{keyword} before the first FROM"
-            name, _, default = args.partition("=")
-            global_args[name.strip()] = default.strip()
-        else:
-            stages[-1].instructions.append((keyword, args.strip()))
-    return global_args, stages
-
-
-def expand(value: str, variables: dict[str, str]) -> str:
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: variables.get(m.group(1) or m.group(2), m.group(0)), value)
+from tests.fixtures.deploy import CONTAINERFILE, DOCKERIGNORE, REPO_ROOT, Stage, expand, parse
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,17 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.test_deploy_containerfile import CONTAINERFILE, Stage, expand, parse
-from tests.fixtures.deploy import CHART_DIR, REPO_ROOT, by_kind, helm_template, tool_path
+from tests.fixtures.deploy import (
+    CHART_DIR,
+    CONTAINERFILE,
+    REPO_ROOT,
+    Stage,
+    by_kind,
+    expand,
+    helm_template,
+    parse,
+    tool_path,
+)
 from unsubscribe_sync import __version__
 from unsubscribe_sync.api.config import parse_config
 from unsubscribe_sync.api.constants import DEFAULT_IMAGE, SQLITE_DIR
