@@ -12,6 +12,7 @@ Concurrency rules (PostgreSQL at READ COMMITTED, several replicas; SQLite takes 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -72,6 +73,53 @@ _SQLITE_INSERT_HISTORY = (
 _SQLITE_INSERT_ADDRESS = (
     "INSERT INTO unsubscribes (email, unsubscribed, state_at, first_seen, last_seen, repeats) VALUES (?, ?, ?, ?, ?, ?)"
 )
+# SQLite's statements of the ingest path as driver SQL, run on the driver's connection inside the transaction
+# (SQLAlchemy's per-statement work was most of a small group commit's CPU). A key list is one JSON array
+# parameter (``json_each``): one statement text whatever the count, the unique index still used per key.
+_SQLITE_IN_KEYS = "(SELECT value FROM json_each(?))"
+_SQLITE_LOCK_ADDRESSES = f"SELECT email, unsubscribed, state_at FROM unsubscribes WHERE email IN {_SQLITE_IN_KEYS}"
+_SQLITE_UPDATE_ADDRESS = (
+    "UPDATE unsubscribes SET unsubscribed = ?, state_at = ?, last_seen = ?, repeats = repeats + ? WHERE email = ?"
+)
+_SQLITE_TARGETS_OF = f"SELECT salesforce_id, object, email FROM salesforce_targets WHERE email IN {_SQLITE_IN_KEYS}"
+_SQLITE_UNPUSHED_TARGETS_OF = f"{_SQLITE_TARGETS_OF} AND status != 'pushed'"
+_SQLITE_HELD_TARGETS = f"SELECT salesforce_id FROM salesforce_targets WHERE salesforce_id IN {_SQLITE_IN_KEYS}"
+_SQLITE_INSERT_TARGET = (
+    "INSERT INTO salesforce_targets (salesforce_id, object, email, status, field, created_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_SQLITE_QUEUED_WRITES = f"SELECT salesforce_id, value, act_at FROM outbox WHERE salesforce_id IN {_SQLITE_IN_KEYS}"
+_OUTBOX_COLUMNS = (
+    "salesforce_id", "object", "email", "value", "act_at", "seq", "received_at", "attempts", "next_attempt_at"
+)  # fmt: skip
+_SQLITE_INSERT_OUTBOX = (
+    f"INSERT INTO outbox ({', '.join(_OUTBOX_COLUMNS)}) VALUES ({', '.join('?' for _ in _OUTBOX_COLUMNS)})"
+)
+_SQLITE_QUEUE_WRITE = (
+    f"{_SQLITE_INSERT_OUTBOX} ON CONFLICT (salesforce_id) DO UPDATE SET object = excluded.object,"
+    " email = excluded.email, value = excluded.value, act_at = excluded.act_at, seq = outbox.seq + 1,"
+    " received_at = excluded.received_at, attempts = 0, next_attempt_at = excluded.next_attempt_at,"
+    " last_error = NULL, stuck_at = NULL"
+)
+_SQLITE_REFRESH_WRITE = f"{_SQLITE_INSERT_OUTBOX} ON CONFLICT (salesforce_id) DO UPDATE SET act_at = excluded.act_at"
+_SQLITE_REQUEUE_TARGETS = (
+    f"UPDATE salesforce_targets SET status = 'pending', last_error = NULL, updated_at = ?"
+    f" WHERE salesforce_id IN {_SQLITE_IN_KEYS}"
+)
+
+
+def driver_connection(conn: Connection) -> Any:
+    """The driver's own connection under ``conn``, in the transaction ``conn`` holds."""
+    return conn.connection.driver_connection
+
+
+def sqlite_select_in(conn: Connection, sql: str, keys: Sequence[str], *head: Any) -> list[Any]:
+    """The rows of a driver select whose last parameter is a key list (``_SQLITE_IN_KEYS``), after ``head``."""
+    raw = driver_connection(conn)
+    rows: list[Any] = []
+    for chunk in chunks(keys):
+        rows.extend(raw.execute(sql, (*head, json.dumps(list(chunk)))).fetchall())
+    return rows
 
 
 def history_row(
@@ -138,7 +186,9 @@ class LedgerBase:
         if self._pg:
             conn.execute(history.insert(), list(rows))
             return
-        conn.exec_driver_sql(_SQLITE_INSERT_HISTORY, [tuple(row[c] for c in _HISTORY_COLUMNS) for row in rows])
+        driver_connection(conn).executemany(
+            _SQLITE_INSERT_HISTORY, [tuple(row[c] for c in _HISTORY_COLUMNS) for row in rows]
+        )
 
     # -- addresses ------------------------------------------------------------------
 
@@ -187,13 +237,13 @@ class LedgerBase:
         """SQLite: the transaction holds the write lock (BEGIN IMMEDIATE), so the addresses are read first and
         the missing ones inserted by driver ``executemany`` (no INSERT ... RETURNING per group, whose per-row
         processing in SQLAlchemy was the largest statement cost of a group commit)."""
-        stored: dict[str, AddressState] = {}
-        for chunk in chunks(emails):
-            rows = conn.execute(_LOCK_ADDRESSES, {"keys": list(chunk)}).all()
-            stored.update((e, AddressState(bool(u), float(s if s is not None else 0.0))) for e, u, s in rows)
+        stored = {
+            e: AddressState(bool(u), float(s if s is not None else 0.0))
+            for e, u, s in sqlite_select_in(conn, _SQLITE_LOCK_ADDRESSES, emails)
+        }
         created = {e for e in emails if e not in stored}
         if created:
-            conn.exec_driver_sql(
+            driver_connection(conn).executemany(
                 _SQLITE_INSERT_ADDRESS,
                 [(e, first[e].unsubscribe, first[e].at, now, now, 0) for e in sorted(created)],
             )
@@ -225,7 +275,11 @@ class LedgerBase:
             for e, s in sorted(final.items())
             if e not in created or s != AddressState(first[e].unsubscribe, first[e].at) or repeats.get(e)
         ]
-        if changed:
+        if changed and not self._pg:
+            driver_connection(conn).executemany(
+                _SQLITE_UPDATE_ADDRESS, [(c["b_u"], c["b_at"], now, c["b_r"], c["b_email"]) for c in changed]
+            )
+        elif changed:
             conn.execute(
                 update(unsubscribes)
                 .where(unsubscribes.c.email == bindparam("b_email"))
@@ -241,6 +295,11 @@ class LedgerBase:
 
     def _targets_of(self, conn: Connection, emails: Sequence[str], *, unpushed_only: bool = False) -> list[Target]:
         """The Salesforce records held for ``emails`` (all, or those not confirmed pushed), by id."""
+        if not emails:
+            return []
+        if not self._pg:
+            sql = _SQLITE_UNPUSHED_TARGETS_OF if unpushed_only else _SQLITE_TARGETS_OF
+            return sorted((sid, obj, email) for sid, obj, email in sqlite_select_in(conn, sql, sorted(set(emails))))
         query = _UNPUSHED_TARGETS_OF if unpushed_only else _TARGETS_OF
         found: list[Target] = []
         for chunk in chunks(sorted(set(emails))):
@@ -253,6 +312,8 @@ class LedgerBase:
         """Add records not held yet (by id); returns the ids added."""
         if not targets:
             return []
+        if not self._pg:
+            return self._insert_targets_sqlite(conn, targets, status, field, now)
         stmt = (
             self._insert(salesforce_targets)
             .on_conflict_do_nothing(index_elements=["salesforce_id"])
@@ -275,6 +336,22 @@ class LedgerBase:
             added.extend(conn.execute(stmt, rows).scalars())
         return added
 
+    def _insert_targets_sqlite(
+        self, conn: Connection, targets: Sequence[Target], status: str, field: str | None, now: float
+    ) -> list[str]:
+        """SQLite (the write lock held): the ids already held are read, the others inserted by driver
+        ``executemany`` (the first of duplicate ids in id order, as ON CONFLICT DO NOTHING would keep)."""
+        ordered = sorted(targets)
+        held = {sid for (sid,) in sqlite_select_in(conn, _SQLITE_HELD_TARGETS, sorted({t[0] for t in ordered}))}
+        rows: list[tuple[Any, ...]] = []
+        for sid, obj, email in ordered:
+            if sid not in held:
+                held.add(sid)
+                rows.append((sid, obj, email, status, field, now, now))
+        if rows:
+            driver_connection(conn).executemany(_SQLITE_INSERT_TARGET, rows)
+        return [row[0] for row in rows]
+
     # -- queued writes ----------------------------------------------------------------------
 
     def _queue_writes(self, conn: Connection, writes: Sequence[tuple[Target, bool, float]], now: float) -> int:
@@ -292,12 +369,11 @@ class LedgerBase:
             if kept is None or act_at >= kept[2]:
                 latest[target[0]] = (target, value, act_at)
         ids = sorted(latest)
-        queued: dict[str, QueuedWrite] = {}
-        for chunk in chunks(ids):
-            queued.update(
-                (sid, QueuedWrite(bool(value), float(at if at is not None else 0.0)))
-                for sid, value, at in conn.execute(_QUEUED_WRITES, {"keys": list(chunk)}).all()
-            )
+        if self._pg:
+            rows = [row for chunk in chunks(ids) for row in conn.execute(_QUEUED_WRITES, {"keys": list(chunk)}).all()]
+        else:
+            rows = sqlite_select_in(conn, _SQLITE_QUEUED_WRITES, ids)
+        queued = {sid: QueuedWrite(bool(value), float(at if at is not None else 0.0)) for sid, value, at in rows}
         fresh: list[dict[str, Any]] = []
         refresh: list[dict[str, Any]] = []
         for sid in ids:
@@ -318,6 +394,8 @@ class LedgerBase:
                 fresh.append(row)
             elif merge is Merge.REFRESH:
                 refresh.append(row)
+        if not self._pg:
+            return self._store_writes_sqlite(conn, fresh, refresh, now)
         stmt = self._insert(outbox)
         if fresh:
             conn.execute(
@@ -349,4 +427,18 @@ class LedgerBase:
                 stmt.on_conflict_do_update(index_elements=["salesforce_id"], set_={"act_at": stmt.excluded.act_at}),
                 refresh,
             )
+        return len(fresh)
+
+    def _store_writes_sqlite(
+        self, conn: Connection, fresh: list[dict[str, Any]], refresh: list[dict[str, Any]], now: float
+    ) -> int:
+        """``_queue_writes``' statements on SQLite, as driver SQL (the same upserts as PostgreSQL's Core)."""
+        raw = driver_connection(conn)
+        if fresh:
+            raw.executemany(_SQLITE_QUEUE_WRITE, [tuple(r[c] for c in _OUTBOX_COLUMNS) for r in fresh])
+            ids = [r["salesforce_id"] for r in fresh]
+            for chunk in chunks(ids):
+                raw.execute(_SQLITE_REQUEUE_TARGETS, (now, json.dumps(list(chunk))))
+        if refresh:
+            raw.executemany(_SQLITE_REFRESH_WRITE, [tuple(r[c] for c in _OUTBOX_COLUMNS) for r in refresh])
         return len(fresh)

@@ -14,7 +14,7 @@ from typing import Protocol, TypeVar
 from sqlalchemy import Connection, delete
 
 from unsubscribe_sync.api.addresses import normalize_email
-from unsubscribe_sync.ledger.base import Target, chunks, history_row
+from unsubscribe_sync.ledger.base import Target, chunks, driver_connection, history_row, sqlite_select_in
 from unsubscribe_sync.ledger.models import (
     ACTION_PUSH_SKIPPED,
     ACTION_RESUBSCRIBED,
@@ -32,6 +32,10 @@ from unsubscribe_sync.ledger.models import (
 from unsubscribe_sync.ledger.policy import Act, ActEffect, AddressState
 from unsubscribe_sync.ledger.resolutions import ResolutionStore
 from unsubscribe_sync.ledger.schema import processed_events
+
+# SQLite's replay check as driver SQL (see ``ledger.base``: one JSON array parameter holds the ids)
+_SQLITE_SEEN_EVENTS = "SELECT event_id FROM processed_events WHERE event_id IN (SELECT value FROM json_each(?))"
+_SQLITE_INSERT_EVENT = "INSERT INTO processed_events (event_id, received_at) VALUES (?, ?)"
 
 
 class _Event(Protocol):
@@ -96,6 +100,12 @@ class IntakeStore(ResolutionStore):
     ) -> list[E]:
         event_ids = sorted({item.event_id for item in items if item.event_id})
         new_events: set[str] = set()
+        if event_ids and not self._pg:  # the write lock held: the ids seen are read, the new ones inserted
+            seen_before = {e for (e,) in sqlite_select_in(conn, _SQLITE_SEEN_EVENTS, event_ids)}
+            new_events = {e for e in event_ids if e not in seen_before}
+            if new_events:
+                driver_connection(conn).executemany(_SQLITE_INSERT_EVENT, [(e, now) for e in sorted(new_events)])
+            event_ids = []
         stmt = (
             self._insert(processed_events)
             .on_conflict_do_nothing(index_elements=["event_id"])
@@ -153,7 +163,12 @@ class IntakeStore(ResolutionStore):
                     detail = _superseded_detail(states[item.email].state_at)
                     rows.append(
                         history_row(
-                            at, item.email, item.salesforce_id, item.source, ACTION_UNSUBSCRIBED, OUTCOME_SUPERSEDED,
+                            at,
+                            item.email,
+                            item.salesforce_id,
+                            item.source,
+                            ACTION_UNSUBSCRIBED,
+                            OUTCOME_SUPERSEDED,
                             detail,
                         )
                     )
@@ -241,4 +256,3 @@ class IntakeStore(ResolutionStore):
             cutoff = (self._db_now(conn) if now is None else now) - older_than_seconds
             res = conn.execute(delete(processed_events).where(processed_events.c.received_at < cutoff))
             return int(res.rowcount or 0)
-
