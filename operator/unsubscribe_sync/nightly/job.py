@@ -86,8 +86,14 @@ class RequirementFailed(Exception):
     """A requirement of the nightly sync is not met; the message says which (and on which object)."""
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+def _now() -> datetime:
+    """The current UTC time, to the second (the summary's precision)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _rfc3339(value: datetime) -> str:
+    """The summary's form of a time: RFC 3339 in UTC, to the second, with a ``Z``."""
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -112,7 +118,7 @@ class ObjectTotals:
 class RunState:
     dry_run: bool
     sample_size: int
-    started: str = dc_field(default_factory=_now)
+    started: datetime = dc_field(default_factory=_now)
     field: str | None = None
     objects: dict[str, ObjectTotals] = dc_field(default_factory=dict)
     skipped_no_salesforce_id: int = 0
@@ -124,7 +130,8 @@ class RunState:
     def total(self, name: str) -> int:
         return sum(getattr(t, name) for t in self.objects.values())
 
-    def summary(self, outcome: str, error: str | None = None) -> dict[str, Any]:
+    def summary(self, outcome: str, error: str | None = None, *, completed: datetime | None = None) -> dict[str, Any]:
+        """The run's summary; times are formatted here only (``completed`` defaults to now)."""
         out: dict[str, Any] = {
             "toSalesforce": self.total("toSalesforce"),
             "fromSalesforce": self.total("fromSalesforce"),
@@ -132,8 +139,8 @@ class RunState:
             "failed": self.total("failed"),
             "outcome": outcome,
             "dryRun": self.dry_run,
-            "startTime": self.started,
-            "completionTime": _now(),
+            "startTime": _rfc3339(self.started),
+            "completionTime": _rfc3339(completed or _now()),
             "field": self.field,
             "objects": {name: totals.as_dict() for name, totals in self.objects.items()},
             "apiCalls": self.api_calls,
@@ -408,6 +415,7 @@ class NightlySync:
             return state.summary("Failed", str(exc))
         except SalesforceError as exc:
             return state.summary("Failed", redact_text(f"Salesforce: {exc}"))
+        error: str | None
         try:
             state.skipped_no_salesforce_id = self.ledger.count_without_salesforce_id()
             if self.config.matching.by_email and state.dry_run:
@@ -420,33 +428,27 @@ class NightlySync:
                 state.email_matched.close()
                 state.email_matched = None
         except SalesforceError as exc:
-            summary = state.summary("Failed", redact_text(f"Salesforce: {exc}"))
+            outcome, error = "Failed", redact_text(f"Salesforce: {exc}")
         else:
             left = state.total("retryLater")
             if stopped is not None:
-                summary = state.summary("Failed", stopped)
+                outcome, error = "Failed", stopped
             elif left:
+                outcome = "Failed"
                 error = f"{left} records met transient Salesforce errors and were not written yet; the push writes them"
-                summary = state.summary("Failed", error)
             else:
-                summary = state.summary("Succeeded")
+                outcome, error = "Succeeded", None
+        completed = _now()
+        summary = state.summary(outcome, error, completed=completed)
         if not state.dry_run:
             self.ledger.record_sync_run(
-                summary,
-                started_at=_parse_time(summary["startTime"]),
-                ended_at=_parse_time(summary["completionTime"]),
-                outcome=summary["outcome"],
-                dry_run=False,
+                summary, started_at=state.started, ended_at=completed, outcome=outcome, dry_run=False
             )
         return summary
 
 
 async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return await asyncio.to_thread(fn, *args, **kwargs)
-
-
-def _parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def run_nightly(
