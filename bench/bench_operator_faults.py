@@ -32,7 +32,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.controller.test_operator import CR_PATH, NS, Client, children_present, condition, cr, usync  # noqa: E402
+from tests.fixtures.controller import CR_PATH, NS, Client, children_present, condition, cr, usync  # noqa: E402
 from tests.fixtures.kube import FaultyClusterEmulator, running_faulty_cluster, start_operator  # noqa: E402
 
 RUNS = 5

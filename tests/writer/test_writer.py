@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tests.ledger.test_ledger import contact_id
+from tests.fixtures.ledgers import contact_id
 from unsubscribe_sync.ledger import Ledger, PushOutcome, Resubscribe, Unsubscribe
 from unsubscribe_sync.salesforce.types import ErrorClass, RecordResult, SalesforceError
 from unsubscribe_sync.writer import WriteSettings, write_claim
