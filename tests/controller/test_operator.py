@@ -17,8 +17,6 @@ import pytest
 import pytest_asyncio
 
 from tests.fixtures.common import free_port
-
-# bench/bench_operator_faults.py imports CR_PATH, NS, Client, children_present, condition, cr and usync from here
 from tests.fixtures.controller import (
     CHILDREN,
     CR_PATH,
