@@ -1,4 +1,4 @@
-"""Property-based tests of the Salesforce ID normaliser against an independent reading of SALESFORCE.md."""
+"""Property-based tests of the Salesforce ID normaliser against an independent reading of the 15 -> 18 rule."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ ID_CHARS = string.digits + string.ascii_letters
 
 
 def reference_18(id15: str) -> str:
-    """SALESFORCE.md, read independently: three 5-character chunks; bit j set when character j is A-Z;
+    """Salesforce's documented rule, written independently: three 5-character chunks; bit j set when character j is A-Z;
     each 5-bit value picks a character of ``ABCDEFGHIJKLMNOPQRSTUVWXYZ012345``."""
     table = string.ascii_uppercase + "012345"
     suffix = ""

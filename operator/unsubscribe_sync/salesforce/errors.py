@@ -1,7 +1,7 @@
 """The one classifier of Salesforce errors, and the retry pause that goes with each class.
 
-Source: SALESFORCE.md, "Errors this integration meets". Unknown codes: HTTP 5xx -> TRANSIENT,
-anything else -> PERMANENT for the record (never retried forever).
+The codes are those Salesforce documents for its REST, Collections and Bulk 2.0 APIs (the sets below).
+Unknown codes: HTTP 5xx -> TRANSIENT, anything else -> PERMANENT for the record (never retried forever).
 """
 
 from __future__ import annotations
