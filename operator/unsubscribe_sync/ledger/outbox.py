@@ -132,10 +132,16 @@ class OutboxStore(LedgerBase):
                     break
             if not ids:
                 return Claim(token, [], expires)
-            rows: list[Any] = []
+            claimed: list[OutboxRow] = []
             for chunk in chunks(ids):
-                rows.extend(
-                    conn.execute(
+                # Each chunk's rows become OutboxRows at once: a Bulk-sized claim never holds its result rows
+                # and the OutboxRows together.
+                claimed.extend(
+                    OutboxRow(
+                        r.id, r.salesforce_id, r.object, r.email, r.received_at, r.attempts, bool(r.value), r.seq,
+                        r.fence, r.stuck_at is not None,
+                    )
+                    for r in conn.execute(
                         update(outbox)
                         .where(outbox.c.id.in_(chunk))
                         .values(fence=outbox.c.fence + 1, lease_owner=token, lease_expires_at=expires)
@@ -151,15 +157,8 @@ class OutboxStore(LedgerBase):
                             outbox.c.fence,
                             outbox.c.stuck_at,
                         )
-                    ).all()
+                    )
                 )
-        claimed = [
-            OutboxRow(
-                r.id, r.salesforce_id, r.object, r.email, r.received_at, r.attempts, bool(r.value), r.seq, r.fence,
-                r.stuck_at is not None,
-            )
-            for r in rows
-        ]
         position = {row_id: n for n, row_id in enumerate(ids)}
         claimed.sort(key=lambda r: position[r.id])  # due order
         return Claim(token, claimed, expires, bulk=bulk)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import io
 import re
 import threading
 import time
@@ -99,6 +98,21 @@ def _query_more(sf: Salesforce, *, url: str, headers: dict[str, str]) -> Any:
 def _parse_job_error(message: str) -> str | None:
     head = message.split(":", 1)[0].strip()
     return head if re.fullmatch(r"[A-Z_]+", head) else None
+
+
+def _bulk_row_id(row: dict[str, str]) -> str:
+    """The record ID of a Bulk ingest result row."""
+    return row.get("Id") or row.get("sf__Id") or ""
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` with their endings, as slices (no copy of the whole text, unlike ``io.StringIO``)."""
+    start, size = 0, len(text)
+    while start < size:
+        end = text.find("\n", start)
+        end = size if end < 0 else end + 1
+        yield text[start:end]
+        start = end
 
 
 def _bulk_error(text: str) -> tuple[str | None, str]:
@@ -464,25 +478,30 @@ class SalesforceClient:
             raise
         if final.get("state") != "JobComplete":
             raise self._job_failure(op, final)
-        outcome: dict[str, RecordResult] = {}
+        # Results are keyed by the first 15 characters (Salesforce may echo the 18-character form of a
+        # 15-character ID), successes as a set of keys: at Bulk volume no object per success is held
+        # beside the result list, and the CSV text is read line by line in place.
         ok_csv = self._call(op, lambda sf: self._bulk(sf, object_name).get_ingest_results(job_id, "successfulResults"))
-        for row in csv.DictReader(io.StringIO(ok_csv)):
-            record_id = row.get("Id") or row.get("sf__Id") or ""
-            outcome[record_id] = RecordResult(record_id, True)
+        succeeded = {_bulk_row_id(row)[:15] for row in csv.DictReader(_lines(ok_csv))}
+        del ok_csv
+        failed: dict[str, RecordResult] = {}
         failed_csv = self._call(op, lambda sf: self._bulk(sf, object_name).get_ingest_results(job_id, "failedResults"))
-        for row in csv.DictReader(io.StringIO(failed_csv)):
-            record_id = row.get("Id") or row.get("sf__Id") or ""
+        for row in csv.DictReader(_lines(failed_csv)):
             code, message = _bulk_error(row.get("sf__Error") or "")
-            outcome[record_id] = RecordResult(record_id, False, code, message, classify(code))
+            failed[_bulk_row_id(row)[:15]] = RecordResult("", False, code, message, classify(code))
         results = []
         for record_id in ids:
-            found = outcome.get(record_id)
-            if found is None and len(record_id) in (15, 18):
-                # Salesforce may echo the 18-character form of a 15-character ID.
-                found = next((r for k, r in outcome.items() if k[:15] == record_id[:15]), None)
+            key = record_id[:15]
+            if key in succeeded:
+                results.append(RecordResult(record_id, True))
+                continue
+            found = failed.get(key)
             if found is None:
-                found = RecordResult(record_id, False, None, "not processed by the Bulk API job", ErrorClass.TRANSIENT)
-            results.append(RecordResult(record_id, found.success, found.error_code, found.message, found.error_class))
+                results.append(
+                    RecordResult(record_id, False, None, "not processed by the Bulk API job", ErrorClass.TRANSIENT)
+                )
+            else:
+                results.append(RecordResult(record_id, False, found.error_code, found.message, found.error_class))
         return results
 
     # ------------------------------------------------------------------ reads
@@ -548,7 +567,7 @@ class SalesforceClient:
         locator = ""
         while True:
             page = self._call(op, functools.partial(self._query_results_page, object_name, job_id, locator))
-            yield list(csv.DictReader(io.StringIO(page["records"])))
+            yield list(csv.DictReader(_lines(page["records"])))
             locator = page["locator"]
             if not locator:
                 return
