@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.api import MINIMAL as CR
 from unsubscribe_sync.api.spec import OptOutTarget
 from unsubscribe_sync.api.validation import (
     InvalidResourceError,
@@ -16,16 +17,6 @@ from unsubscribe_sync.api.validation import (
     unknown_field_problems,
     validate_unsubscribe_sync,
 )
-
-CR: dict[str, Any] = {
-    "apiVersion": "optout.dev/v1alpha1",
-    "kind": "UnsubscribeSync",
-    "metadata": {"name": "acme", "namespace": "sales"},
-    "spec": {
-        "salesforce": {"credentialsSecretRef": {"name": "acme-salesforce"}},
-        "pushWorker": {"webhookSecretRef": {"name": "acme-webhook"}},
-    },
-}
 
 
 def problems_of(doc: Any) -> list[str]:

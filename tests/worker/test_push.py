@@ -9,13 +9,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from tests.fixtures.sandbox import SandboxHandle
-from tests.fixtures.worker import AUTH, FAST, MARKETO, TOKEN, MakeWorker, Worker, eventually, opted_out
+from tests.fixtures.worker import (
+    AUTH,
+    FAST,
+    MARKETO,
+    TOKEN,
+    MakeWorker,
+    Worker,
+    eventually,
+    opted_out,
+    start_worker,
+    stop_workers,
+)
 from unsubscribe_sync.api.config import parse_config
-from unsubscribe_sync.ledger import Ledger
-from unsubscribe_sync.worker.app import create_app, pusher_of
+from unsubscribe_sync.worker.app import pusher_of
 from unsubscribe_sync.worker.pusher import PushPolicy
 
 
@@ -47,18 +56,10 @@ async def make_worker(tmp_path: Path, sandbox: SandboxHandle) -> AsyncIterator[M
                 "worker": {"tokenFile": str(tmp_path / "token")},
             }
         )
-        ledger = Ledger.open(config.ledger.resolve_url())
-        app = create_app(config, ledger=ledger, push_policy=policy)
-        client: TestClient[Any, Any] = TestClient(TestServer(app))
-        await client.start_server()
-        worker = Worker(client, ledger, app, config)
-        started.append(worker)
-        return worker
+        return await start_worker(Worker, config, policy, started)
 
     yield make
-    for worker in started:
-        await worker.client.close()
-        worker.ledger.close()
+    await stop_workers(started)
 
 
 async def test_contacts_and_leads_reach_salesforce_with_15_char_ids(
