@@ -9,6 +9,7 @@ is written again by its new holder, never marked done on a stale answer.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -138,8 +139,8 @@ class OutboxStore(LedgerBase):
                 # and the OutboxRows together.
                 claimed.extend(
                     OutboxRow(
-                        r.id, r.salesforce_id, r.object, r.email, r.received_at, r.attempts, bool(r.value), r.seq,
-                        r.fence, r.stuck_at is not None,
+                        r.id, r.salesforce_id, sys.intern(r.object), r.email, r.received_at, r.attempts,
+                        bool(r.value), r.seq, r.fence, r.stuck_at is not None,
                     )
                     for r in conn.execute(
                         update(outbox)

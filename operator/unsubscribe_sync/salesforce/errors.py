@@ -173,6 +173,9 @@ class WriteDecision:
     stuck: bool = False  # retried ``max_attempts`` times now: report it stuck (still retried)
 
 
+PUSHED = WriteDecision("pushed")  # one shared decision for every success (a Bulk claim has 100,000)
+
+
 def decide_write(result: RecordResult, attempts: int, max_attempts: int) -> WriteDecision:
     """The write-outcome rule of every writer (the push and the nightly): only a permanent error ends a record.
 
@@ -180,7 +183,7 @@ def decide_write(result: RecordResult, attempts: int, max_attempts: int) -> Writ
     counted); every other error is retried, and reported stuck once ``max_attempts`` is reached.
     """
     if result.success:
-        return WriteDecision("pushed")
+        return PUSHED
     error_class = result.error_class or classify(result.error_code)
     reason = _describe(result)
     if error_class is ErrorClass.CONFIGURATION:

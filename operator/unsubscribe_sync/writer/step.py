@@ -177,7 +177,9 @@ async def write_claim(
         with contextlib.suppress(asyncio.CancelledError):
             await renewer
     kept = [(r, res) for r, res in zip(rows, results, strict=True) if r.id not in lost]
+    del results, ids  # a Bulk claim's answers: only the decisions are kept from here on
     report.decided = decide_outcomes(kept, time.time(), settings.max_attempts, settings.delay)
+    del kept
     lost_ids = await _complete(ledger, claim, report.outcomes, field_name, settings, in_thread)
     report.decided = [(o, d) for o, d in report.decided if o.row.id not in lost_ids]
     stale = [r for r in rows if r.id in lost]
