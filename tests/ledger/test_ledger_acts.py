@@ -14,9 +14,11 @@ from unsubscribe_sync.ledger.policy import (
     Act,
     ActEffect,
     AddressState,
+    ClaimSize,
     Merge,
     QueuedWrite,
     act_effect,
+    claim_size,
     merge_queued_write,
     salesforce_read_is_current,
 )
@@ -302,3 +304,20 @@ def test_a_salesforce_opt_out_read_before_a_resubscribe_does_not_undo_it(postgre
         assert found is not None and found["unsubscribed"] is False
     finally:
         led.close()
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "waiting", "bulk_threshold", "bulk_limit", "size"),
+    [
+        ("at or below the threshold a claim is Collections-sized", 10_000, 10_000, 50_000, ClaimSize(200, False)),
+        ("with Bulk off every claim is Collections-sized", 1_000_000, None, 50_000, ClaimSize(200, False)),
+        ("a Bulk limit not above the batch turns Bulk off", 20_000, 10_000, 200, ClaimSize(200, False)),
+        ("above the threshold and within the limit one job takes all", 30_000, 10_000, 50_000, ClaimSize(30_000, True)),
+        ("just over the limit the rows are split evenly", 60_000, 10_000, 50_000, ClaimSize(30_000, True)),
+        ("an uneven split rounds the first job up", 70_001, 10_000, 50_000, ClaimSize(35_001, True)),
+        ("twice the limit is two full jobs", 100_000, 10_000, 50_000, ClaimSize(50_000, True)),
+        ("past twice the limit a full job", 150_001, 10_000, 50_000, ClaimSize(50_000, True)),
+    ],
+)
+def test_claim_size(behaviour: str, waiting: int, bulk_threshold: int | None, bulk_limit: int, size: ClaimSize) -> None:
+    assert claim_size(waiting, limit=200, bulk_threshold=bulk_threshold, bulk_limit=bulk_limit) == size, behaviour

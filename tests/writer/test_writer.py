@@ -122,6 +122,18 @@ def test_above_the_bulk_threshold_one_bulk_job_writes_a_bulk_sized_claim(ledger:
     assert [o.status for o in report.outcomes] == ["pushed"] * 5
 
 
+def test_a_backlog_just_over_the_bulk_limit_is_written_in_even_bulk_jobs(ledger: Ledger) -> None:
+    queue(ledger, 7)
+    client = BulkClient()
+    sizes = []
+    while ledger.backlog():
+        claim = ledger.claim("a", 2, 60, bulk_threshold=2, bulk_limit=5)
+        sizes.append((len(claim), claim.bulk))
+        asyncio.run(write_claim(ledger, client, claim, FIELD, SETTINGS, in_thread))
+    # 7 due with a limit of 5: two jobs of 4 and 3, not 5 and 2 left to Collections calls
+    assert sizes == [(4, True), (3, True)] and client.bulk_calls == [4, 3] and client.calls == []
+
+
 def test_an_act_replacing_a_row_during_a_bulk_job_is_written_after_it(ledger: Ledger) -> None:
     sids = queue(ledger, 5)
 

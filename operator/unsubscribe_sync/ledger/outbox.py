@@ -27,6 +27,7 @@ from unsubscribe_sync.ledger.models import (
     OutboxRow,
     PushOutcome,
 )
+from unsubscribe_sync.ledger.policy import claim_size
 from unsubscribe_sync.ledger.schema import history, outbox, salesforce_targets, unsubscribes
 
 
@@ -106,18 +107,19 @@ class OutboxStore(LedgerBase):
                 return Claim(token, [], expires)
             object_name, value = first[0], bool(first[1])
             same = (outbox.c.object == object_name, outbox.c.value == value)
-            bulk = False
+            waiting = 0
             if bulk_threshold is not None and bulk_limit > limit:
-                waiting = 0
+                enough = max(bulk_threshold, 2 * bulk_limit) + 1  # claim_size needs no more
                 for scope in scopes:
                     waiting += conn.execute(
                         select(func.count()).select_from(
-                            select(outbox.c.id).where(where(scope, *same)).limit(bulk_threshold + 1).subquery()
+                            select(outbox.c.id).where(where(scope, *same)).limit(enough - waiting).subquery()
                         )
                     ).scalar_one()
-                    if waiting > bulk_threshold:
-                        bulk, limit = True, bulk_limit
+                    if waiting >= enough:
                         break
+            size = claim_size(waiting, limit=limit, bulk_threshold=bulk_threshold, bulk_limit=bulk_limit)
+            bulk, limit = size.bulk, size.rows
             ids: list[int] = []
             for scope in scopes:
                 ids.extend(

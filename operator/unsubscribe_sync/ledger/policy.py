@@ -97,3 +97,27 @@ def salesforce_read_is_current(*, clearing_queued: bool, confirmed_false_at: flo
     if clearing_queued:
         return False
     return confirmed_false_at is None or confirmed_false_at < read_at
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimSize:
+    """How many due rows one claim leases, and whether one Bulk 2.0 job writes them."""
+
+    rows: int
+    bulk: bool
+
+
+def claim_size(waiting: int, *, limit: int, bulk_threshold: int | None, bulk_limit: int) -> ClaimSize:
+    """The size of the next claim, given ``waiting`` due rows of its object and value (counted up to
+    ``2 * bulk_limit + 1`` at most).
+
+    At or below ``bulk_threshold`` (or with Bulk off) a Collections-sized claim of ``limit``. Above it the rows
+    are written by Bulk jobs of at most ``bulk_limit``, split evenly: 60,000 due with a limit of 50,000 are two
+    jobs of 30,000, not one of 50,000 and 10,000 left to 50 Collections calls. Past twice the limit a full job.
+    """
+    if bulk_threshold is None or bulk_limit <= limit or waiting <= bulk_threshold:
+        return ClaimSize(limit, False)
+    if waiting > 2 * bulk_limit:
+        return ClaimSize(bulk_limit, True)
+    jobs = -(-waiting // bulk_limit)
+    return ClaimSize(-(-waiting // jobs), True)
