@@ -255,3 +255,34 @@ async def _drained(budget: BodyBudget) -> bool:
             return True
         await asyncio.sleep(0.01)
     return False
+
+
+async def test_try_reserve_grants_only_without_waiting_and_never_ahead_of_a_waiter() -> None:
+    seen: list[int] = []
+    budget = BodyBudget(100, on_change=seen.append)
+    held = budget.try_reserve(70)
+    assert held is not None and held.size == 70
+    assert budget.try_reserve(40) is None  # would have to wait: nothing taken
+    waiting = asyncio.ensure_future(budget.reserve(40, timeout=10))
+    await asyncio.sleep(0)
+    assert budget.try_reserve(10) is None  # fits, but a waiter came first
+    held.release()
+    assert (await waiting).size == 40
+    assert seen == [0, 70, 0, 40]
+
+
+async def test_a_reservation_for_the_current_task_is_released_when_the_task_ends() -> None:
+    budget = BodyBudget(100)
+
+    async def request(wait: bool) -> int:
+        if wait:
+            reservation = await budget.reserve_for_current_task(30, timeout=1)
+        else:
+            found = budget.try_reserve_for_current_task(30)
+            assert found is not None
+            reservation = found
+        return reservation.size
+
+    assert await asyncio.gather(asyncio.ensure_future(request(True)), asyncio.ensure_future(request(False))) == [30, 30]
+    await asyncio.sleep(0)
+    assert budget.in_flight == 0 and budget.high_water == 60

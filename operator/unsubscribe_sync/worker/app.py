@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 from unsubscribe_sync.api.config import Config, ConfigError
 from unsubscribe_sync.ledger import IngestResult, Ledger
@@ -169,7 +169,6 @@ async def request_metrics(
     """Request counts and durations, on both listeners (the public one too): the route label is the route
     pattern (never a token or an address from the path), the method one of a fixed set (never client text)."""
     metrics = request.app[METRICS]
-    route = _route_name(request)
     start = time.perf_counter()
     status = 500
     try:
@@ -181,9 +180,36 @@ async def request_metrics(
         status = response.status
         return response
     finally:
-        method = request.method if request.method in _KNOWN_METHODS else "other"  # labels never take client text
-        metrics.http_requests.labels(method=method, route=route, status=str(status)).inc()
-        metrics.http_duration.labels(route=route).observe(time.perf_counter() - start)
+        _record(metrics, request, status, start)
+
+
+@web.middleware
+async def metered_bearer_auth(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """The internal listener's middleware: ``request_metrics`` around ``bearer_auth`` in one (each middleware is
+    a coroutine and a wrapper more per request)."""
+    metrics = request.app[METRICS]
+    start = time.perf_counter()
+    status = 500
+    try:
+        try:
+            refused = _refused_token(request)
+            response = refused if refused is not None else await handler(request)
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        status = response.status
+        return response
+    finally:
+        _record(metrics, request, status, start)
+
+
+def _record(metrics: WorkerMetrics, request: web.Request, status: int, start: float) -> None:
+    method = request.method
+    if method not in _KNOWN_METHODS:
+        method = "other"  # labels never take client text
+    metrics.record_request(method, _route_name(request), status, time.perf_counter() - start)
 
 
 @web.middleware
@@ -191,6 +217,12 @@ async def bearer_auth(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """The internal listener's ``/v1/...`` take the bearer token (probes and /metrics do not)."""
+    refused = _refused_token(request)
+    return refused if refused is not None else await handler(request)
+
+
+def _refused_token(request: web.Request) -> web.Response | None:
+    """The 401 for a ``/v1/...`` request without the current bearer token; None when it may pass."""
     if request.path.startswith("/v1/"):
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
@@ -198,7 +230,7 @@ async def bearer_auth(
             response = _error(401, "missing or invalid bearer token")
             response.headers["WWW-Authenticate"] = 'Bearer realm="unsubscribe-sync"'
             return response
-    return await handler(request)
+    return None
 
 
 async def _read_body(request: web.Request) -> bytes | web.Response:
@@ -208,6 +240,8 @@ async def _read_body(request: web.Request) -> bytes | web.Response:
     MAX_BODY_BYTES for a chunked body, the unused part given back once read) and held until the
     request is answered: the body, its parsed JSON and its items stay bounded across all requests.
     A request that finds no room within BODY_BUDGET_WAIT_SECONDS gets 503 with Retry-After.
+    A body already all in memory (a small one mostly arrives with its headers) is taken at once; the
+    others are read under BODY_READ_TIMEOUT_SECONDS.
     """
     declared = request.content_length
     if declared is not None and declared > MAX_BODY_BYTES:
@@ -216,18 +250,37 @@ async def _read_body(request: web.Request) -> bytes | web.Response:
     budget = state.body_budget if state is not None else None
     reservation = None
     if budget is not None:
-        try:
-            wanted = MAX_BODY_BYTES if declared is None else declared
-            reservation = await budget.reserve_for_current_task(wanted, BODY_BUDGET_WAIT_SECONDS)
-        except BudgetExhausted:
-            response = _error(503, "too many request bodies in flight; nothing was stored, retry later")
-            response.headers["Retry-After"] = str(BODY_BUDGET_RETRY_AFTER_SECONDS)
-            return response
+        wanted = MAX_BODY_BYTES if declared is None else declared
+        reservation = budget.try_reserve_for_current_task(wanted)
+        if reservation is None:
+            try:
+                reservation = await budget.reserve_for_current_task(wanted, BODY_BUDGET_WAIT_SECONDS)
+            except BudgetExhausted:
+                response = _error(503, "too many request bodies in flight; nothing was stored, retry later")
+                response.headers["Retry-After"] = str(BODY_BUDGET_RETRY_AFTER_SECONDS)
+                return response
+    content = request.content
+    if content.is_eof():  # every byte of the body has arrived: nothing to wait for
+        body = content.read_nowait()
+        if len(body) > MAX_BODY_BYTES:
+            return _error(413, f"body over {MAX_BODY_BYTES} bytes")
+    else:
+        read = await _read_streamed(content)
+        if isinstance(read, web.Response):
+            return read
+        body = read
+    if reservation is not None:
+        reservation.shrink(len(body))
+    return body
+
+
+async def _read_streamed(content: StreamReader) -> bytes | web.Response:
+    """A body still arriving, read within BODY_READ_TIMEOUT_SECONDS (408 past it, 413 past MAX_BODY_BYTES)."""
     chunks: list[bytes] = []
     size = 0
     try:
         async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
-            async for chunk in request.content.iter_chunked(64 * 1024):
+            async for chunk in content.iter_chunked(64 * 1024):
                 size += len(chunk)
                 if size > MAX_BODY_BYTES:
                     return _error(413, f"body over {MAX_BODY_BYTES} bytes")
@@ -236,8 +289,6 @@ async def _read_body(request: web.Request) -> bytes | web.Response:
         response = _error(408, f"the body did not arrive within {BODY_READ_TIMEOUT_SECONDS:.0f} s")
         response.force_close()
         return response
-    if reservation is not None:
-        reservation.shrink(size)
     return b"".join(chunks)
 
 
@@ -250,9 +301,10 @@ class _Refused:
 
 async def _json_body(request: web.Request) -> Any:
     """The decoded JSON body, or ``_Refused`` holding the 415/413/408/400 answer."""
-    content_type = request.content_type.lower()
-    if content_type != "application/json" and not content_type.endswith("+json"):
-        return _Refused(_error(415, "Content-Type must be application/json"))
+    if request.headers.get("Content-Type") != "application/json":  # that exact header needs no parsing
+        content_type = request.content_type.lower()
+        if content_type != "application/json" and not content_type.endswith("+json"):
+            return _Refused(_error(415, "Content-Type must be application/json"))
     body = await _read_body(request)
     if isinstance(body, web.Response):
         return _Refused(body)
@@ -524,7 +576,7 @@ def create_app(
     The caller owns ``ledger`` (and closes it). The public listener's app is ``worker.public.create_public_app``.
     """
     app = web.Application(
-        middlewares=[request_metrics, bearer_auth],
+        middlewares=[metered_bearer_auth],
         client_max_size=MAX_BODY_BYTES + 1,
         handler_args={"read_bufsize": READ_BUFFER_BYTES},
     )

@@ -38,6 +38,9 @@ class Reservation:
         self._budget._give(self.size)
         self.size = 0
 
+    def _release_when_done(self, _: object) -> None:
+        self.release()
+
 
 class BodyBudget:
     """At most ``limit`` bytes reserved at once; ``on_change(in_flight)`` is told every change (a gauge)."""
@@ -68,10 +71,10 @@ class BodyBudget:
 
     async def reserve(self, size: int, timeout: float) -> Reservation:
         """``size`` bytes (at most the whole budget), waiting at most ``timeout`` s; BudgetExhausted otherwise."""
+        reservation = self.try_reserve(size)
+        if reservation is not None:
+            return reservation
         size = min(max(size, 0), self.limit)
-        if not self._waiters and self._in_flight + size <= self.limit:
-            self._take(size)
-            return Reservation(self, size)
         entry = (size, asyncio.get_running_loop().create_future())
         self._waiters.append(entry)
         try:
@@ -90,18 +93,32 @@ class BodyBudget:
             raise
         return Reservation(self, size)
 
+    def try_reserve(self, size: int) -> Reservation | None:
+        """``size`` bytes (at most the whole budget) at once, or None when they would have to wait."""
+        size = min(max(size, 0), self.limit)
+        if not self._waiters and self._in_flight + size <= self.limit:
+            self._take(size)
+            return Reservation(self, size)
+        return None
+
     async def reserve_for_current_task(self, size: int, timeout: float) -> Reservation:
         """Like ``reserve``, released when the current task ends, however it ends (answered, failed, cancelled).
 
         aiohttp runs each request in a task of its own that ends once the response is written, so the
         bytes are held exactly until the request is answered, whatever the handler does.
         """
-        reservation = await self.reserve(size, timeout)
-        task = asyncio.current_task()
-        if task is None:  # pragma: no cover - a coroutine always runs in a task under asyncio
-            reservation.release()
-            raise RuntimeError("reserve_for_current_task needs a running task")
-        task.add_done_callback(lambda _: reservation.release())
+        reservation = self.try_reserve_for_current_task(size)
+        if reservation is None:
+            reservation = await self.reserve(size, timeout)
+            _release_with_current_task(reservation)
+        return reservation
+
+    def try_reserve_for_current_task(self, size: int) -> Reservation | None:
+        """``try_reserve``, released when the current task ends (see ``reserve_for_current_task``); no coroutine
+        to await when there is room, which is nearly always."""
+        reservation = self.try_reserve(size)
+        if reservation is not None:
+            _release_with_current_task(reservation)
         return reservation
 
     def _take(self, size: int) -> None:
@@ -130,3 +147,11 @@ class BodyBudget:
             self._waiters.popleft()
             self._take(size)
             future.set_result(None)
+
+
+def _release_with_current_task(reservation: Reservation) -> None:
+    task = asyncio.current_task()
+    if task is None:  # pragma: no cover - a coroutine always runs in a task under asyncio
+        reservation.release()
+        raise RuntimeError("reserve_for_current_task needs a running task")
+    task.add_done_callback(reservation._release_when_done)

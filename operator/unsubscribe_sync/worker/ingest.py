@@ -21,7 +21,6 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
 
 from unsubscribe_sync.ledger import IngestResult, Ledger, Unsubscribe
 from unsubscribe_sync.ledger.engine import refused_data as refusal
@@ -54,16 +53,18 @@ class IngestRefused(Exception):
         self.problem = problem
 
 
-@dataclass(eq=False)
 class _Entry:
-    items: list[Unsubscribe]
-    future: asyncio.Future[None]
-    taken: bool = False
-    withdrawn: bool = False
-    size: int = field(init=False)
+    """One request's items, waiting for (or in) a commit; withdrawn past ``deadline`` (loop time) if still queued."""
 
-    def __post_init__(self) -> None:
-        self.size = len(self.items)
+    __slots__ = ("deadline", "future", "items", "size", "taken", "withdrawn")
+
+    def __init__(self, items: list[Unsubscribe], future: asyncio.Future[None], deadline: float) -> None:
+        self.items = items
+        self.future = future
+        self.deadline = deadline
+        self.taken = False
+        self.withdrawn = False
+        self.size = len(items)
 
 
 class GroupCommitter:
@@ -89,6 +90,9 @@ class GroupCommitter:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        # one timer for the whole queue, set for the oldest entry that can still be withdrawn (entries queue in
+        # arrival order, so their deadlines do too): no timer per request to schedule and cancel
+        self._sweep: asyncio.TimerHandle | None = None
 
     @property
     def queued_items(self) -> int:
@@ -109,6 +113,10 @@ class GroupCommitter:
         self._wake.set()
         if self._task is not None:
             await self._task
+            await asyncio.sleep(0)  # the last commit's on_commit has run
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
 
     async def submit(self, items: list[Unsubscribe]) -> None:
         """Store ``items``; returns once they are committed.
@@ -120,28 +128,35 @@ class GroupCommitter:
         if self._queued + len(items) > self._max_queued_items:
             raise QueueFull("the ingest queue is full", QUEUE_FULL_RETRY_AFTER_SECONDS)
         loop = asyncio.get_running_loop()
-        entry = _Entry(items, loop.create_future())
+        wait = self._max_queue_wait
+        entry = _Entry(items, loop.create_future(), loop.time() + wait if wait else 0.0)
         self._pending.append(entry)
         self._queued += entry.size
         self._wake.set()
-        # a timer withdraws the entry if no commit has taken it in time (one call_later per request: cheaper
-        # than wait_for + shield, which cost a task-like wrapper and callbacks per request)
-        timer = loop.call_later(self._max_queue_wait, self._withdraw, entry) if self._max_queue_wait else None
-        try:
-            # not shielded: a cancelled request cancels its future only; the entry stays queued (or in its
-            # commit) and is stored all the same, and _succeed/_fail skip a future already done
-            await entry.future
-        finally:
-            if timer is not None:
-                timer.cancel()
+        if wait and self._sweep is None:
+            self._sweep = loop.call_at(entry.deadline, self._withdraw_overdue)
+        # not shielded: a cancelled request cancels its future only; the entry stays queued (or in its
+        # commit) and is stored all the same, and _succeed/_fail skip a future already done
+        await entry.future
 
-    def _withdraw(self, entry: _Entry) -> None:
-        """The entry waited its ``max_queue_wait``: withdrawn unless a commit took it (its outcome is the truth)."""
-        if entry.taken or entry.future.done():
-            return
-        entry.withdrawn = True
-        self._queued -= entry.size
-        entry.future.set_exception(IngestUnavailable(f"waited {self._max_queue_wait:g} s for the ledger"))
+    def _withdraw_overdue(self) -> None:
+        """Withdraw the entries still queued past their ``max_queue_wait`` (a commit's outcome is the truth for
+        those it took), then set the timer for the next one that may be."""
+        self._sweep = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        pending = self._pending
+        while pending and pending[0].withdrawn:  # withdrawn before: no commit takes them
+            pending.popleft()
+        for entry in pending:  # in arrival order: deadlines ascending
+            if entry.withdrawn or entry.future.done():  # a cancelled request's items stay queued and are stored
+                continue
+            if entry.deadline > now:
+                self._sweep = loop.call_at(entry.deadline, self._withdraw_overdue)
+                return
+            entry.withdrawn = True
+            self._queued -= entry.size
+            entry.future.set_exception(IngestUnavailable(f"waited {self._max_queue_wait:g} s for the ledger"))
 
     def _take(self) -> list[_Entry]:
         taken: list[_Entry] = []
@@ -164,6 +179,7 @@ class GroupCommitter:
         return result
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             if not self._pending:
                 if self._stopping:
@@ -175,7 +191,9 @@ class GroupCommitter:
             if not batch:
                 continue
             try:
-                await self._ingest([item for entry in batch for item in entry.items])
+                result = await loop.run_in_executor(
+                    self._executor, self._ledger.ingest, [item for entry in batch for item in entry.items]
+                )
             except Exception as exc:
                 if len(batch) == 1:
                     _fail(batch[0], exc)
@@ -184,6 +202,10 @@ class GroupCommitter:
             else:
                 for entry in batch:
                     _succeed(entry)
+                if self._on_commit is not None:
+                    # after the answers to the requests it stored, and once the next commit is under way: the
+                    # bookkeeping (a log line, counters) delays neither
+                    loop.call_soon(self._on_commit, result)
             finally:
                 self._in_flight = 0
 
