@@ -228,10 +228,12 @@ async def drain(
     deadline = time.monotonic() + timeout_seconds
     failures = 0
     while True:
-        left, earliest = await in_thread(ledger.queued_true, ids)
-        out.left = left
+        # At volume an answer is 100,000 ids and a claim as many rows: each is freed before the next is read,
+        # so at most one of each is alive at a time.
+        out.left = set()
+        out.left, earliest = await in_thread(ledger.queued_true, ids)
         remaining = deadline - time.monotonic()
-        if not left or remaining <= 0:
+        if not out.left or remaining <= 0:
             return out
         claim = await in_thread(
             ledger.claim,
@@ -240,7 +242,7 @@ async def drain(
             settings.lease_seconds,
             bulk_threshold=bulk_threshold,
             bulk_limit=bulk_limit,
-            among=sorted(left),
+            among=sorted(out.left),
         )
         if not claim.rows:  # held by another writer, or due later
             wait = poll_seconds if earliest is None else max(poll_seconds, earliest - time.time())
@@ -255,7 +257,9 @@ async def drain(
                 out.error = redact_text(str(report.error))
                 out.left = (await in_thread(ledger.queued_true, ids))[0]
                 return out
-            await asyncio.sleep(min(remaining, settings.delay(report.error.error_class, failures)))
+            pause = settings.delay(report.error.error_class, failures)
+            del claim, report
+            await asyncio.sleep(min(remaining, pause))
             continue
         failures = 0
         for outcome in report.outcomes:
@@ -265,6 +269,7 @@ async def drain(
                 counts[row.object] = counts.get(row.object, 0) + 1
             if outcome.status == "held":
                 out.error = outcome.error
+        del claim, report
         if out.error is not None:
             out.left = (await in_thread(ledger.queued_true, ids))[0]
             return out
