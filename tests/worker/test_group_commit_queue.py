@@ -94,18 +94,70 @@ async def test_a_request_taken_by_a_commit_waits_for_its_outcome_past_the_wait(e
 
 async def test_on_commit_runs_once_per_commit_after_its_requests_are_answered(executor: ThreadPoolExecutor) -> None:
     ledger = _HeldLedger()
-    seen: list[tuple[int, bool]] = []
+    stored: list[int] = []
+    answered_then: list[int] = []
     answered: list[asyncio.Future[None]] = []
-    committer = GroupCommitter(
-        ledger,  # type: ignore[arg-type]
-        executor,
-        max_queue_wait=5,
-        on_commit=lambda result: seen.append((result.stored, all(f.done() for f in answered))),
-    )
+
+    def on_commit(result: IngestResult) -> None:
+        stored.append(result.stored)
+        answered_then.append(sum(f.done() for f in answered))
+
+    committer = GroupCommitter(ledger, executor, max_queue_wait=5, on_commit=on_commit)  # type: ignore[arg-type]
     committer.start()
     answered.extend(asyncio.ensure_future(committer.submit(_item(f"a{n}"))) for n in range(3))
     await asyncio.gather(*answered)
     await committer.stop()
-    assert sum(stored for stored, _ in seen) == 3
-    assert all(done for _, done in seen)
-    assert len(seen) == len(ledger.groups)
+    assert sum(stored) == 3 and len(stored) == len(ledger.groups)
+    # each commit's requests were answered before its on_commit ran
+    assert all(done >= sum(stored[: i + 1]) for i, done in enumerate(answered_then))
+
+
+async def test_under_load_a_commit_waits_for_as_many_requests_as_the_last_one(executor: ThreadPoolExecutor) -> None:
+    ledger = _HeldLedger()
+    committer = GroupCommitter(ledger, executor, gather_seconds=30)  # type: ignore[arg-type]
+    ledger.hold.clear()
+    pair = [asyncio.ensure_future(committer.submit(_item(name))) for name in ("p1", "p2")]
+    await asyncio.sleep(0)
+    committer.start()  # both queued: one commit of two
+    await _until(ledger.started.is_set)
+    ledger.hold.set()
+    await asyncio.gather(*pair)
+    one = asyncio.ensure_future(committer.submit(_item("one")))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(ledger.groups) == 1 and not one.done()  # waiting for company: the last commit held two
+    two = asyncio.ensure_future(committer.submit(_item("two")))
+    await asyncio.gather(one, two)
+    await committer.stop()
+    assert ledger.groups == [["p1@example.com", "p2@example.com"], ["one@example.com", "two@example.com"]]
+
+
+async def test_a_gathering_commit_goes_at_once_when_the_committer_stops(executor: ThreadPoolExecutor) -> None:
+    ledger = _HeldLedger()
+    committer = GroupCommitter(ledger, executor, gather_seconds=30)  # type: ignore[arg-type]
+    pair = [asyncio.ensure_future(committer.submit(_item(name))) for name in ("p1", "p2")]
+    await asyncio.sleep(0)
+    committer.start()
+    await asyncio.gather(*pair)
+    one = asyncio.ensure_future(committer.submit(_item("one")))
+    await asyncio.sleep(0)
+    await committer.stop()
+    await one
+    assert ledger.groups == [["p1@example.com", "p2@example.com"], ["one@example.com"]]
+
+
+async def test_after_a_quiet_spell_a_request_is_committed_at_once(
+    executor: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from unsubscribe_sync.worker import ingest
+
+    monkeypatch.setattr(ingest, "GATHER_AFTER_SECONDS", 0.0)  # every last commit is long past
+    ledger = _HeldLedger()
+    committer = GroupCommitter(ledger, executor, gather_seconds=30)  # type: ignore[arg-type]
+    pair = [asyncio.ensure_future(committer.submit(_item(name))) for name in ("p1", "p2")]
+    await asyncio.sleep(0)
+    committer.start()
+    await asyncio.gather(*pair)
+    await committer.submit(_item("alone"))  # no wait for company
+    await committer.stop()
+    assert ledger.groups == [["p1@example.com", "p2@example.com"], ["alone@example.com"]]

@@ -2,7 +2,9 @@
 
 Each request waits until the transaction holding its items has committed, so a 202
 still means "durably stored"; while one commit is in flight the next requests gather
-and go together in the following one.
+and go together in the following one. The commits run on a ledger thread that takes the next
+group as soon as one has committed (the event loop only queues requests and hands out the
+outcomes), so a busy loop never holds the next commit back.
 
 Three rules keep one request from hurting the others:
 
@@ -18,6 +20,8 @@ Three rules keep one request from hurting the others:
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -30,6 +34,12 @@ log = get_logger(__name__)
 
 RETRY_AFTER_SECONDS = 5  # the database being away: a few seconds before the sender tries again
 QUEUE_FULL_RETRY_AFTER_SECONDS = 1  # a full queue drains within a commit or two
+# Under load (the last commit held more than one request and ended less than GATHER_AFTER_SECONDS ago), a ledger
+# thread about to commit fewer items than the last commit waits at most GATHER_SECONDS for as many: the fixed
+# cost of a transaction, Python that holds the event loop's GIL, is then shared by more requests (as
+# PostgreSQL's commit_delay does for its WAL flush). A request after a quiet spell is committed at once.
+GATHER_SECONDS = 0.001
+GATHER_AFTER_SECONDS = 0.01
 
 
 class IngestUnavailable(Exception):
@@ -54,7 +64,11 @@ class IngestRefused(Exception):
 
 
 class _Entry:
-    """One request's items, waiting for (or in) a commit; withdrawn past ``deadline`` (loop time) if still queued."""
+    """One request's items, waiting for (or in) a commit; withdrawn past ``deadline`` (loop time) if still queued.
+
+    ``taken`` and ``withdrawn`` change under the committer's lock (the ledger thread takes, the loop withdraws);
+    ``future`` belongs to the event loop.
+    """
 
     __slots__ = ("deadline", "future", "items", "size", "taken", "withdrawn")
 
@@ -77,6 +91,7 @@ class GroupCommitter:
         max_queued_items: int = 20_000,
         max_queue_wait: float | None = None,
         on_commit: Callable[[IngestResult], None] | None = None,
+        gather_seconds: float = GATHER_SECONDS,
     ) -> None:
         self._ledger = ledger
         self._executor = executor
@@ -84,12 +99,19 @@ class GroupCommitter:
         self._max_queued_items = max_queued_items
         self._max_queue_wait = max_queue_wait
         self._on_commit = on_commit
+        self._lock = threading.Lock()  # the queue, its counts and the draining flag: the loop and the ledger thread
+        self._enough = threading.Condition(self._lock)  # a gathering ledger thread: as many items as it waits for
+        self._gathering = 0  # the items a ledger thread waits for before its next commit (0: not waiting)
+        self._gather_seconds = gather_seconds
+        self._last_size = 0  # items in the last commit
+        self._last_end = 0.0  # when it ended (monotonic)
         self._pending: deque[_Entry] = deque()
         self._queued = 0
         self._in_flight = 0
-        self._wake = asyncio.Event()
+        self._draining = False  # a ledger thread is committing the queue until it finds it empty
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: asyncio.Event | None = None  # set while no ledger thread drains
         self._stopping = False
-        self._task: asyncio.Task[None] | None = None
         # one timer for the whole queue, set for the oldest entry that can still be withdrawn (entries queue in
         # arrival order, so their deadlines do too): no timer per request to schedule and cancel
         self._sweep: asyncio.TimerHandle | None = None
@@ -105,15 +127,22 @@ class GroupCommitter:
         return self._in_flight
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="group-commit")
+        self._loop = asyncio.get_running_loop()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        with self._lock:
+            start = bool(self._pending) and not self._draining
+            self._draining = self._draining or start
+        if start:
+            self._start_draining()
 
     async def stop(self) -> None:
         """Commit what is queued, then stop."""
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-            await asyncio.sleep(0)  # the last commit's on_commit has run
+        with self._lock:
+            self._stopping = True
+            self._enough.notify()  # a gathering ledger thread commits at once
+        if self._idle is not None:
+            await self._idle.wait()
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
@@ -125,19 +154,41 @@ class GroupCommitter:
         """
         if self._stopping:
             raise IngestUnavailable("the worker is shutting down")
-        if self._queued + len(items) > self._max_queued_items:
-            raise QueueFull("the ingest queue is full", QUEUE_FULL_RETRY_AFTER_SECONDS)
         loop = asyncio.get_running_loop()
         wait = self._max_queue_wait
         entry = _Entry(items, loop.create_future(), loop.time() + wait if wait else 0.0)
-        self._pending.append(entry)
-        self._queued += entry.size
-        self._wake.set()
+        with self._lock:
+            if self._queued + entry.size > self._max_queued_items:
+                raise QueueFull("the ingest queue is full", QUEUE_FULL_RETRY_AFTER_SECONDS)
+            self._pending.append(entry)
+            self._queued += entry.size
+            if self._gathering and self._queued >= self._gathering:
+                self._enough.notify()
+            start = self._loop is not None and not self._draining
+            self._draining = self._draining or start
+        if start:
+            self._start_draining()
         if wait and self._sweep is None:
             self._sweep = loop.call_at(entry.deadline, self._withdraw_overdue)
         # not shielded: a cancelled request cancels its future only; the entry stays queued (or in its
-        # commit) and is stored all the same, and _succeed/_fail skip a future already done
+        # commit) and is stored all the same, and the outcome skips a future already done
         await entry.future
+
+    def _start_draining(self) -> None:
+        """(Loop) a ledger thread commits the queue until it finds it empty."""
+        assert self._idle is not None
+        self._idle.clear()
+        try:
+            self._executor.submit(self._drain)
+        except RuntimeError as exc:  # the executor is shut down: nothing can be stored any more
+            with self._lock:
+                self._draining = False
+                left = [entry for entry in self._pending if not entry.withdrawn]
+                self._pending.clear()
+                self._queued = 0
+            self._idle.set()
+            for entry in left:
+                _fail(entry, exc)
 
     def _withdraw_overdue(self) -> None:
         """Withdraw the entries still queued past their ``max_queue_wait`` (a commit's outcome is the truth for
@@ -145,20 +196,28 @@ class GroupCommitter:
         self._sweep = None
         loop = asyncio.get_running_loop()
         now = loop.time()
-        pending = self._pending
-        while pending and pending[0].withdrawn:  # withdrawn before: no commit takes them
-            pending.popleft()
-        for entry in pending:  # in arrival order: deadlines ascending
-            if entry.withdrawn or entry.future.done():  # a cancelled request's items stay queued and are stored
-                continue
-            if entry.deadline > now:
-                self._sweep = loop.call_at(entry.deadline, self._withdraw_overdue)
-                return
-            entry.withdrawn = True
-            self._queued -= entry.size
+        overdue: list[_Entry] = []
+        following: float | None = None
+        with self._lock:
+            pending = self._pending
+            while pending and pending[0].withdrawn:  # withdrawn before: no commit takes them
+                pending.popleft()
+            for entry in pending:  # in arrival order: deadlines ascending
+                if entry.withdrawn or entry.future.done():  # a cancelled request's items stay queued and are stored
+                    continue
+                if entry.deadline > now:
+                    following = entry.deadline
+                    break
+                entry.withdrawn = True
+                self._queued -= entry.size
+                overdue.append(entry)
+        for entry in overdue:
             entry.future.set_exception(IngestUnavailable(f"waited {self._max_queue_wait:g} s for the ledger"))
+        if following is not None:
+            self._sweep = loop.call_at(following, self._withdraw_overdue)
 
     def _take(self) -> list[_Entry]:
+        """(Under the lock) the next group: the oldest entries not withdrawn, up to ``max_items`` items."""
         taken: list[_Entry] = []
         count = 0
         while self._pending and (not taken or count + self._pending[0].size <= self._max_items):
@@ -172,59 +231,96 @@ class GroupCommitter:
         self._in_flight = count
         return taken
 
-    async def _ingest(self, items: list[Unsubscribe]) -> IngestResult:
-        result = await asyncio.get_running_loop().run_in_executor(self._executor, self._ledger.ingest, items)
-        if self._on_commit is not None:
-            self._on_commit(result)
-        return result
+    def _drain(self) -> None:
+        """(Ledger thread) commit group after group, each the entries queued while the one before committed,
+        until the queue is empty; the outcomes go back to the loop."""
+        assert self._loop is not None
+        post = self._loop.call_soon_threadsafe
+        try:
+            while True:
+                with self._lock:
+                    if self._pending and self._under_load():
+                        self._gather(self._last_size)
+                    batch = self._take()
+                    if not batch:
+                        self._draining = False
+                        return
+                    self._last_size = self._in_flight
+                try:
+                    self._commit(batch)
+                finally:
+                    self._in_flight = 0
+                    self._last_end = time.monotonic()
+        except BaseException as exc:  # pragma: no cover - a bug here must not leave the queue undrained
+            with self._lock:
+                self._draining = False
+            log.error("group_commit_stopped", error=f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            post(self._drain_ended)
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._pending:
-                if self._stopping:
-                    return
-                await self._wake.wait()
-                self._wake.clear()
-                continue
-            batch = self._take()
-            if not batch:
-                continue
-            try:
-                result = await loop.run_in_executor(
-                    self._executor, self._ledger.ingest, [item for entry in batch for item in entry.items]
-                )
-            except Exception as exc:
-                if len(batch) == 1:
-                    _fail(batch[0], exc)
-                else:
-                    await self._one_by_one(batch, exc)
+    def _under_load(self) -> bool:
+        """(Under the lock) whether the last commit held more than one request and ended a moment ago."""
+        recent = time.monotonic() - self._last_end < GATHER_AFTER_SECONDS
+        return self._gather_seconds > 0 and self._last_size > 1 and recent
+
+    def _gather(self, wanted: int) -> None:
+        """(Ledger thread, under the lock) wait at most ``gather_seconds`` for ``wanted`` items to be queued."""
+        deadline = time.monotonic() + self._gather_seconds
+        while self._queued < wanted and not self._stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._gathering = wanted
+            self._enough.wait(remaining)
+        self._gathering = 0
+
+    def _commit(self, batch: list[_Entry]) -> None:
+        """(Ledger thread) one group in one transaction; when it fails, request by request."""
+        assert self._loop is not None
+        post = self._loop.call_soon_threadsafe
+        try:
+            result = self._ledger.ingest([item for entry in batch for item in entry.items])
+        except Exception as exc:
+            if len(batch) == 1:
+                post(_fail, batch[0], exc)
             else:
-                for entry in batch:
-                    _succeed(entry)
-                if self._on_commit is not None:
-                    # after the answers to the requests it stored, and once the next commit is under way: the
-                    # bookkeeping (a log line, counters) delays neither
-                    loop.call_soon(self._on_commit, result)
-            finally:
-                self._in_flight = 0
+                self._one_by_one(batch, exc)
+        else:
+            # the answers first; the bookkeeping (a log line, counters) after them, on the loop
+            post(self._committed, batch, result)
 
-    async def _one_by_one(self, batch: list[_Entry], group_error: Exception) -> None:
+    def _one_by_one(self, batch: list[_Entry], group_error: Exception) -> None:
         """Retry a failed group request by request; once the database proves away, the rest fail without a try."""
+        assert self._loop is not None
+        post = self._loop.call_soon_threadsafe
         log.warning("group_commit_retried_per_request", requests=len(batch), error=type(group_error).__name__)
         away: Exception | None = None
         for entry in batch:
             if away is not None:
-                _fail(entry, away)
+                post(_fail, entry, away)
                 continue
             try:
-                await self._ingest(entry.items)
+                result = self._ledger.ingest(entry.items)
             except Exception as exc:
-                _fail(entry, exc)
+                post(_fail, entry, exc)
                 if refusal(exc) is None:
                     away = exc
             else:
-                _succeed(entry)
+                post(self._committed, [entry], result)
+
+    def _committed(self, batch: list[_Entry], result: IngestResult) -> None:
+        """(Loop) the group is stored: its requests are answered, then ``on_commit`` runs (a log line and
+        counters: the answers do not wait for them)."""
+        for entry in batch:
+            _succeed(entry)
+        if self._on_commit is not None:
+            asyncio.get_running_loop().call_soon(self._on_commit, result)  # after the requests' answers
+
+    def _drain_ended(self) -> None:
+        """(Loop) a ledger thread found the queue empty; ``stop`` waits for this."""
+        if not self._draining and self._idle is not None:
+            self._idle.set()
 
 
 def _succeed(entry: _Entry) -> None:

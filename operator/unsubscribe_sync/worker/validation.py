@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from unsubscribe_sync.api.addresses import InvalidAddress, parse_address
+from unsubscribe_sync.api.addresses import MAX_ADDRESS_OCTETS, MAX_LOCAL_OCTETS, InvalidAddress, parse_address
 from unsubscribe_sync.ledger import Resubscribe, Unsubscribe
 from unsubscribe_sync.ledger.models import SOURCE_WEBHOOK
 from unsubscribe_sync.salesforce.ids import InvalidSalesforceId, normalize_id, object_for_id
@@ -28,6 +28,15 @@ RESUBSCRIBE_FIELDS = ("email", "salesforceId", "requestedBy", "reason", "occurre
 T = TypeVar("T")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _LINE_BREAKS = frozenset("\t\n\r")
+_KNOWN_KEYS: dict[tuple[str, ...], frozenset[str]] = {f: frozenset(f) for f in (FIELDS, RESUBSCRIBE_FIELDS)}
+# The address most requests carry: an ASCII dot-atom local part (group 1) at an ASCII host name. For such a
+# text ``parse_address`` checks nothing this pattern has not (no space, control, quote or second "@"; labels
+# of letters, digits and inner hyphens, at most 63 characters) and normalises it to its lower-case form, so
+# it is taken without the general parse when its lengths fit (local part at most 64, all at most 254).
+_PLAIN_ADDRESS = re.compile(
+    r"([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +66,15 @@ def parse_rfc3339(value: str) -> float:
     if not _RFC3339.match(value):
         raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2024-05-01T12:00:00Z")
     return datetime.fromisoformat(value.upper()).timestamp()
+
+
+def plain_address(value: str) -> str | None:
+    """``parse_address(value)`` for a plain ASCII address (see ``_PLAIN_ADDRESS``), without its general parse;
+    None for any other text (which ``parse_address`` then checks)."""
+    match = _PLAIN_ADDRESS.fullmatch(value)
+    if match is None or match.end(1) > MAX_LOCAL_OCTETS or len(value) > MAX_ADDRESS_OCTETS:
+        return None
+    return value.lower()
 
 
 def text_problem(value: str, *, multiline: bool = False) -> str | None:
@@ -105,7 +123,7 @@ def _text(
     return value.strip()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Common:
     """The fields unsubscribes and resubscribes share, validated."""
 
@@ -116,16 +134,17 @@ class _Common:
 
 
 def _parse_common(
-    item: Any, index: int, objects: Sequence[str], problems: list[FieldProblem], allowed: Sequence[str]
+    item: Any, index: int, objects: Sequence[str], problems: list[FieldProblem], allowed: tuple[str, ...]
 ) -> _Common | None:
     """The shared fields of one item (and unknown keys refused); problems are appended, None when any."""
     if not isinstance(item, dict):
         problems.append(FieldProblem(index, "", "must be a JSON object"))
         return None
     before = len(problems)
-    unknown = sorted(k for k in item if k not in allowed)
-    for key in unknown:
-        problems.append(FieldProblem(index, str(key), f"unknown field (allowed: {', '.join(allowed)})"))
+    if not _KNOWN_KEYS[allowed].issuperset(item):
+        unknown = sorted(k for k in item if k not in allowed)
+        for key in unknown:
+            problems.append(FieldProblem(index, str(key), f"unknown field (allowed: {', '.join(allowed)})"))
     raw_email = item.get("email")
     email = None
     if raw_email is None:
@@ -134,7 +153,7 @@ def _parse_common(
         problems.append(FieldProblem(index, "email", "must be a string"))
     else:
         try:
-            email = parse_address(raw_email)
+            email = plain_address(raw_email) or parse_address(raw_email)
         except InvalidAddress as exc:
             problems.append(FieldProblem(index, "email", f"is not a valid email address: it {exc}"))
     salesforce_id = object_name = None
