@@ -21,6 +21,9 @@ from typing import Any, TypeVar
 from sqlalchemy import BindParameter, Connection, Engine, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ColumnElement
 
 from unsubscribe_sync.ledger.policy import (
     Act,
@@ -55,6 +58,31 @@ _QUEUED_WRITES = select(outbox.c.salesforce_id, outbox.c.value, outbox.c.act_at)
 
 T = TypeVar("T")
 Target = tuple[str, str, str]  # (salesforce_id, object, email)
+
+
+class Unindexed(ColumnElement[Any]):
+    """A column the query planner must not use an index for (SQLite's unary ``+``; the column elsewhere).
+
+    A claim scoped to a list of Salesforce ids must look them up by the unique id index: left to itself SQLite
+    prefers the due index on (object, next_attempt_at) and scans every due row of the object once per chunk
+    of ids (90,000 due rows, 180 chunks: seconds per claim).
+    """
+
+    inherit_cache = True
+
+    def __init__(self, column: ColumnElement[Any]) -> None:
+        self.column = column
+        self.type = column.type
+
+
+@compiles(Unindexed)
+def _unindexed_default(element: Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column, **kw)
+
+
+@compiles(Unindexed, "sqlite")
+def _unindexed_sqlite(element: Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return "+" + compiler.process(element.column, **kw)
 
 
 def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
 
-from unsubscribe_sync.ledger.base import LedgerBase, chunks, history_row
+from unsubscribe_sync.ledger.base import LedgerBase, Unindexed, chunks, history_row
 from unsubscribe_sync.ledger.models import (
     ACTION_PUSH_FAILED,
     ACTION_PUSH_STUCK,
@@ -85,8 +85,10 @@ class OutboxStore(LedgerBase):
         with self._write() as conn:
             now = self._db_now(conn) if now is None else now
             expires = now + lease_seconds
+            # scoped to ids, the due and same-object terms must not steer SQLite off the id index (Unindexed)
+            column = (lambda c: c) if among is None else Unindexed
             due = and_(
-                outbox.c.next_attempt_at <= now,
+                column(outbox.c.next_attempt_at) <= now,
                 or_(outbox.c.lease_expires_at.is_(None), outbox.c.lease_expires_at < now),
             )
 
@@ -106,7 +108,7 @@ class OutboxStore(LedgerBase):
             if first is None:
                 return Claim(token, [], expires)
             object_name, value = first[0], bool(first[1])
-            same = (outbox.c.object == object_name, outbox.c.value == value)
+            same = (column(outbox.c.object) == object_name, column(outbox.c.value) == value)
             waiting = 0
             if bulk_threshold is not None and bulk_limit > limit:
                 enough = max(bulk_threshold, 2 * bulk_limit) + 1  # claim_size needs no more
