@@ -243,22 +243,22 @@ async def _read_body(request: web.Request) -> bytes | web.Response:
     A body already all in memory (a small one mostly arrives with its headers) is taken at once; the
     others are read under BODY_READ_TIMEOUT_SECONDS.
     """
+    at_once = _body_at_once(request)
+    if at_once is not None:
+        return at_once
     declared = request.content_length
     if declared is not None and declared > MAX_BODY_BYTES:
         return _error(413, f"body over {MAX_BODY_BYTES} bytes")
-    state = request.app.get(STATE)
-    budget = state.body_budget if state is not None else None
+    budget = _body_budget(request)
     reservation = None
     if budget is not None:
-        wanted = MAX_BODY_BYTES if declared is None else declared
-        reservation = budget.try_reserve_for_current_task(wanted)
-        if reservation is None:
-            try:
-                reservation = await budget.reserve_for_current_task(wanted, BODY_BUDGET_WAIT_SECONDS)
-            except BudgetExhausted:
-                response = _error(503, "too many request bodies in flight; nothing was stored, retry later")
-                response.headers["Retry-After"] = str(BODY_BUDGET_RETRY_AFTER_SECONDS)
-                return response
+        try:
+            wanted = MAX_BODY_BYTES if declared is None else declared
+            reservation = await budget.reserve_for_current_task(wanted, BODY_BUDGET_WAIT_SECONDS)
+        except BudgetExhausted:
+            response = _error(503, "too many request bodies in flight; nothing was stored, retry later")
+            response.headers["Retry-After"] = str(BODY_BUDGET_RETRY_AFTER_SECONDS)
+            return response
     content = request.content
     if content.is_eof():  # every byte of the body has arrived: nothing to wait for
         body = content.read_nowait()
@@ -269,6 +269,34 @@ async def _read_body(request: web.Request) -> bytes | web.Response:
         if isinstance(read, web.Response):
             return read
         body = read
+    if reservation is not None:
+        reservation.shrink(len(body))
+    return body
+
+
+def _body_budget(request: web.Request) -> BodyBudget | None:
+    state = request.app.get(STATE)
+    return state.body_budget if state is not None else None
+
+
+def _body_at_once(request: web.Request) -> bytes | web.Response | None:
+    """``_read_body`` without a wait: the body when all of it has arrived and the budget has room for it now (or
+    the 413 for a declared length over the limit); None, with nothing reserved, when it takes waiting."""
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY_BYTES:
+        return _error(413, f"body over {MAX_BODY_BYTES} bytes")
+    content = request.content
+    if not content.is_eof():
+        return None
+    budget = _body_budget(request)
+    reservation = None
+    if budget is not None:
+        reservation = budget.try_reserve_for_current_task(MAX_BODY_BYTES if declared is None else declared)
+        if reservation is None:
+            return None
+    body = content.read_nowait()
+    if len(body) > MAX_BODY_BYTES:
+        return _error(413, f"body over {MAX_BODY_BYTES} bytes")
     if reservation is not None:
         reservation.shrink(len(body))
     return body
@@ -299,13 +327,36 @@ class _Refused:
         self.response = response
 
 
+_NOT_YET = object()  # ``_json_at_once``: the body takes waiting for
+
+
+def _json_at_once(request: web.Request) -> Any:
+    """``_json_body`` without a wait, or ``_NOT_YET`` when the body (or room for it in the budget) takes one."""
+    refused = _content_type_refused(request)
+    if refused is not None:
+        return refused
+    body = _body_at_once(request)
+    return _NOT_YET if body is None else _decoded(body)
+
+
 async def _json_body(request: web.Request) -> Any:
     """The decoded JSON body, or ``_Refused`` holding the 415/413/408/400 answer."""
-    if request.headers.get("Content-Type") != "application/json":  # that exact header needs no parsing
-        content_type = request.content_type.lower()
-        if content_type != "application/json" and not content_type.endswith("+json"):
-            return _Refused(_error(415, "Content-Type must be application/json"))
-    body = await _read_body(request)
+    refused = _content_type_refused(request)
+    if refused is not None:
+        return refused
+    return _decoded(await _read_body(request))
+
+
+def _content_type_refused(request: web.Request) -> _Refused | None:
+    if request.headers.get("Content-Type") == "application/json":  # that exact header needs no parsing
+        return None
+    content_type = request.content_type.lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        return _Refused(_error(415, "Content-Type must be application/json"))
+    return None
+
+
+def _decoded(body: bytes | web.Response) -> Any:
     if isinstance(body, web.Response):
         return _Refused(body)
     try:
@@ -320,7 +371,16 @@ async def _validated_items(
     request: web.Request, parse: Callable[[Any, Sequence[str]], list[T]]
 ) -> list[T] | web.Response:
     """The request's items, parsed and validated by ``parse``; or the 4xx answer that refuses them."""
-    data = await _json_body(request)
+    data = _json_at_once(request)
+    if data is _NOT_YET:
+        data = await _json_body(request)
+    return _validated(request, data, parse)
+
+
+def _validated(
+    request: web.Request, data: Any, parse: Callable[[Any, Sequence[str]], list[T]]
+) -> list[T] | web.Response:
+    """The items of the decoded body ``data`` (or the answer that refused it), or the 400 naming its problems."""
     if isinstance(data, _Refused):
         return data.response
     try:
@@ -330,7 +390,10 @@ async def _validated_items(
 
 
 async def post_unsubscribes(request: web.Request) -> web.Response:
-    items = await _validated_items(request, parse_unsubscribes)
+    data = _json_at_once(request)  # a coroutine fewer per request than _validated_items
+    if data is _NOT_YET:
+        data = await _json_body(request)
+    items = _validated(request, data, parse_unsubscribes)
     if isinstance(items, web.Response):
         return items
     state = request.app[STATE]
@@ -589,7 +652,8 @@ def create_app(
     app[TOKEN] = TokenSource(None if token else config.worker.tokenFile, token, recheck_seconds=token_recheck_seconds)
     app[STATE] = state
     metrics.body_bytes_limit.set(config.worker.maxBodyBytesInFlight)
-    state.body_budget = BodyBudget(config.worker.maxBodyBytesInFlight, on_change=metrics.body_bytes_in_flight.set)
+    budget = state.body_budget = BodyBudget(config.worker.maxBodyBytesInFlight)
+    metrics.body_bytes_in_flight.set_function(lambda: budget.in_flight)  # read at each scrape, not set per request
     factory = salesforce_client_factory or default_client_factory(config)
     policy = push_policy or PushPolicy.from_config(config.worker)
     ledger.match_by_email = config.matching.by_email  # intake queues resolutions in Email mode

@@ -233,14 +233,16 @@ class GroupCommitter:
 
     def _drain(self) -> None:
         """(Ledger thread) commit group after group, each the entries queued while the one before committed,
-        until the queue is empty; the outcomes go back to the loop."""
+        until the queue has stayed empty for GATHER_AFTER_SECONDS; the outcomes go back to the loop."""
         assert self._loop is not None
         post = self._loop.call_soon_threadsafe
         try:
             while True:
                 with self._lock:
-                    if self._pending and self._under_load():
-                        self._gather(self._last_size)
+                    if not self._queued:  # under load the next request comes within moments: no new drain for it
+                        self._wait_for(1, GATHER_AFTER_SECONDS)
+                    if self._queued and self._under_load():
+                        self._wait_for(self._last_size, self._gather_seconds)
                     batch = self._take()
                     if not batch:
                         self._draining = False
@@ -260,13 +262,14 @@ class GroupCommitter:
             post(self._drain_ended)
 
     def _under_load(self) -> bool:
-        """(Under the lock) whether the last commit held more than one request and ended a moment ago."""
+        """(Under the lock) whether the last commit held more than one request and ended a moment ago (then a
+        commit waits at most ``gather_seconds`` for as many)."""
         recent = time.monotonic() - self._last_end < GATHER_AFTER_SECONDS
         return self._gather_seconds > 0 and self._last_size > 1 and recent
 
-    def _gather(self, wanted: int) -> None:
-        """(Ledger thread, under the lock) wait at most ``gather_seconds`` for ``wanted`` items to be queued."""
-        deadline = time.monotonic() + self._gather_seconds
+    def _wait_for(self, wanted: int, seconds: float) -> None:
+        """(Ledger thread, under the lock) wait at most ``seconds`` for ``wanted`` items to be queued."""
+        deadline = time.monotonic() + seconds
         while self._queued < wanted and not self._stopping:
             remaining = deadline - time.monotonic()
             if remaining <= 0:

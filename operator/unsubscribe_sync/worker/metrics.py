@@ -238,8 +238,7 @@ class WorkerMetrics:
         self.push_healthy.set(1)
         # label children of the per-request metrics, resolved once (labels() per request cost a lock and a
         # tuple of label values each time); the keys are bounded: fixed methods, route patterns, status codes
-        self._request_counts: dict[tuple[str, str, int], Counter] = {}
-        self._request_durations: dict[str, Histogram] = {}
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.ledger: LedgerCollector | None = None
         if ledger is not None:
             self.ledger = LedgerCollector(ledger)
@@ -249,16 +248,12 @@ class WorkerMetrics:
         """One answered HTTP request: ``http_requests{method,route,status}`` and ``http_duration{route}``
         (``method`` one of a fixed set and ``route`` a route pattern: never client text)."""
         key = (method, route, status)
-        count = self._request_counts.get(key)
-        if count is None:
+        children = self._request_children.get(key)
+        if children is None:
             count = self.http_requests.labels(method=method, route=route, status=str(status))
-            self._request_counts[key] = count
-        count.inc()
-        duration = self._request_durations.get(route)
-        if duration is None:
-            duration = self.http_duration.labels(route=route)
-            self._request_durations[route] = duration
-        duration.observe(seconds)
+            children = self._request_children[key] = (count, self.http_duration.labels(route=route))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def on_salesforce_request(self, operation: str, status: Any) -> None:
         """The Salesforce client's on_request hook (called from the client's thread)."""
