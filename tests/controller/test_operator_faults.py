@@ -116,6 +116,29 @@ async def test_a_transient_write_error_costs_seconds_not_a_minute(faulty: Runnin
         await running.stopped()
 
 
+async def test_a_create_answered_409_for_a_child_already_in_shape_is_not_counted_as_a_write(
+    faulty: RunningCluster, client: Client
+) -> None:
+    """A create that landed though the operator saw 409 (created meanwhile, or a retried POST): the child read
+    back is already what is wanted, so nothing is written, logged or counted for it."""
+    configmaps = f"/api/v1/namespaces/{NS}/configmaps"
+    fault = emulator(faulty).inject(Fault(409, path=configmaps, method="POST", after=True, message="already exists"))
+    running = await start_operator(faulty)
+    try:
+        await client.secrets()
+        await client.post(CR_PATH, cr())
+        await wait_for(lambda: children_present(faulty), what="children")
+        assert fault.hits == 1 and faulty.emulator.list("v1/configmaps", NS)
+        writes = running.runtime.metrics.registry.get_sample_value
+        assert writes("unsubscribe_sync_operator_child_writes_total", {"kind": "ConfigMap", "reason": "missing"}) in (
+            None,
+            0.0,
+        )
+        assert writes("unsubscribe_sync_operator_child_writes_total", {"kind": "Deployment", "reason": "missing"}) == 1
+    finally:
+        await running.stopped()
+
+
 async def test_a_refused_secret_read_becomes_conditions_and_an_event(faulty: RunningCluster, client: Client) -> None:
     forbidden = 'secrets "acme-salesforce" is forbidden: User "system:serviceaccount:ops:usync" cannot get resource'
     emulator(faulty).inject(

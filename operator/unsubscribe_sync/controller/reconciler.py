@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -396,10 +396,13 @@ class Reconciler:
                 )
                 continue
             if written is not None:
-                done.writes += 1
-                self._written[(kind.plural, namespace, child)] = written
+                obj, wrote = written
+                self._written[(kind.plural, namespace, child)] = obj
                 if kind is kinds.DEPLOYMENT:
-                    done.deployment = written
+                    done.deployment = obj
+                if not wrote:  # created meanwhile and already in shape: nothing was written
+                    continue
+                done.writes += 1
                 self.metrics.child_writes.labels(kind.kind, write.reason).inc()
                 log.info(
                     "child written",
@@ -426,10 +429,11 @@ class Reconciler:
 
     async def _apply(
         self, kind: kinds.Kind, namespace: str, write: ChildWrite, desired: Mapping[str, Any]
-    ) -> dict[str, Any] | None:
+    ) -> tuple[dict[str, Any], bool] | None:
+        """Carry out one planned write: the child as the server returned it, and whether this call wrote it."""
         if write.action == "create":
             try:
-                return await self.api.create(kind.path(namespace), write.body)
+                return await _written(self.api.create(kind.path(namespace), write.body))
             except KubeApiError as exc:
                 if exc.status != 409:
                     raise
@@ -437,14 +441,14 @@ class Reconciler:
             actual = await self.api.get(kind.path(namespace, write.name))
             again = plan_write(desired, actual)
             if again is None:
-                return actual
+                return (actual, False) if actual is not None else None
             write = again
         try:
-            return await self.api.merge_patch(kind.path(namespace, write.name), write.body)
+            return await _written(self.api.merge_patch(kind.path(namespace, write.name), write.body))
         except KubeApiError as exc:
             if exc.status != 404:
                 raise
-            return await self.api.create(kind.path(namespace), dict(desired))
+            return await _written(self.api.create(kind.path(namespace), dict(desired)))
 
     def _jobs(self, indexes: Mapping[str, Any], namespace: str, cronjob: str) -> Iterable[Mapping[str, Any]]:
         index = indexes.get(JOBS_INDEX)
@@ -565,3 +569,8 @@ def _owner_body(owner: Mapping[str, Any]) -> Any:
         "kind": owner.get("kind", KIND),
         "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid") if meta.get(k) is not None},
     }
+
+
+async def _written(call: Awaitable[dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    """The object a write returned, marked as written by this call."""
+    return await call, True
