@@ -161,3 +161,20 @@ async def test_after_a_quiet_spell_a_request_is_committed_at_once(
     await committer.submit(_item("alone"))  # no wait for company
     await committer.stop()
     assert ledger.groups == [["p1@example.com", "p2@example.com"], ["alone@example.com"]]
+
+
+async def test_a_gathering_commit_goes_with_what_came_once_its_first_request_waited_enough(
+    executor: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from unsubscribe_sync.worker import ingest
+
+    monkeypatch.setattr(ingest, "GATHER_AFTER_SECONDS", 30.0)  # every commit counts as under load
+    ledger = _HeldLedger()
+    committer = GroupCommitter(ledger, executor, gather_seconds=0.01)  # type: ignore[arg-type]
+    pair = [asyncio.ensure_future(committer.submit(_item(name))) for name in ("p1", "p2")]
+    await asyncio.sleep(0)
+    committer.start()
+    await asyncio.gather(*pair)
+    await committer.submit(_item("one"))  # no company comes: committed once the loop's timer says so
+    await committer.stop()
+    assert ledger.groups == [["p1@example.com", "p2@example.com"], ["one@example.com"]]

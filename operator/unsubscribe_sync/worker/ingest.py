@@ -102,6 +102,9 @@ class GroupCommitter:
         self._lock = threading.Lock()  # the queue, its counts and the draining flag: the loop and the ledger thread
         self._enough = threading.Condition(self._lock)  # a gathering ledger thread: as many items as it waits for
         self._gathering = 0  # the items a ledger thread waits for before its next commit (0: not waiting)
+        self._gather_timer = False  # the loop's timer for a gathering group is set
+        self._gather_due = False  # it fired: the ledger thread commits what is queued
+        self._gather_round = 0  # which wait of the ledger thread a timer belongs to
         self._gather_seconds = gather_seconds
         self._last_size = 0  # items in the last commit
         self._last_end = 0.0  # when it ended (monotonic)
@@ -162,12 +165,19 @@ class GroupCommitter:
                 raise QueueFull("the ingest queue is full", QUEUE_FULL_RETRY_AFTER_SECONDS)
             self._pending.append(entry)
             self._queued += entry.size
-            if self._gathering and self._queued >= self._gathering:
-                self._enough.notify()
+            arm = 0
+            if self._gathering:
+                if self._queued >= self._gathering:
+                    self._enough.notify()
+                elif not self._gather_timer:
+                    self._gather_timer = True
+                    arm = self._gather_round
             start = self._loop is not None and not self._draining
             self._draining = self._draining or start
         if start:
             self._start_draining()
+        if arm:  # the first request of a gathering group: it waits at most gather_seconds for company
+            loop.call_at(loop.time() + self._gather_seconds, self._gather_expired, arm)
         if wait and self._sweep is None:
             self._sweep = loop.call_at(entry.deadline, self._withdraw_overdue)
         # not shielded: a cancelled request cancels its future only; the entry stays queued (or in its
@@ -239,10 +249,7 @@ class GroupCommitter:
         try:
             while True:
                 with self._lock:
-                    if not self._queued:  # under load the next request comes within moments: no new drain for it
-                        self._wait_for(1, GATHER_AFTER_SECONDS)
-                    if self._queued and self._under_load():
-                        self._wait_for(self._last_size, self._gather_seconds)
+                    self._wait_for(self._last_size if self._under_load() else 1)
                     batch = self._take()
                     if not batch:
                         self._draining = False
@@ -267,16 +274,37 @@ class GroupCommitter:
         recent = time.monotonic() - self._last_end < GATHER_AFTER_SECONDS
         return self._gather_seconds > 0 and self._last_size > 1 and recent
 
-    def _wait_for(self, wanted: int, seconds: float) -> None:
-        """(Ledger thread, under the lock) wait at most ``seconds`` for ``wanted`` items to be queued."""
-        deadline = time.monotonic() + seconds
-        while self._queued < wanted and not self._stopping:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            self._gathering = wanted
-            self._enough.wait(remaining)
-        self._gathering = 0
+    def _wait_for(self, wanted: int) -> None:
+        """(Ledger thread, under the lock) wait for ``wanted`` items to be queued: ``submit`` notifies when they are,
+        and the loop ``gather_seconds`` after the first of them (the loop's timer, not this thread's: a
+        thread waking on its own would take the GIL from the loop while it is handling requests). With nothing
+        queued for GATHER_AFTER_SECONDS it gives up (the drain ends)."""
+        if self._queued >= wanted or self._stopping:
+            return
+        self._gather_round += 1
+        self._gathering = wanted
+        idle_until = time.monotonic() + GATHER_AFTER_SECONDS
+        try:
+            while self._queued < wanted and not self._stopping and not self._gather_due:
+                if self._queued:  # the loop's timer ends this wait; a bound all the same
+                    if not self._enough.wait(GATHER_AFTER_SECONDS):
+                        return
+                    continue
+                remaining = idle_until - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._enough.wait(remaining)
+        finally:
+            self._gathering = 0
+            self._gather_due = False
+            self._gather_timer = False
+
+    def _gather_expired(self, round_: int) -> None:
+        """(Loop) the first request of a gathering group has waited ``gather_seconds`` for company."""
+        with self._lock:
+            if self._gathering and round_ == self._gather_round:
+                self._gather_due = True
+                self._enough.notify()
 
     def _commit(self, batch: list[_Entry]) -> None:
         """(Ledger thread) one group in one transaction; when it fails, request by request."""
