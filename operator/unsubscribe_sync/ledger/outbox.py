@@ -9,6 +9,7 @@ is written again by its new holder, never marked done on a stale answer.
 
 from __future__ import annotations
 
+import json
 import sys
 import uuid
 from collections.abc import Sequence
@@ -17,7 +18,14 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
 
-from unsubscribe_sync.ledger.base import LedgerBase, Unindexed, chunks, history_row
+from unsubscribe_sync.ledger.base import (
+    _SQLITE_IN_KEYS,
+    LedgerBase,
+    Unindexed,
+    chunks,
+    driver_connection,
+    history_row,
+)
 from unsubscribe_sync.ledger.models import (
     ACTION_PUSH_FAILED,
     ACTION_PUSH_STUCK,
@@ -28,7 +36,7 @@ from unsubscribe_sync.ledger.models import (
     PushOutcome,
 )
 from unsubscribe_sync.ledger.policy import claim_size
-from unsubscribe_sync.ledger.schema import history, outbox, salesforce_targets, unsubscribes
+from unsubscribe_sync.ledger.schema import outbox, salesforce_targets, unsubscribes
 
 
 class Claim(list[OutboxRow]):
@@ -137,33 +145,8 @@ class OutboxStore(LedgerBase):
                     break
             if not ids:
                 return Claim(token, [], expires)
-            claimed: list[OutboxRow] = []
-            for chunk in chunks(ids):
-                # Each chunk's rows become OutboxRows at once: a Bulk-sized claim never holds its result rows
-                # and the OutboxRows together.
-                claimed.extend(
-                    OutboxRow(
-                        r.id, r.salesforce_id, sys.intern(r.object), r.email, r.received_at, r.attempts,
-                        bool(r.value), r.seq, r.fence, r.stuck_at is not None,
-                    )
-                    for r in conn.execute(
-                        update(outbox)
-                        .where(outbox.c.id.in_(chunk))
-                        .values(fence=outbox.c.fence + 1, lease_owner=token, lease_expires_at=expires)
-                        .returning(
-                            outbox.c.id,
-                            outbox.c.salesforce_id,
-                            outbox.c.object,
-                            outbox.c.email,
-                            outbox.c.received_at,
-                            outbox.c.attempts,
-                            outbox.c.value,
-                            outbox.c.seq,
-                            outbox.c.fence,
-                            outbox.c.stuck_at,
-                        )
-                    )
-                )
+            lease = _claim_rows_core if self._pg else _claim_rows_sqlite
+            claimed = lease(conn, ids, token, expires)
         position = {row_id: n for n, row_id in enumerate(ids)}
         claimed.sort(key=lambda r: position[r.id])  # due order
         return Claim(token, claimed, expires, bulk=bulk)
@@ -205,7 +188,8 @@ class OutboxStore(LedgerBase):
         with self._write() as conn:
             now = self._db_now(conn)
             ordered = sorted(outcomes, key=lambda o: o.row.salesforce_id)
-            current = self._current(conn, [o.row.id for o in ordered])
+            ids = [o.row.id for o in ordered]
+            current = self._current(conn, ids) if self._pg else _current_sqlite(conn, ids)
             done: list[PushOutcome] = []
             replaced: list[PushOutcome] = []
             retries: list[PushOutcome] = []
@@ -225,33 +209,15 @@ class OutboxStore(LedgerBase):
                     retries.append(o)
                 else:
                     held.append(o)
-            for chunk in chunks([o.row.id for o in done]):
-                conn.execute(delete(outbox).where(outbox.c.id.in_(chunk)))
-            self._release_rows(conn, [o.row.id for o in replaced + held], now, claim.token, due_now=True)
-            if retries:
-                conn.execute(
-                    update(outbox)
-                    .where(outbox.c.id == bindparam("b_id"))
-                    .values(
-                        attempts=outbox.c.attempts + 1,
-                        next_attempt_at=bindparam("b_next"),
-                        last_error=bindparam("b_error"),
-                        stuck_at=func.coalesce(outbox.c.stuck_at, bindparam("b_stuck")),
-                        lease_owner=None,
-                        lease_expires_at=None,
-                    ),
-                    [
-                        {
-                            "b_id": o.row.id,
-                            "b_next": o.next_attempt_at or now,
-                            "b_error": o.error,
-                            "b_stuck": now if o.stuck else None,
-                        }
-                        for o in retries
-                    ],
-                )
+            if self._pg:
+                self._settle_core(conn, claim.token, now, done, replaced + held, retries)
+            else:
+                _settle_sqlite(conn, claim.token, now, done, replaced + held, retries)
             answered = [o for o in done + replaced if o.status in ("pushed", "failed")]
-            self._mark_records(conn, done, replaced, field, now)
+            if self._pg:
+                self._mark_records(conn, done, replaced, field, now)
+            else:
+                _mark_records_sqlite(conn, done, replaced, field, now)
             rows = [self._push_history(now, o, field, source) for o in answered]
             rows += [
                 history_row(
@@ -261,12 +227,48 @@ class OutboxStore(LedgerBase):
                 for o in retries
                 if o.stuck and not o.row.stuck
             ]
-            if rows:
-                conn.execute(history.insert(), rows)
+            self._insert_history(conn, rows)
             self._requeue(conn, lost, now)
             result.settled = len(done)
             result.replaced = len(replaced)
         return result
+
+    def _settle_core(
+        self,
+        conn: Connection,
+        token: str,
+        now: float,
+        done: Sequence[PushOutcome],
+        release: Sequence[PushOutcome],
+        retries: Sequence[PushOutcome],
+    ) -> None:
+        """A completion's outbox statements (PostgreSQL): settled rows deleted, replaced and held rows released
+        due now (only while this claim still leases them), retried rows given their next attempt."""
+        for chunk in chunks([o.row.id for o in done]):
+            conn.execute(delete(outbox).where(outbox.c.id.in_(chunk)))
+        self._release_rows(conn, [o.row.id for o in release], now, token, due_now=True)
+        if retries:
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == bindparam("b_id"))
+                .values(
+                    attempts=outbox.c.attempts + 1,
+                    next_attempt_at=bindparam("b_next"),
+                    last_error=bindparam("b_error"),
+                    stuck_at=func.coalesce(outbox.c.stuck_at, bindparam("b_stuck")),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                ),
+                [
+                    {
+                        "b_id": o.row.id,
+                        "b_next": o.next_attempt_at or now,
+                        "b_error": o.error,
+                        "b_stuck": now if o.stuck else None,
+                    }
+                    for o in retries
+                ],
+            )
 
     @staticmethod
     def _current(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[int, int]]:
@@ -493,6 +495,131 @@ class OutboxStore(LedgerBase):
         with self._read() as conn:
             rows = conn.execute(select(outbox.c.salesforce_id, outbox.c.email).where(outbox.c.value.is_(False))).all()
         return {sid for sid, _ in rows}, {email for _, email in rows}
+
+
+# SQLite's statements of a claim and a completion as driver SQL, run on the driver's connection inside the
+# transaction (SQLAlchemy's per-row processing of a Bulk-sized claim and of its completion, tens of thousands
+# of rows, was most of their cost). The same statements as PostgreSQL's Core, key lists as one JSON array.
+_SQLITE_CLAIM_ROWS = (
+    "UPDATE outbox SET fence = fence + 1, lease_owner = ?, lease_expires_at = ?"
+    f" WHERE id IN {_SQLITE_IN_KEYS}"
+    " RETURNING id, salesforce_id, object, email, received_at, attempts, value, seq, fence, stuck_at"
+)
+_SQLITE_CURRENT = f"SELECT id, fence, seq FROM outbox WHERE id IN {_SQLITE_IN_KEYS}"
+_SQLITE_DELETE_ROWS = f"DELETE FROM outbox WHERE id IN {_SQLITE_IN_KEYS}"
+_SQLITE_RELEASE_DUE_NOW = (
+    "UPDATE outbox SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?"
+    f" WHERE id IN {_SQLITE_IN_KEYS} AND lease_owner = ?"
+)
+_SQLITE_RETRY = (
+    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,"
+    " stuck_at = coalesce(stuck_at, ?), lease_owner = NULL, lease_expires_at = NULL WHERE id = ?"
+)
+_SQLITE_MARK_PUSHED = (
+    "UPDATE salesforce_targets SET status = 'pushed', field = ?, last_error = NULL, updated_at = ?,"
+    f" confirmed_value = ?, confirmed_at = ? WHERE salesforce_id IN {_SQLITE_IN_KEYS}"
+)
+_SQLITE_MARK_FAILED = (
+    "UPDATE salesforce_targets SET status = 'failed', last_error = ?, updated_at = ? WHERE salesforce_id = ?"
+)
+_SQLITE_MARK_CONFIRMED = (
+    f"UPDATE salesforce_targets SET confirmed_value = ?, confirmed_at = ? WHERE salesforce_id IN {_SQLITE_IN_KEYS}"
+)
+
+
+def _claim_rows_core(conn: Connection, ids: Sequence[int], token: str, expires: float) -> list[OutboxRow]:
+    """Lease the rows ``ids`` (fence bumped) and return them, chunk by chunk (PostgreSQL, the rows locked)."""
+    claimed: list[OutboxRow] = []
+    for chunk in chunks(ids):
+        # Each chunk's rows become OutboxRows at once: a Bulk-sized claim never holds its result rows
+        # and the OutboxRows together.
+        claimed.extend(
+            OutboxRow(
+                r.id, r.salesforce_id, sys.intern(r.object), r.email, r.received_at, r.attempts,
+                bool(r.value), r.seq, r.fence, r.stuck_at is not None,
+            )
+            for r in conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(chunk))
+                .values(fence=outbox.c.fence + 1, lease_owner=token, lease_expires_at=expires)
+                .returning(
+                    outbox.c.id,
+                    outbox.c.salesforce_id,
+                    outbox.c.object,
+                    outbox.c.email,
+                    outbox.c.received_at,
+                    outbox.c.attempts,
+                    outbox.c.value,
+                    outbox.c.seq,
+                    outbox.c.fence,
+                    outbox.c.stuck_at,
+                )
+            )
+        )
+    return claimed
+
+
+def _claim_rows_sqlite(conn: Connection, ids: Sequence[int], token: str, expires: float) -> list[OutboxRow]:
+    """Lease the rows ``ids`` (fence bumped) and return them, chunk by chunk (SQLite, the write lock held)."""
+    raw = driver_connection(conn)
+    out: list[OutboxRow] = []
+    intern = sys.intern
+    for chunk in chunks(ids):
+        cursor = raw.execute(_SQLITE_CLAIM_ROWS, (token, expires, json.dumps(list(chunk))))
+        out.extend(
+            OutboxRow(rid, sid, intern(obj), email, received, attempts, bool(value), seq, fence, stuck is not None)
+            for rid, sid, obj, email, received, attempts, value, seq, fence, stuck in cursor.fetchall()
+        )
+    return out
+
+
+def _current_sqlite(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """``OutboxStore._current`` on SQLite (the transaction holds the write lock: nothing to lock per row)."""
+    raw = driver_connection(conn)
+    found: dict[int, tuple[int, int]] = {}
+    for chunk in chunks(sorted(ids)):
+        found.update((i, (f, q)) for i, f, q in raw.execute(_SQLITE_CURRENT, (json.dumps(list(chunk)),)).fetchall())
+    return found
+
+
+def _settle_sqlite(
+    conn: Connection,
+    token: str,
+    now: float,
+    done: Sequence[PushOutcome],
+    release: Sequence[PushOutcome],
+    retries: Sequence[PushOutcome],
+) -> None:
+    """A completion's outbox statements on SQLite: settled rows deleted, replaced and held rows released due
+    now (only while this claim still leases them), retried rows given their next attempt."""
+    raw = driver_connection(conn)
+    for chunk in chunks([o.row.id for o in done]):
+        raw.execute(_SQLITE_DELETE_ROWS, (json.dumps(list(chunk)),))
+    for chunk in chunks([o.row.id for o in release]):
+        raw.execute(_SQLITE_RELEASE_DUE_NOW, (now, json.dumps(list(chunk)), token))
+    if retries:
+        raw.executemany(
+            _SQLITE_RETRY,
+            [(o.next_attempt_at or now, o.error, now if o.stuck else None, o.row.id) for o in retries],
+        )
+
+
+def _mark_records_sqlite(
+    conn: Connection, done: Sequence[PushOutcome], replaced: Sequence[PushOutcome], field: str, now: float
+) -> None:
+    """``OutboxStore._mark_records`` on SQLite as driver SQL: the pushed and confirmed records one statement per
+    chunk of ids of one value (a claim's rows share one), the failed ones row by row (each has its reason)."""
+    raw = driver_connection(conn)
+    for value in (True, False):
+        pushed = [o.row.salesforce_id for o in done if o.status == "pushed" and bool(o.row.value) == value]
+        for chunk in chunks(pushed):
+            raw.execute(_SQLITE_MARK_PUSHED, (field, now, value, now, json.dumps(list(chunk))))
+        confirmed = [o.row.salesforce_id for o in replaced if o.status == "pushed" and bool(o.row.value) == value]
+        for chunk in chunks(confirmed):
+            raw.execute(_SQLITE_MARK_CONFIRMED, (value, now, json.dumps(list(chunk))))
+    failed = [(o.error, now, o.row.salesforce_id) for o in done if o.status == "failed"]
+    if failed:
+        raw.executemany(_SQLITE_MARK_FAILED, failed)
 
 
 def _confirmed_since(value: bool | None, confirmed_at: float | None, read_at: float | None) -> bool:

@@ -10,15 +10,24 @@ transaction.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Connection, Engine, delete, func, or_, select, update
 
 from unsubscribe_sync.api.addresses import normalize_email
-from unsubscribe_sync.ledger.base import Target, chunks, history_row
-from unsubscribe_sync.ledger.engine import create_ledger_engine
+from unsubscribe_sync.ledger.base import (
+    _SQLITE_IN_KEYS,
+    Target,
+    chunks,
+    driver_connection,
+    history_row,
+    sqlite_select_in,
+)
+from unsubscribe_sync.ledger.engine import SQLITE_BUSY_TIMEOUT_MS, create_ledger_engine
 from unsubscribe_sync.ledger.intake import IntakeStore
 from unsubscribe_sync.ledger.models import (
     ACTION_UNSUBSCRIBED,
@@ -41,6 +50,38 @@ from unsubscribe_sync.ledger.schema import (
 )
 
 DEFAULT_HISTORY_LIMIT = 100
+
+# ``add_salesforce_opt_outs``' statements on SQLite as driver SQL (key lists as one JSON array, ``_SQLITE_IN_KEYS``)
+_SQLITE_QUEUED_FALSE = "SELECT salesforce_id, email FROM outbox WHERE value IS 0"
+_SQLITE_ANY_RESOLVING_FALSE = "SELECT 1 FROM resolutions WHERE value IS 0 LIMIT 1"  # none: nothing to look up
+_SQLITE_CONFIRMED_FALSE = (
+    f"SELECT salesforce_id, confirmed_at FROM salesforce_targets WHERE salesforce_id IN {_SQLITE_IN_KEYS}"
+    " AND confirmed_value IS 0"
+)
+_SQLITE_HOLD_AS_PUSHED = (
+    "UPDATE salesforce_targets SET status = 'pushed', last_error = NULL, updated_at = ?, confirmed_value = 1,"
+    f" confirmed_at = ?, field = coalesce(?, field) WHERE salesforce_id IN {_SQLITE_IN_KEYS}"
+)
+# ``iter_targets``' page: the targets of one object after a key, of unsubscribed addresses, in id order
+_SQLITE_TARGET_PAGE_OF = (
+    "SELECT t.salesforce_id, t.email FROM salesforce_targets AS t WHERE t.object = ? AND t.salesforce_id > ?"
+    " AND EXISTS (SELECT 1 FROM unsubscribes AS u WHERE u.email = t.email AND u.unsubscribed = 1)"
+    " {}ORDER BY t.salesforce_id LIMIT ?"
+)
+_SQLITE_TARGET_PAGE = _SQLITE_TARGET_PAGE_OF.format("")
+_SQLITE_OPEN_TARGET_PAGE = _SQLITE_TARGET_PAGE_OF.format("AND t.status != 'failed' ")  # not failed for good
+_SQLITE_DROP_QUEUED_TRUE = f"DELETE FROM outbox WHERE salesforce_id IN {_SQLITE_IN_KEYS} AND value IS 1"
+
+
+def _hold_as_pushed_sqlite(conn: Connection, ids: Sequence[str], field: str | None, now: float, at: float) -> None:
+    """``Ledger._hold_as_pushed`` on SQLite, as driver SQL."""
+    raw = driver_connection(conn)
+    for chunk in chunks(ids):
+        keys = json.dumps(list(chunk))
+        raw.execute(_SQLITE_HOLD_AS_PUSHED, (now, at, field or None, keys))
+        raw.execute(_SQLITE_DROP_QUEUED_TRUE, (keys,))
+
+
 __all__ = ["Ledger", "normalize_email"]
 
 
@@ -56,6 +97,33 @@ class WriteDecisionLike(Protocol):
 
 class Ledger(IntakeStore, OutboxStore, PollStateStore):
     """The durable store behind the worker and the nightly sync."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self._write_turn = threading.RLock()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction; on SQLite this process's writers take turns on a lock first.
+
+        SQLite has one write lock per file. A writer that finds it taken waits in SQLite's busy handler, which
+        sleeps up to 100 ms between tries, so a steady stream of short transactions from one thread (the
+        pusher completing a Bulk claim 2,000 rows at a time) keeps another (the nightly) waiting for seconds.
+        Waiting on a lock of the process instead wakes the waiter as soon as the holder is done. Writers of
+        other processes still meet SQLite's busy handler; after ``SQLITE_BUSY_TIMEOUT_MS`` without a turn the
+        transaction goes ahead to it as before (its timeout then applies).
+        """
+        if self._pg:
+            with super()._write() as conn:
+                yield conn
+            return
+        turn = self._write_turn.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        try:
+            with super()._write() as conn:
+                yield conn
+        finally:
+            if turn:
+                self._write_turn.release()
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True, pool_size: int = 5) -> Ledger:
@@ -174,6 +242,9 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
         Only targets of addresses that are unsubscribed: a resubscribed address's records are never set again.
         ``include_failed=False`` leaves out records whose write failed for good (deleted, converted, ...).
         """
+        if not self._pg:
+            yield from self._iter_targets_sqlite(object_name, include_failed=include_failed, page_size=page_size)
+            return
         t = salesforce_targets
         suppressed = (
             select(unsubscribes.c.id).where(unsubscribes.c.email == t.c.email, unsubscribes.c.unsubscribed).exists()
@@ -188,6 +259,20 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
             with self._read() as conn:
                 page = conn.execute(query.order_by(t.c.salesforce_id).limit(page_size)).all()
             yield from ((sid, email) for sid, email in page)
+            if len(page) < page_size:
+                return
+            after = page[-1][0]
+
+    def _iter_targets_sqlite(
+        self, object_name: str, *, include_failed: bool, page_size: int
+    ) -> Iterator[tuple[str, str]]:
+        """``iter_targets`` on SQLite as driver SQL: the same keyset pages, as plain tuples."""
+        sql = _SQLITE_TARGET_PAGE if include_failed else _SQLITE_OPEN_TARGET_PAGE
+        after = ""
+        while True:
+            with self._read() as conn:
+                page = driver_connection(conn).execute(sql, (object_name, after, page_size)).fetchall()
+            yield from page
             if len(page) < page_size:
                 return
             after = page[-1][0]
@@ -256,26 +341,8 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
             now = self._db_now(conn)
             at = now if read_at is None else read_at
             ids = sorted(items)
-            clearing: set[str] = set()
-            confirmed_false: dict[str, float] = {}
-            for chunk in chunks(ids):
-                chunk_emails = sorted({items[sid][2] for sid in chunk})
-                for sid, email in conn.execute(
-                    select(outbox.c.salesforce_id, outbox.c.email).where(
-                        outbox.c.value.is_(False),
-                        or_(outbox.c.salesforce_id.in_(chunk), outbox.c.email.in_(chunk_emails)),
-                    )
-                ).all():
-                    clearing.update((sid, email))
-                clearing.update(self._resolving_false(conn, chunk_emails))  # Email mode: records not found yet
-                confirmed_false.update(
-                    conn.execute(
-                        select(salesforce_targets.c.salesforce_id, salesforce_targets.c.confirmed_at).where(
-                            salesforce_targets.c.salesforce_id.in_(chunk),
-                            salesforce_targets.c.confirmed_value.is_(False),
-                        )
-                    ).all()
-                )
+            check = self._opt_out_checks if self._pg else self._opt_out_checks_sqlite
+            clearing, confirmed_false = check(conn, ids, items)
             current = [
                 items[sid]
                 for sid in ids
@@ -295,28 +362,76 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
                 t[0] for t, e in zip(current, effects, strict=True) if e in (ActEffect.NEW, ActEffect.CHANGES)
             }
             new_ids = set(self._insert_targets(conn, applied, "pushed", field, now))
-            t = salesforce_targets
-            for chunk in chunks([x[0] for x in applied]):
-                conn.execute(
-                    update(t)
-                    .where(t.c.salesforce_id.in_(chunk))
-                    .values(
-                        status="pushed", last_error=None, updated_at=now, confirmed_value=True, confirmed_at=at,
-                        **({"field": field} if field else {}),
-                    )
-                )
-                conn.execute(delete(outbox).where(outbox.c.salesforce_id.in_(chunk), outbox.c.value.is_(True)))
+            held = [x[0] for x in applied]
+            if self._pg:
+                self._hold_as_pushed(conn, held, field, now, at)
+            else:
+                _hold_as_pushed_sqlite(conn, held, field, now, at)
             added = [x for x in applied if x[0] in new_ids or x[0] in suppressed_again]
-            if added:
-                conn.execute(
-                    history.insert(),
-                    [
-                        history_row(now, email, sid, source, ACTION_UNSUBSCRIBED, "in_salesforce")
-                        for sid, _, email in added
-                    ],
-                )
+            self._insert_history(
+                conn,
+                [history_row(now, email, sid, source, ACTION_UNSUBSCRIBED, "in_salesforce") for sid, _, email in added],
+            )
             result.added = len(added)
         return result
+
+    def _opt_out_checks(
+        self, conn: Connection, ids: Sequence[str], items: dict[str, Target]
+    ) -> tuple[set[str], dict[str, float]]:
+        """(ids and addresses with a write of false queued or resolving, ids Salesforce confirmed false: when)."""
+        clearing: set[str] = set()
+        confirmed_false: dict[str, float] = {}
+        for chunk in chunks(ids):
+            chunk_emails = sorted({items[sid][2] for sid in chunk})
+            for sid, email in conn.execute(
+                select(outbox.c.salesforce_id, outbox.c.email).where(
+                    outbox.c.value.is_(False),
+                    or_(outbox.c.salesforce_id.in_(chunk), outbox.c.email.in_(chunk_emails)),
+                )
+            ).all():
+                clearing.update((sid, email))
+            clearing.update(self._resolving_false(conn, chunk_emails))  # Email mode: records not found yet
+            confirmed_false.update(
+                conn.execute(
+                    select(salesforce_targets.c.salesforce_id, salesforce_targets.c.confirmed_at).where(
+                        salesforce_targets.c.salesforce_id.in_(chunk),
+                        salesforce_targets.c.confirmed_value.is_(False),
+                    )
+                ).all()
+            )
+        return clearing, confirmed_false
+
+    def _opt_out_checks_sqlite(
+        self, conn: Connection, ids: Sequence[str], items: dict[str, Target]
+    ) -> tuple[set[str], dict[str, float]]:
+        """``_opt_out_checks`` on SQLite as driver SQL (the write lock held). The outbox has no index on the
+        address, so its writes of false are read in one pass (they are few) instead of one scan per chunk."""
+        wanted_ids = set(ids)
+        wanted_emails = {items[sid][2] for sid in ids}
+        clearing: set[str] = set()
+        for sid, email in driver_connection(conn).execute(_SQLITE_QUEUED_FALSE).fetchall():
+            if sid in wanted_ids or email in wanted_emails:
+                clearing.update((sid, email))
+        raw = driver_connection(conn)
+        if raw.execute(_SQLITE_ANY_RESOLVING_FALSE).fetchone() is not None:  # Email mode: records not found yet
+            clearing.update(self._resolving_false(conn, sorted(wanted_emails)))
+        confirmed_false = {sid: at for sid, at in sqlite_select_in(conn, _SQLITE_CONFIRMED_FALSE, list(ids))}
+        return clearing, confirmed_false
+
+    @staticmethod
+    def _hold_as_pushed(conn: Connection, ids: Sequence[str], field: str | None, now: float, at: float) -> None:
+        """The records are held as pushed (Salesforce has true since ``at``); a queued write of true is dropped."""
+        t = salesforce_targets
+        for chunk in chunks(ids):
+            conn.execute(
+                update(t)
+                .where(t.c.salesforce_id.in_(chunk))
+                .values(
+                    status="pushed", last_error=None, updated_at=now, confirmed_value=True, confirmed_at=at,
+                    **({"field": field} if field else {}),
+                )
+            )
+            conn.execute(delete(outbox).where(outbox.c.salesforce_id.in_(chunk), outbox.c.value.is_(True)))
 
     def record_sync_run(
         self,
