@@ -378,3 +378,36 @@ def test_nightly_never_sets_a_resubscribed_address(env: Env) -> None:
     assert summary["outcome"] == "Succeeded", summary.get("error")
     assert counts(summary) == {"toSalesforce": 0, "fromSalesforce": 0, "skippedNoSalesforceId": 0, "failed": 0}
     assert env.writes() == 0 and not opted_out(env, record)
+
+
+def test_a_failed_read_of_one_object_fails_the_run_before_any_write(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the objects' sides are staged at once: one failing read ends the run, nothing is planned or written
+    from unsubscribe_sync.salesforce.client import SalesforceClient
+    from unsubscribe_sync.salesforce.types import ErrorClass, SalesforceCallError
+
+    build_world(env)
+    original = SalesforceClient.iter_opted_out
+
+    def failing(self: SalesforceClient, object_name: str, field: str, **kw: Any) -> Any:
+        if object_name == "Lead":
+            raise SalesforceCallError("Salesforce bulk_query call failed: boom", error_class=ErrorClass.TRANSIENT)
+        return original(self, object_name, field, **kw)
+
+    monkeypatch.setattr(SalesforceClient, "iter_opted_out", failing)
+    ledger = env.ledger()
+    try:
+        before = ledger.table_counts()
+    finally:
+        ledger.close()
+    writes = env.writes()
+    summary = run_nightly(env.config(), dry_run=False)
+    assert summary["outcome"] == "Failed"
+    assert "boom" in summary["error"]
+    assert (summary["toSalesforce"], summary["fromSalesforce"]) == (0, 0)
+    assert env.writes() == writes
+    ledger = env.ledger()
+    try:
+        after = ledger.table_counts()
+    finally:
+        ledger.close()
+    assert {k: v for k, v in after.items() if k != "sync_runs"} == {k: v for k, v in before.items() if k != "sync_runs"}

@@ -37,9 +37,11 @@ every write is a set-to-true or an idempotent ledger upsert.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -80,6 +82,10 @@ MAX_RETRY_PAUSE_SECONDS = 900.0
 BULK_POLL_INTERVAL = (0.25, 15.0)
 
 ClientFactory = Callable[[Callable[[str, str], None]], SalesforceClient]
+
+
+class _Stopped(Exception):
+    """Another side's staging failed: this one stops at its next row."""
 
 
 class RequirementFailed(Exception):
@@ -196,13 +202,69 @@ class NightlySync:
         advance = self.progress.advance
         self.progress.start(f"{object_name}: read opted-out records from Salesforce")
         totals.read_at = time.time()
-        records = self.client.iter_opted_out(object_name, field_name, use_bulk=self._use_bulk(object_name))
-        totals.salesforceOptedOut = stage.load_salesforce(records, on_row=lambda: advance())
+        self._stage_salesforce(stage, object_name, field_name, totals, advance)
         self.progress.start(f"{object_name}: read unsubscribes from the ledger")
-        totals.ledgerTargets = stage.load_ledger(
-            self.ledger.iter_targets(object_name, include_failed=False), on_row=lambda: advance()
-        )
+        self._stage_ledger(stage, object_name, totals, advance)
         self.progress.finish()
+
+    def _stage_salesforce(
+        self,
+        stage: SortedStage,
+        object_name: str,
+        field_name: str,
+        totals: ObjectTotals,
+        on_rows: Callable[[int], None],
+    ) -> None:
+        records = self.client.iter_opted_out(object_name, field_name, use_bulk=self._use_bulk(object_name))
+        totals.salesforceOptedOut = stage.load_salesforce(records, on_rows=on_rows)
+
+    def _stage_ledger(
+        self, stage: SortedStage, object_name: str, totals: ObjectTotals, on_rows: Callable[[int], None]
+    ) -> None:
+        totals.ledgerTargets = stage.load_ledger(
+            self.ledger.iter_targets(object_name, include_failed=False), on_rows=on_rows
+        )
+
+    def stage_concurrently(self, state: RunState, stages: dict[str, SortedStage]) -> None:
+        """Stage both sides of every object at once, one thread per side (not in Email mode).
+
+        The waits overlap: each object's Bulk 2.0 query job runs in Salesforce while the other sides are read
+        and staged. The first error stops the other sides at their next batch of rows and is raised here.
+        """
+        assert state.field is not None
+        field_name = state.field
+        stop = threading.Event()
+        lock = threading.Lock()
+        progress = self.progress
+
+        def on_rows(n: int) -> None:
+            if stop.is_set():
+                raise _Stopped
+            with lock:
+                progress.advance(n)
+
+        def side(fn: Callable[..., None], *args: Any) -> None:
+            try:
+                fn(*args, on_rows)
+            except BaseException:
+                stop.set()
+                raise
+
+        progress.start(f"{', '.join(stages)}: read both sides (Salesforce opted-out records, ledger unsubscribes)")
+        with ThreadPoolExecutor(max_workers=2 * len(stages), thread_name_prefix="nightly-stage") as pool:
+            futures: list[Future[None]] = []
+            for name, stage in stages.items():
+                totals = state.objects.setdefault(name, ObjectTotals())
+                totals.read_at = time.time()
+                futures.append(pool.submit(side, self._stage_salesforce, stage, name, field_name, totals))
+                futures.append(pool.submit(side, self._stage_ledger, stage, name, totals))
+            errors = [exc for f in futures if (exc := f.exception()) is not None]
+        real = [exc for exc in errors if not isinstance(exc, _Stopped)]
+        if real:
+            raise real[0]
+        progress.finish()
+        for name, stage in stages.items():
+            state.objects[name].stagedBytes = stage.size()
 
     def _use_bulk(self, object_name: str) -> bool | None:
         """Bulk 2.0 query or SOQL paging, from the volume the last successful run read (saves a COUNT call);
@@ -386,7 +448,11 @@ class NightlySync:
             stages: dict[str, SortedStage] = {}
             for object_name in self.config.salesforce.objects:
                 stages[object_name] = stack.enter_context(SortedStage(object_name))
-                self.stage_object(state, object_name, stages[object_name])
+            if self.config.matching.by_email:  # the Email matching of each object comes first, object by object
+                for name, stage in stages.items():
+                    self.stage_object(state, name, stage)
+            else:
+                self.stage_concurrently(state, stages)
             if guard.active and not state.dry_run:
                 planned = {"toSalesforce": 0, "fromSalesforce": 0}
                 for name, stage in stages.items():
@@ -467,8 +533,11 @@ def run_nightly(
     progress = progress or NullProgress()
     state = RunState(dry_run=dry_run, sample_size=config.nightly.sampleSize)
 
+    counting = threading.Lock()  # the objects are read from several threads at once
+
     def on_request(operation: str, status: str) -> None:
-        state.api_calls += 1
+        with counting:
+            state.api_calls += 1
 
     if not config.nightly.enabled:
         return state.summary("Failed", "nightly sync is disabled (nightly.enabled is false in the config)")

@@ -3,11 +3,11 @@
 Why: neither side can be trusted to arrive in the planner's order. Bulk API 2.0 query results have no
 guaranteed order at all; SOQL ``ORDER BY Id`` and a PostgreSQL ``ORDER BY`` follow the server's
 collation, which need not be plain code-point order (PostgreSQL's default locale collations sort
-mixed-case ids differently). So the job streams each side into a table of a throwaway SQLite file
-(``WITHOUT ROWID`` tables keyed by id, so SQLite's B-tree does the external sort and the de-duplication)
-and reads both back with ``ORDER BY id`` under SQLite's BINARY collation, i.e. code-point order, the
-order the planner expects. Memory stays bounded by SQLite's page cache (a few MiB) whatever the
-volume; the file lives in a temporary directory ($TMPDIR) that is removed afterwards.
+mixed-case ids differently). So the job streams each side into a table of its own throwaway SQLite file
+(so both sides can load at once; ``WITHOUT ROWID`` tables keyed by id, so SQLite's B-tree does the external
+sort and the de-duplication) and reads both back with ``ORDER BY id`` under SQLite's BINARY collation, i.e.
+code-point order, the order the planner expects. Memory stays bounded by SQLite's page cache (a few MiB)
+whatever the volume; the files live in a temporary directory ($TMPDIR) that is removed afterwards.
 
 Staging the ledger side also gives the merge join a snapshot: the job adds Salesforce opt-outs to the
 ledger while it walks the plan, and a ledger stream read live could see those new ids again later in
@@ -20,12 +20,27 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from types import TracebackType
 
 from unsubscribe_sync.salesforce.types import OptedOutRecord
 
 _FETCH = 5_000
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """A staging connection: no journal, no sync, a bounded page cache; usable from another thread (the
+    nightly loads the sides of its objects in worker threads, then plans them in its own)."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    for pragma in (
+        "journal_mode=OFF",
+        "synchronous=OFF",
+        "cache_size=-16000",  # at most ~16 MiB of page cache
+        "temp_store=FILE",
+    ):
+        db.execute(f"PRAGMA {pragma}")
+    return db
 
 
 class SortedStage:
@@ -35,16 +50,13 @@ class SortedStage:
         self.object_name = object_name
         self._tmp = tempfile.TemporaryDirectory(prefix="usync-nightly-", dir=directory)
         self.path = Path(self._tmp.name) / "stage.db"
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        for pragma in (
-            "journal_mode=OFF",
-            "synchronous=OFF",
-            "cache_size=-16000",  # at most ~16 MiB of page cache
-            "temp_store=FILE",
-        ):
-            self._db.execute(f"PRAGMA {pragma}")
+        # One file per side, each with its own connection: the two sides can be loaded at the same time from
+        # two threads (each connection is used by one thread at a time; none is shared while loading).
+        self._ledger_path = Path(self._tmp.name) / "ledger.db"
+        self._db = _open(self.path)
+        self._ledger_db = _open(self._ledger_path)
         self._db.execute("CREATE TABLE salesforce (id TEXT PRIMARY KEY, email TEXT) WITHOUT ROWID")
-        self._db.execute("CREATE TABLE ledger (id TEXT, email TEXT, PRIMARY KEY (id, email)) WITHOUT ROWID")
+        self._ledger_db.execute("CREATE TABLE ledger (id TEXT, email TEXT, PRIMARY KEY (id, email)) WITHOUT ROWID")
 
     def __enter__(self) -> SortedStage:
         return self
@@ -56,55 +68,56 @@ class SortedStage:
 
     def close(self) -> None:
         self._db.close()
+        self._ledger_db.close()
         self._tmp.cleanup()
 
-    def load_salesforce(self, records: Iterable[OptedOutRecord], on_row: Callable[[], None] | None = None) -> int:
-        """Stage opted-out Salesforce records (any order, duplicates allowed); returns rows read."""
+    def load_salesforce(
+        self, records: Iterable[OptedOutRecord], on_rows: Callable[[int], None] | None = None
+    ) -> int:
+        """Stage opted-out Salesforce records (any order, duplicates allowed); returns rows read.
+
+        ``on_rows(n)`` is told of every batch of ``n`` rows staged.
+        """
+        remaining = iter(records)
         read = 0
-
-        def rows() -> Iterator[tuple[str, str | None]]:
-            nonlocal read
-            for record in records:
-                read += 1
-                if on_row is not None:
-                    on_row()
-                yield record.id, record.email
-
         self._db.execute("BEGIN")
-        self._db.executemany(
-            "INSERT INTO salesforce (id, email) VALUES (?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET email = COALESCE(salesforce.email, excluded.email)",
-            rows(),
-        )
+        while batch := [(r.id, r.email) for r in islice(remaining, _FETCH)]:
+            self._db.executemany(
+                "INSERT INTO salesforce (id, email) VALUES (?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET email = COALESCE(salesforce.email, excluded.email)",
+                batch,
+            )
+            read += len(batch)
+            if on_rows is not None:
+                on_rows(len(batch))
         self._db.execute("COMMIT")
         return read
 
-    def load_ledger(self, targets: Iterable[tuple[str, str]], on_row: Callable[[], None] | None = None) -> int:
-        """Stage the ledger's (salesforce_id, email) pairs (any order, duplicates allowed); returns rows read."""
+    def load_ledger(self, targets: Iterable[tuple[str, str]], on_rows: Callable[[int], None] | None = None) -> int:
+        """Stage the ledger's (salesforce_id, email) pairs (any order, duplicates allowed); returns rows read.
+
+        ``on_rows(n)`` is told of every batch of ``n`` rows staged.
+        """
+        remaining = iter(targets)
         read = 0
-
-        def rows() -> Iterator[tuple[str, str]]:
-            nonlocal read
-            for pair in targets:
-                read += 1
-                if on_row is not None:
-                    on_row()
-                yield pair[0], pair[1]
-
-        self._db.execute("BEGIN")
-        self._db.executemany("INSERT OR IGNORE INTO ledger (id, email) VALUES (?, ?)", rows())
-        self._db.execute("COMMIT")
+        self._ledger_db.execute("BEGIN")
+        while batch := list(islice(remaining, _FETCH)):
+            self._ledger_db.executemany("INSERT OR IGNORE INTO ledger (id, email) VALUES (?, ?)", batch)
+            read += len(batch)
+            if on_rows is not None:
+                on_rows(len(batch))
+        self._ledger_db.execute("COMMIT")
         return read
 
     def count(self) -> tuple[int, int]:
         """Distinct staged rows: (Salesforce records, ledger pairs)."""
         sf = self._db.execute("SELECT count(*) FROM salesforce").fetchone()[0]
-        lg = self._db.execute("SELECT count(*) FROM ledger").fetchone()[0]
+        lg = self._ledger_db.execute("SELECT count(*) FROM ledger").fetchone()[0]
         return int(sf), int(lg)
 
     def size(self) -> int:
-        """Bytes the staging file takes on disk."""
-        return self.path.stat().st_size
+        """Bytes the staging files take on disk."""
+        return self.path.stat().st_size + self._ledger_path.stat().st_size
 
     def salesforce(self) -> Iterator[OptedOutRecord]:
         """The staged Salesforce records, one per id, in code-point order of the id."""
@@ -115,6 +128,6 @@ class SortedStage:
 
     def ledger(self) -> Iterator[tuple[str, str]]:
         """The staged ledger pairs, in code-point order of (id, email)."""
-        cur = self._db.execute("SELECT id, email FROM ledger ORDER BY id, email")
+        cur = self._ledger_db.execute("SELECT id, email FROM ledger ORDER BY id, email")
         while rows := cur.fetchmany(_FETCH):
             yield from rows

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import functools
 import re
+import string
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -59,6 +60,25 @@ QUERY_BATCH_SIZE = 2000  # REST query page size
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _LIMIT_INFO_RE = re.compile(r"api-usage=(\d+)/(\d+)")
 _FINAL_JOB_STATES = ("JobComplete", "Failed", "Aborted")
+
+
+# An 18-character id's case-safe suffix, computed with str.translate instead of a loop per character: the first
+# 15 characters become "1" (upper case) or "0", read five at a time as binary (first character lowest).
+_SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+_CASE_BITS = str.maketrans(
+    {**{c: "0" for c in string.ascii_lowercase + string.digits}, **{c: "1" for c in string.ascii_uppercase}}
+)
+
+
+def _case_safe_id(value: str) -> str:
+    """``normalize_id(value)``, without its per-character work for an 18-character id whose suffix is right
+    (what Salesforce returns); any other value (15 characters, a wrong or lower-case suffix) goes through it."""
+    if len(value) == 18 and value.isascii() and value.isalnum():
+        bits = value[:15].translate(_CASE_BITS)
+        a = _SUFFIX_ALPHABET
+        if value[15:] == a[int(bits[4::-1], 2)] + a[int(bits[9:4:-1], 2)] + a[int(bits[14:9:-1], 2)]:
+            return value
+    return normalize_id(value)
 
 
 def _check_name(kind: str, value: str) -> str:
@@ -516,16 +536,26 @@ class SalesforceClient:
         """Every record whose ``field`` is true, streamed page by page (bounded memory).
 
         ``use_bulk=None`` decides with a ``SELECT COUNT()``: Bulk 2.0 query at or above
-        ``cfg.bulkThreshold`` records, REST query paging below.
+        ``cfg.bulkThreshold`` records, REST query paging below. Ids come in their 18-character form
+        (``normalize_id``'s, checked without its per-character work when Salesforce sent that form already).
         """
         soql = opted_out_soql(object_name, field)
         if use_bulk is None:
             use_bulk = self.count_opted_out(object_name, field) >= self.cfg.bulkThreshold
-        pages = self._bulk_query_pages(object_name, soql) if use_bulk else self._rest_query_pages(soql)
-        for page in pages:
-            for row in page:
-                email = row.get("Email") or None
-                yield OptedOutRecord(id=normalize_id(str(row["Id"])), object=object_name, email=email)
+        if use_bulk:
+            for text in self._bulk_query_csv(object_name, soql):
+                rows = csv.reader(_lines(text))
+                header = next(rows, None)
+                if header is None:
+                    continue
+                at_id, at_email = header.index("Id"), header.index("Email")
+                for row in rows:
+                    yield OptedOutRecord(id=_case_safe_id(row[at_id]), object=object_name, email=row[at_email] or None)
+            return
+        for page in self._rest_query_pages(soql):
+            for record in page:
+                email = record.get("Email") or None
+                yield OptedOutRecord(id=_case_safe_id(str(record["Id"])), object=object_name, email=email)
 
     def count_query(self, soql: str) -> int:
         """``totalSize`` of a ``SELECT COUNT() ...`` query."""
@@ -554,6 +584,11 @@ class SalesforceClient:
         return self._bulk(sf, object_name).get_query_results(job_id, locator, max_records=self.bulk_query_page_size)
 
     def _bulk_query_pages(self, object_name: str, soql: str) -> Iterator[list[dict[str, Any]]]:
+        for text in self._bulk_query_csv(object_name, soql):
+            yield list(csv.DictReader(_lines(text)))
+
+    def _bulk_query_csv(self, object_name: str, soql: str) -> Iterator[str]:
+        """The CSV text of each results page of a Bulk 2.0 query job (header line first on every page)."""
         op = "bulk_query"
         job = self._call(op, lambda sf: self._bulk(sf, object_name).create_job(Operation.query, query=soql))
         job_id = str(job["id"])
@@ -567,7 +602,7 @@ class SalesforceClient:
         locator = ""
         while True:
             page = self._call(op, functools.partial(self._query_results_page, object_name, job_id, locator))
-            yield list(csv.DictReader(_lines(page["records"])))
+            yield str(page["records"])
             locator = page["locator"]
             if not locator:
                 return
