@@ -9,7 +9,8 @@ the PATH (the bench set-up installs it: ``apt-get install wrk``), else from an a
 report says which. Aim: the worker >= 0.5x the bare handler.
 
 ``--profile`` (env ``BENCH_PROFILE=1``) also records a py-spy profile of the worker under load and
-prints its top frames, when py-spy is installed.
+prints its top frames, when py-spy is installed. ``BENCH_ROUNDS=N`` runs the pair N times, one after the
+other, and reports the medians (a shared machine's load swings between runs).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -142,24 +144,36 @@ def main() -> None:
         )
         with _process(worker_code):
             pass  # the schema, created once outside the measurement
-        with _process("from bench.bench_ingest_handler import serve_bare; serve_bare({port})") as (url, _):
-            bare = _rate(url, script)
-        with _process(worker_code) as (url, proc):
-            if profile:
-                report: dict[str, str | None] = {}
+        rounds = max(1, int(os.environ.get("BENCH_ROUNDS", "1")))  # on a shared machine: the median of several
+        ratios: list[float] = []
+        bares: list[float] = []
+        workers: list[float] = []
+        report: dict[str, str | None] = {}
+        for number in range(1, rounds + 1):
+            with _process("from bench.bench_ingest_handler import serve_bare; serve_bare({port})") as (url, _):
+                bare = _rate(url, script)
+            with _process(worker_code) as (url, proc):
+                if profile and number == rounds:
 
-                def record() -> None:
-                    report["top"] = _profile(proc.pid, SECONDS - 1, tmp / "profile.txt")
+                    def record(pid: int = proc.pid) -> None:
+                        report["top"] = _profile(pid, SECONDS - 1, tmp / "profile.txt")
 
-                import threading
+                    import threading
 
-                thread = threading.Thread(target=record)
-                thread.start()
-                worker = _rate(url, script)
-                thread.join()
-            else:
-                worker = _rate(url, script)
-        ratio = worker / bare
+                    thread = threading.Thread(target=record)
+                    thread.start()
+                    worker = _rate(url, script)
+                    thread.join()
+                else:
+                    worker = _rate(url, script)
+            bares.append(bare)
+            workers.append(worker)
+            ratios.append(worker / bare)
+            if rounds > 1:
+                print(f"round {number}: bare {bare:.0f} req/s, worker {worker:.0f} accepted/s, {worker / bare:.2f}x")
+        bare, worker, ratio = statistics.median(bares), statistics.median(workers), statistics.median(ratios)
+        if rounds > 1:
+            print(f"medians of {rounds} rounds (the ratio: the median of the rounds' ratios)")
         print(f"load: {client}, {SECONDS:g} s each, single-item posts")
         print(f"ingest bare aiohttp handler {bare:9.0f} req/s")
         print(f"ingest push worker (SQLite) {worker:9.0f} accepted/s")
