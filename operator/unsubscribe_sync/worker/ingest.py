@@ -34,10 +34,11 @@ log = get_logger(__name__)
 
 RETRY_AFTER_SECONDS = 5  # the database being away: a few seconds before the sender tries again
 QUEUE_FULL_RETRY_AFTER_SECONDS = 1  # a full queue drains within a commit or two
-# Under load (the last commit held more than one request and ended less than GATHER_AFTER_SECONDS ago), a ledger
-# thread about to commit fewer items than the last commit waits at most GATHER_SECONDS for as many: the fixed
-# cost of a transaction, Python that holds the event loop's GIL, is then shared by more requests (as
-# PostgreSQL's commit_delay does for its WAL flush). A request after a quiet spell is committed at once.
+# Under load (the last commit held more than one request and ended less than GATHER_AFTER_SECONDS ago), the
+# ledger thread waits for as many requests as the last commit held before the next one, at most GATHER_SECONDS
+# after the first of them: the fixed cost of a transaction, Python that holds the event loop's GIL, is then
+# shared by more requests (as PostgreSQL's commit_delay does for its WAL flush). A request after a quiet spell
+# is committed at once. The thread lingers GATHER_AFTER_SECONDS on an empty queue before its drain ends.
 GATHER_SECONDS = 0.001
 GATHER_AFTER_SECONDS = 0.01
 
