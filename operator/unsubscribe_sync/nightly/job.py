@@ -235,7 +235,8 @@ class NightlySync:
         The waits overlap: each object's Bulk 2.0 query job runs in Salesforce while the other objects and the
         ledger are read and staged. (One thread per Salesforce side only: every thread that allocates gets a
         malloc arena of its own, and a thread per ledger side too cost ~10 MB of peak RSS at 1M records.) The
-        first error stops the other sides at their next batch of rows and is raised here.
+        unsubscribed addresses without a Salesforce record are counted meanwhile too. The first error stops the
+        other sides at their next batch of rows and is raised here.
         """
         assert state.field is not None
         field_name = state.field
@@ -264,12 +265,19 @@ class NightlySync:
                 totals = state.objects.setdefault(name, ObjectTotals())
                 totals.read_at = time.time()
                 futures.append(pool.submit(side, self._stage_salesforce, stage, name, field_name, totals))
-            for name, stage in stages.items():
-                try:
+            try:
+                for name, stage in stages.items():
                     side(self._stage_ledger, stage, name, state.objects[name])
-                except Exception as exc:  # the Salesforce sides stop at their next batch; raised below
+            except _Stopped:  # a Salesforce side failed
+                pass
+            except Exception as exc:  # the Salesforce sides stop at their next batch; raised below
+                errors.append(exc)
+            if not errors:  # counted in a failed run's summary too, as long as the ledger answers
+                try:
+                    state.skipped_no_salesforce_id = self.ledger.count_without_salesforce_id()
+                except Exception as exc:
+                    stop.set()
                     errors.append(exc)
-                    break
             errors += [failure for f in futures if (failure := f.exception()) is not None]
         real = [exc for exc in errors if not isinstance(exc, _Stopped)]
         if real:
@@ -495,7 +503,8 @@ class NightlySync:
             return state.summary("Failed", redact_text(f"Salesforce: {exc}"))
         error: str | None
         try:
-            state.skipped_no_salesforce_id = self.ledger.count_without_salesforce_id()
+            if self.config.matching.by_email:  # else counted while the objects are staged (stage_concurrently)
+                state.skipped_no_salesforce_id = self.ledger.count_without_salesforce_id()
             if self.config.matching.by_email and state.dry_run:
                 state.email_matched = MatchedAddresses()
             stopped = self.sync_all(state)
