@@ -164,16 +164,17 @@ class Resolver:
     async def _failed(self, claim: ResolutionClaim, exc: Exception) -> None:
         problem = redact_text(f"{type(exc).__name__}: {exc}")
         error_class = failure_class(exc)
-        self._metrics.resolve_failures.labels(error_class=error_class.value).inc(len(claim.rows))
         self._client = None
-        if error_class in REFUSALS:  # the same query fails the same way until someone changes the org
+        refused = error_class in REFUSALS  # the same query fails the same way until someone changes the org
+        if refused:
             log.error("resolve_refused", addresses=len(claim.rows), error_class=error_class.value, error=problem)
             delays = [self.policy.max_backoff_seconds] * len(claim.rows)
-            await self._in_thread(self._ledger.release_resolutions, claim, problem, delays, True)
-            return
-        log.warning("resolve_failed", addresses=len(claim.rows), error_class=error_class.value, error=problem)
-        delays = [self.policy.delay(r.attempts) for r in claim.rows]
-        await self._in_thread(self._ledger.release_resolutions, claim, problem, delays)
+        else:
+            log.warning("resolve_failed", addresses=len(claim.rows), error_class=error_class.value, error=problem)
+            delays = [self.policy.delay(r.attempts) for r in claim.rows]
+        await self._in_thread(self._ledger.release_resolutions, claim, problem, delays, refused)
+        # counted once the ledger holds it: whoever sees the count finds the failure in the history
+        self._metrics.resolve_failures.labels(error_class=error_class.value).inc(len(claim.rows))
 
     def resolve(self, addresses: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
         """Ask each configured object which records carry ``addresses`` (in the worker's thread pool)."""
