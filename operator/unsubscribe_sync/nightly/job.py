@@ -40,6 +40,7 @@ every write is a set-to-true or an idempotent ledger upsert.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import threading
 import time
 import uuid
@@ -85,6 +86,20 @@ MAX_RETRY_PAUSE_SECONDS = 900.0
 BULK_POLL_INTERVAL = (0.25, 15.0)
 
 ClientFactory = Callable[[Callable[[str, str], None]], SalesforceClient]
+
+
+def _return_free_memory() -> None:
+    """Hand the memory the staging threads freed back to the system (glibc's ``malloc_trim``; elsewhere nothing).
+
+    Each thread that allocates gets a malloc arena of its own, and the Bulk pages it read (megabytes each) stay
+    mapped there once freed: without this the 1M nightly's peak RSS, reached later while it writes, was ~7 MB
+    higher than when the objects were staged one after another in one thread.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 class _Stopped(Exception):
@@ -279,6 +294,7 @@ class NightlySync:
                     stop.set()
                     errors.append(exc)
             errors += [failure for f in futures if (failure := f.exception()) is not None]
+        _return_free_memory()
         real = [exc for exc in errors if not isinstance(exc, _Stopped)]
         if real:
             raise real[0]
