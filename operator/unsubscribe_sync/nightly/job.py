@@ -103,7 +103,7 @@ def _return_free_memory() -> None:
 
 
 class _Stopped(Exception):
-    """Another side's staging failed: this one stops at its next row."""
+    """Another side's staging failed: this one stops at its next batch of rows."""
 
 
 class RequirementFailed(Exception):
