@@ -194,3 +194,13 @@ def test_a_row_taken_by_another_writer_between_completion_chunks_is_not_settled_
     assert report.lost == 1 and sorted(o.row.salesforce_id for o in report.outcomes) == sids[:3]
     left = ledger.claim("c", 10, 60, now=time.time() + 200)
     assert [r.salesforce_id for r in left] == [sids[3]]  # still owed: written again by its holder
+
+
+def test_the_count_of_queued_writes_of_true_agrees_with_their_set(ledger: Ledger) -> None:
+    sids = queue(ledger, 5)
+    ledger.resubscribe([Resubscribe(email="w1@example.com", requested_by="ops", reason="asked")])  # now false
+    asked = sorted([*sids, contact_id(9_999)])  # one id with nothing queued
+    left, earliest = ledger.queued_true(asked)
+    assert left == set(sids) - {sids[1]}
+    assert ledger.count_queued_true(asked) == (4, earliest) and earliest is not None
+    assert ledger.count_queued_true([contact_id(9_999)]) == (0, None)

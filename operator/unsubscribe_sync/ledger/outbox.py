@@ -490,6 +490,24 @@ class OutboxStore(LedgerBase):
                     earliest = at if earliest is None else min(earliest, at)
         return found, earliest
 
+    def count_queued_true(self, ids: Sequence[str]) -> tuple[int, float | None]:
+        """How many of ``ids`` (unique) have a write of true still queued, and the earliest time one is due.
+
+        What ``queued_true`` says without building the set: a drain asks it after every claim.
+        """
+        count, earliest = 0, None
+        with self._read() as conn:
+            for chunk in chunks(ids):
+                n, at = conn.execute(
+                    select(func.count(), func.min(outbox.c.next_attempt_at)).where(
+                        outbox.c.salesforce_id.in_(chunk), outbox.c.value.is_(True)
+                    )
+                ).one()
+                count += n
+                if at is not None:
+                    earliest = at if earliest is None else min(earliest, at)
+        return count, earliest
+
     def pending_clears(self) -> tuple[set[str], set[str]]:
         """(Salesforce ids, emails) of the records, of any object, with a resubscribe's write of false queued."""
         with self._read() as conn:
