@@ -13,6 +13,7 @@ Concurrency rules (PostgreSQL at READ COMMITTED, several replicas; SQLite takes 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ColumnElement
 
+from unsubscribe_sync.ledger.engine import SQLITE_BUSY_TIMEOUT_MS
 from unsubscribe_sync.ledger.policy import (
     Act,
     ActEffect,
@@ -104,19 +106,19 @@ _SQLITE_INSERT_ADDRESS = (
 # SQLite's statements of the ingest path as driver SQL, run on the driver's connection inside the transaction
 # (SQLAlchemy's per-statement work was most of a small group commit's CPU). A key list is one JSON array
 # parameter (``json_each``): one statement text whatever the count, the unique index still used per key.
-_SQLITE_IN_KEYS = "(SELECT value FROM json_each(?))"
-_SQLITE_LOCK_ADDRESSES = f"SELECT email, unsubscribed, state_at FROM unsubscribes WHERE email IN {_SQLITE_IN_KEYS}"
+SQLITE_IN_KEYS = "(SELECT value FROM json_each(?))"
+_SQLITE_LOCK_ADDRESSES = f"SELECT email, unsubscribed, state_at FROM unsubscribes WHERE email IN {SQLITE_IN_KEYS}"
 _SQLITE_UPDATE_ADDRESS = (
     "UPDATE unsubscribes SET unsubscribed = ?, state_at = ?, last_seen = ?, repeats = repeats + ? WHERE email = ?"
 )
-_SQLITE_TARGETS_OF = f"SELECT salesforce_id, object, email FROM salesforce_targets WHERE email IN {_SQLITE_IN_KEYS}"
+_SQLITE_TARGETS_OF = f"SELECT salesforce_id, object, email FROM salesforce_targets WHERE email IN {SQLITE_IN_KEYS}"
 _SQLITE_UNPUSHED_TARGETS_OF = f"{_SQLITE_TARGETS_OF} AND status != 'pushed'"
-_SQLITE_HELD_TARGETS = f"SELECT salesforce_id FROM salesforce_targets WHERE salesforce_id IN {_SQLITE_IN_KEYS}"
+_SQLITE_HELD_TARGETS = f"SELECT salesforce_id FROM salesforce_targets WHERE salesforce_id IN {SQLITE_IN_KEYS}"
 _SQLITE_INSERT_TARGET = (
     "INSERT INTO salesforce_targets (salesforce_id, object, email, status, field, created_at, updated_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-_SQLITE_QUEUED_WRITES = f"SELECT salesforce_id, value, act_at FROM outbox WHERE salesforce_id IN {_SQLITE_IN_KEYS}"
+_SQLITE_QUEUED_WRITES = f"SELECT salesforce_id, value, act_at FROM outbox WHERE salesforce_id IN {SQLITE_IN_KEYS}"
 _OUTBOX_COLUMNS = (
     "salesforce_id", "object", "email", "value", "act_at", "seq", "received_at", "attempts", "next_attempt_at"
 )  # fmt: skip
@@ -132,7 +134,7 @@ _SQLITE_QUEUE_WRITE = (
 _SQLITE_REFRESH_WRITE = f"{_SQLITE_INSERT_OUTBOX} ON CONFLICT (salesforce_id) DO UPDATE SET act_at = excluded.act_at"
 _SQLITE_REQUEUE_TARGETS = (
     f"UPDATE salesforce_targets SET status = 'pending', last_error = NULL, updated_at = ?"
-    f" WHERE salesforce_id IN {_SQLITE_IN_KEYS}"
+    f" WHERE salesforce_id IN {SQLITE_IN_KEYS}"
 )
 
 
@@ -141,8 +143,8 @@ def driver_connection(conn: Connection) -> Any:
     return conn.connection.driver_connection
 
 
-def sqlite_select_in(conn: Connection, sql: str, keys: Sequence[str], *head: Any) -> list[Any]:
-    """The rows of a driver select whose last parameter is a key list (``_SQLITE_IN_KEYS``), after ``head``."""
+def sqlite_select_in(conn: Connection, sql: str, keys: Sequence[Any], *head: Any) -> list[Any]:
+    """The rows of a driver select whose last parameter is a key list (``SQLITE_IN_KEYS``), after ``head``."""
     raw = driver_connection(conn)
     rows: list[Any] = []
     for chunk in chunks(keys):
@@ -180,6 +182,7 @@ class LedgerBase:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._pg = engine.dialect.name == "postgresql"
+        self._write_turn = threading.RLock()
 
     @property
     def dialect(self) -> str:
@@ -187,10 +190,24 @@ class LedgerBase:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn:
-            conn.execution_options(ledger_write=True)
-            with conn.begin():
-                yield conn
+        """A write transaction; on SQLite this process's writers take turns on a lock first.
+
+        SQLite has one write lock per file. A writer that finds it taken waits in SQLite's busy handler, which
+        sleeps up to 100 ms between tries, so a steady stream of short transactions from one thread (the
+        pusher completing a Bulk claim 2,000 rows at a time) keeps another (the nightly) waiting for seconds.
+        Waiting on a lock of the process instead wakes the waiter as soon as the holder is done. Writers of
+        other processes still meet SQLite's busy handler; after ``SQLITE_BUSY_TIMEOUT_MS`` without a turn the
+        transaction goes ahead to it as before (its timeout then applies).
+        """
+        turn = not self._pg and self._write_turn.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        try:
+            with self._engine.connect() as conn:
+                conn.execution_options(ledger_write=True)
+                with conn.begin():
+                    yield conn
+        finally:
+            if turn:
+                self._write_turn.release()
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:

@@ -19,12 +19,13 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
 
 from unsubscribe_sync.ledger.base import (
-    _SQLITE_IN_KEYS,
+    SQLITE_IN_KEYS,
     LedgerBase,
     Unindexed,
     chunks,
     driver_connection,
     history_row,
+    sqlite_select_in,
 )
 from unsubscribe_sync.ledger.models import (
     ACTION_PUSH_FAILED,
@@ -520,14 +521,14 @@ class OutboxStore(LedgerBase):
 # of rows, was most of their cost). The same statements as PostgreSQL's Core, key lists as one JSON array.
 _SQLITE_CLAIM_ROWS = (
     "UPDATE outbox SET fence = fence + 1, lease_owner = ?, lease_expires_at = ?"
-    f" WHERE id IN {_SQLITE_IN_KEYS}"
+    f" WHERE id IN {SQLITE_IN_KEYS}"
     " RETURNING id, salesforce_id, object, email, received_at, attempts, value, seq, fence, stuck_at"
 )
-_SQLITE_CURRENT = f"SELECT id, fence, seq FROM outbox WHERE id IN {_SQLITE_IN_KEYS}"
-_SQLITE_DELETE_ROWS = f"DELETE FROM outbox WHERE id IN {_SQLITE_IN_KEYS}"
+_SQLITE_CURRENT = f"SELECT id, fence, seq FROM outbox WHERE id IN {SQLITE_IN_KEYS}"
+_SQLITE_DELETE_ROWS = f"DELETE FROM outbox WHERE id IN {SQLITE_IN_KEYS}"
 _SQLITE_RELEASE_DUE_NOW = (
     "UPDATE outbox SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?"
-    f" WHERE id IN {_SQLITE_IN_KEYS} AND lease_owner = ?"
+    f" WHERE id IN {SQLITE_IN_KEYS} AND lease_owner = ?"
 )
 _SQLITE_RETRY = (
     "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,"
@@ -535,13 +536,13 @@ _SQLITE_RETRY = (
 )
 _SQLITE_MARK_PUSHED = (
     "UPDATE salesforce_targets SET status = 'pushed', field = ?, last_error = NULL, updated_at = ?,"
-    f" confirmed_value = ?, confirmed_at = ? WHERE salesforce_id IN {_SQLITE_IN_KEYS}"
+    f" confirmed_value = ?, confirmed_at = ? WHERE salesforce_id IN {SQLITE_IN_KEYS}"
 )
 _SQLITE_MARK_FAILED = (
     "UPDATE salesforce_targets SET status = 'failed', last_error = ?, updated_at = ? WHERE salesforce_id = ?"
 )
 _SQLITE_MARK_CONFIRMED = (
-    f"UPDATE salesforce_targets SET confirmed_value = ?, confirmed_at = ? WHERE salesforce_id IN {_SQLITE_IN_KEYS}"
+    f"UPDATE salesforce_targets SET confirmed_value = ?, confirmed_at = ? WHERE salesforce_id IN {SQLITE_IN_KEYS}"
 )
 
 
@@ -593,11 +594,7 @@ def _claim_rows_sqlite(conn: Connection, ids: Sequence[int], token: str, expires
 
 def _current_sqlite(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[int, int]]:
     """``OutboxStore._current`` on SQLite (the transaction holds the write lock: nothing to lock per row)."""
-    raw = driver_connection(conn)
-    found: dict[int, tuple[int, int]] = {}
-    for chunk in chunks(sorted(ids)):
-        found.update((i, (f, q)) for i, f, q in raw.execute(_SQLITE_CURRENT, (json.dumps(list(chunk)),)).fetchall())
-    return found
+    return {i: (f, q) for i, f, q in sqlite_select_in(conn, _SQLITE_CURRENT, sorted(ids))}
 
 
 def _settle_sqlite(

@@ -10,24 +10,22 @@ transaction.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, delete, func, or_, select, update
+from sqlalchemy import Connection, delete, func, or_, select, update
 
 from unsubscribe_sync.api.addresses import normalize_email
 from unsubscribe_sync.ledger.base import (
-    _SQLITE_IN_KEYS,
+    SQLITE_IN_KEYS,
     Target,
     chunks,
     driver_connection,
     history_row,
     sqlite_select_in,
 )
-from unsubscribe_sync.ledger.engine import SQLITE_BUSY_TIMEOUT_MS, create_ledger_engine
+from unsubscribe_sync.ledger.engine import create_ledger_engine
 from unsubscribe_sync.ledger.intake import IntakeStore
 from unsubscribe_sync.ledger.models import (
     ACTION_UNSUBSCRIBED,
@@ -51,16 +49,16 @@ from unsubscribe_sync.ledger.schema import (
 
 DEFAULT_HISTORY_LIMIT = 100
 
-# ``add_salesforce_opt_outs``' statements on SQLite as driver SQL (key lists as one JSON array, ``_SQLITE_IN_KEYS``)
+# ``add_salesforce_opt_outs``' statements on SQLite as driver SQL (key lists as one JSON array, ``SQLITE_IN_KEYS``)
 _SQLITE_QUEUED_FALSE = "SELECT salesforce_id, email FROM outbox WHERE value IS 0"
 _SQLITE_ANY_RESOLVING_FALSE = "SELECT 1 FROM resolutions WHERE value IS 0 LIMIT 1"  # none: nothing to look up
 _SQLITE_CONFIRMED_FALSE = (
-    f"SELECT salesforce_id, confirmed_at FROM salesforce_targets WHERE salesforce_id IN {_SQLITE_IN_KEYS}"
+    f"SELECT salesforce_id, confirmed_at FROM salesforce_targets WHERE salesforce_id IN {SQLITE_IN_KEYS}"
     " AND confirmed_value IS 0"
 )
 _SQLITE_HOLD_AS_PUSHED = (
     "UPDATE salesforce_targets SET status = 'pushed', last_error = NULL, updated_at = ?, confirmed_value = 1,"
-    f" confirmed_at = ?, field = coalesce(?, field) WHERE salesforce_id IN {_SQLITE_IN_KEYS}"
+    f" confirmed_at = ?, field = coalesce(?, field) WHERE salesforce_id IN {SQLITE_IN_KEYS}"
 )
 # ``iter_targets``' page: the targets of one object after a key, of unsubscribed addresses, in id order
 _SQLITE_TARGET_PAGE_OF = (
@@ -70,7 +68,7 @@ _SQLITE_TARGET_PAGE_OF = (
 )
 _SQLITE_TARGET_PAGE = _SQLITE_TARGET_PAGE_OF.format("")
 _SQLITE_OPEN_TARGET_PAGE = _SQLITE_TARGET_PAGE_OF.format("AND t.status != 'failed' ")  # not failed for good
-_SQLITE_DROP_QUEUED_TRUE = f"DELETE FROM outbox WHERE salesforce_id IN {_SQLITE_IN_KEYS} AND value IS 1"
+_SQLITE_DROP_QUEUED_TRUE = f"DELETE FROM outbox WHERE salesforce_id IN {SQLITE_IN_KEYS} AND value IS 1"
 
 
 def _hold_as_pushed_sqlite(conn: Connection, ids: Sequence[str], field: str | None, now: float, at: float) -> None:
@@ -97,33 +95,6 @@ class WriteDecisionLike(Protocol):
 
 class Ledger(IntakeStore, OutboxStore, PollStateStore):
     """The durable store behind the worker and the nightly sync."""
-
-    def __init__(self, engine: Engine) -> None:
-        super().__init__(engine)
-        self._write_turn = threading.RLock()
-
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A write transaction; on SQLite this process's writers take turns on a lock first.
-
-        SQLite has one write lock per file. A writer that finds it taken waits in SQLite's busy handler, which
-        sleeps up to 100 ms between tries, so a steady stream of short transactions from one thread (the
-        pusher completing a Bulk claim 2,000 rows at a time) keeps another (the nightly) waiting for seconds.
-        Waiting on a lock of the process instead wakes the waiter as soon as the holder is done. Writers of
-        other processes still meet SQLite's busy handler; after ``SQLITE_BUSY_TIMEOUT_MS`` without a turn the
-        transaction goes ahead to it as before (its timeout then applies).
-        """
-        if self._pg:
-            with super()._write() as conn:
-                yield conn
-            return
-        turn = self._write_turn.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
-        try:
-            with super()._write() as conn:
-                yield conn
-        finally:
-            if turn:
-                self._write_turn.release()
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True, pool_size: int = 5) -> Ledger:
@@ -408,11 +379,11 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
         address, so its writes of false are read in one pass (they are few) instead of one scan per chunk."""
         wanted_ids = set(ids)
         wanted_emails = {items[sid][2] for sid in ids}
+        raw = driver_connection(conn)
         clearing: set[str] = set()
-        for sid, email in driver_connection(conn).execute(_SQLITE_QUEUED_FALSE).fetchall():
+        for sid, email in raw.execute(_SQLITE_QUEUED_FALSE).fetchall():
             if sid in wanted_ids or email in wanted_emails:
                 clearing.update((sid, email))
-        raw = driver_connection(conn)
         if raw.execute(_SQLITE_ANY_RESOLVING_FALSE).fetchone() is not None:  # Email mode: records not found yet
             clearing.update(self._resolving_false(conn, sorted(wanted_emails)))
         confirmed_false = {sid: at for sid, at in sqlite_select_in(conn, _SQLITE_CONFIRMED_FALSE, list(ids))}

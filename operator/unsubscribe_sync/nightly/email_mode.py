@@ -11,7 +11,6 @@ page cache whatever the volume (the same bound as staging.SortedStage).
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from unsubscribe_sync.api.addresses import normalize_email
+from unsubscribe_sync.nightly.staging import open_scratch_db
 from unsubscribe_sync.salesforce.ids import normalize_id
 from unsubscribe_sync.salesforce.matching import all_with_email_soql
 
@@ -45,9 +45,7 @@ class AddressStage:
     def __init__(self, directory: str | Path | None = None) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="usync-email-", dir=directory)
         self.path = Path(self._tmp.name) / "addresses.db"
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-16000", "temp_store=FILE"):
-            self._db.execute(f"PRAGMA {pragma}")
+        self._db = open_scratch_db(self.path)
         self._db.execute("CREATE TABLE records (email TEXT, id TEXT, PRIMARY KEY (email, id)) WITHOUT ROWID")
         self._db.execute("CREATE TABLE addresses (email TEXT PRIMARY KEY) WITHOUT ROWID")
 
@@ -132,9 +130,7 @@ class MatchedAddresses:
 
     def __init__(self, directory: str | Path | None = None) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="usync-email-found-", dir=directory)
-        self._db = sqlite3.connect(Path(self._tmp.name) / "found.db", isolation_level=None)
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-4000", "temp_store=FILE"):
-            self._db.execute(f"PRAGMA {pragma}")
+        self._db = open_scratch_db(Path(self._tmp.name) / "found.db", cache_kib=4_000)
         self._db.execute("CREATE TABLE found (email TEXT PRIMARY KEY) WITHOUT ROWID")
 
     def add(self, emails: Iterable[str]) -> None:

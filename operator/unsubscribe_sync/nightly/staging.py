@@ -29,16 +29,12 @@ from unsubscribe_sync.salesforce.types import OptedOutRecord
 _FETCH = 5_000
 
 
-def _open(path: Path) -> sqlite3.Connection:
-    """A staging connection: no journal, no sync, a bounded page cache; usable from another thread (the
-    nightly loads the sides of its objects in worker threads, then plans them in its own)."""
+def open_scratch_db(path: Path, *, cache_kib: int = 16_000) -> sqlite3.Connection:
+    """A throwaway SQLite file of the nightly: no journal, no sync, a page cache of at most ``cache_kib``;
+    usable from another thread (the nightly loads the sides of its objects in worker threads, then plans
+    them in its own)."""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    for pragma in (
-        "journal_mode=OFF",
-        "synchronous=OFF",
-        "cache_size=-16000",  # at most ~16 MiB of page cache
-        "temp_store=FILE",
-    ):
+    for pragma in ("journal_mode=OFF", "synchronous=OFF", f"cache_size=-{cache_kib}", "temp_store=FILE"):
         db.execute(f"PRAGMA {pragma}")
     return db
 
@@ -53,8 +49,8 @@ class SortedStage:
         # One file per side, each with its own connection: the two sides can be loaded at the same time from
         # two threads (each connection is used by one thread at a time; none is shared while loading).
         self._ledger_path = Path(self._tmp.name) / "ledger.db"
-        self._db = _open(self.path)
-        self._ledger_db = _open(self._ledger_path)
+        self._db = open_scratch_db(self.path)
+        self._ledger_db = open_scratch_db(self._ledger_path)
         self._db.execute("CREATE TABLE salesforce (id TEXT PRIMARY KEY, email TEXT) WITHOUT ROWID")
         self._ledger_db.execute("CREATE TABLE ledger (id TEXT, email TEXT, PRIMARY KEY (id, email)) WITHOUT ROWID")
 

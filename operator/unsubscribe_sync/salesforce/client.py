@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import functools
 import re
-import string
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -60,25 +59,6 @@ QUERY_BATCH_SIZE = 2000  # REST query page size
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _LIMIT_INFO_RE = re.compile(r"api-usage=(\d+)/(\d+)")
 _FINAL_JOB_STATES = ("JobComplete", "Failed", "Aborted")
-
-
-# An 18-character id's case-safe suffix, computed with str.translate instead of a loop per character: the first
-# 15 characters become "1" (upper case) or "0", read five at a time as binary (first character lowest).
-_SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
-_CASE_BITS = str.maketrans(
-    {**{c: "0" for c in string.ascii_lowercase + string.digits}, **{c: "1" for c in string.ascii_uppercase}}
-)
-
-
-def _case_safe_id(value: str) -> str:
-    """``normalize_id(value)``, without its per-character work for an 18-character id whose suffix is right
-    (what Salesforce returns); any other value (15 characters, a wrong or lower-case suffix) goes through it."""
-    if len(value) == 18 and value.isascii() and value.isalnum():
-        bits = value[:15].translate(_CASE_BITS)
-        a = _SUFFIX_ALPHABET
-        if value[15:] == a[int(bits[4::-1], 2)] + a[int(bits[9:4:-1], 2)] + a[int(bits[14:9:-1], 2)]:
-            return value
-    return normalize_id(value)
 
 
 def _check_name(kind: str, value: str) -> str:
@@ -536,8 +516,7 @@ class SalesforceClient:
         """Every record whose ``field`` is true, streamed page by page (bounded memory).
 
         ``use_bulk=None`` decides with a ``SELECT COUNT()``: Bulk 2.0 query at or above
-        ``cfg.bulkThreshold`` records, REST query paging below. Ids come in their 18-character form
-        (``normalize_id``'s, checked without its per-character work when Salesforce sent that form already).
+        ``cfg.bulkThreshold`` records, REST query paging below. Ids come in their 18-character form.
         """
         soql = opted_out_soql(object_name, field)
         if use_bulk is None:
@@ -550,12 +529,12 @@ class SalesforceClient:
                     continue
                 at_id, at_email = header.index("Id"), header.index("Email")
                 for row in rows:
-                    yield OptedOutRecord(id=_case_safe_id(row[at_id]), object=object_name, email=row[at_email] or None)
+                    yield OptedOutRecord(id=normalize_id(row[at_id]), object=object_name, email=row[at_email] or None)
             return
         for page in self._rest_query_pages(soql):
             for record in page:
                 email = record.get("Email") or None
-                yield OptedOutRecord(id=_case_safe_id(str(record["Id"])), object=object_name, email=email)
+                yield OptedOutRecord(id=normalize_id(str(record["Id"])), object=object_name, email=email)
 
     def count_query(self, soql: str) -> int:
         """``totalSize`` of a ``SELECT COUNT() ...`` query."""

@@ -18,11 +18,16 @@ Decision on 18-character input: the suffix must agree with the first 15 characte
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Sequence
 
 from unsubscribe_sync.api.constants import KEY_PREFIXES
 
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+# the case of each ID character as a bit ("1": upper case), by str.translate rather than a loop per character
+_CASE_BITS = str.maketrans(
+    {**{c: "0" for c in string.ascii_lowercase + string.digits}, **{c: "1" for c in string.ascii_uppercase}}
+)
 _ID_RE = re.compile(r"[0-9A-Za-z]+")
 _OBJECT_BY_PREFIX = {prefix: name for name, prefix in KEY_PREFIXES.items()}
 
@@ -32,15 +37,10 @@ class InvalidSalesforceId(ValueError):
 
 
 def case_safe_suffix(id15: str) -> str:
-    """The three suffix characters of the 18-character form of a 15-character ID."""
-    suffix = []
-    for start in (0, 5, 10):
-        bits = 0
-        for j, char in enumerate(id15[start : start + 5]):
-            if "A" <= char <= "Z":
-                bits |= 1 << j
-        suffix.append(_ALPHABET[bits])
-    return "".join(suffix)
+    """The three suffix characters of the 18-character form of a 15-character ID (of the characters 0-9, A-Z,
+    a-z): each five characters, upper case as 1, read as binary with the first character lowest."""
+    bits = id15.translate(_CASE_BITS)
+    return _ALPHABET[int(bits[4::-1], 2)] + _ALPHABET[int(bits[9:4:-1], 2)] + _ALPHABET[int(bits[14:9:-1], 2)]
 
 
 def _restore_case(id15: str, suffix: str) -> str | None:

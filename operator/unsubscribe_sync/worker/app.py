@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import StreamReader, web
+from aiohttp.typedefs import Middleware
 
 from unsubscribe_sync.api.config import Config, ConfigError
 from unsubscribe_sync.ledger import IngestResult, Ledger
@@ -162,47 +163,38 @@ def _route_name(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-@web.middleware
-async def request_metrics(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Request counts and durations, on both listeners (the public one too): the route label is the route
-    pattern (never a token or an address from the path), the method one of a fixed set (never client text)."""
-    metrics = request.app[METRICS]
-    start = time.perf_counter()
-    status = 500
-    try:
+def _metered(*, check_token: bool) -> Middleware:
+    """A middleware of request counts and durations, with the bearer check of ``/v1/...`` when ``check_token``.
+
+    The route label is the route pattern (never a token or an address from the path), the method one of a
+    fixed set (never client text). The check and the metrics are one middleware on the internal listener (each
+    middleware is a coroutine and a wrapper more per request).
+    """
+
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        metrics = request.app[METRICS]
+        start = time.perf_counter()
+        status = 500
         try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        status = response.status
-        return response
-    finally:
-        _record(metrics, request, status, start)
+            try:
+                refused = _refused_token(request) if check_token else None
+                response = refused if refused is not None else await handler(request)
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            status = response.status
+            return response
+        finally:
+            _record(metrics, request, status, start)
+
+    return middleware
 
 
-@web.middleware
-async def metered_bearer_auth(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """The internal listener's middleware: ``request_metrics`` around ``bearer_auth`` in one (each middleware is
-    a coroutine and a wrapper more per request)."""
-    metrics = request.app[METRICS]
-    start = time.perf_counter()
-    status = 500
-    try:
-        try:
-            refused = _refused_token(request)
-            response = refused if refused is not None else await handler(request)
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        status = response.status
-        return response
-    finally:
-        _record(metrics, request, status, start)
+request_metrics = _metered(check_token=False)  # the public listener's
+metered_bearer_auth = _metered(check_token=True)  # the internal listener's
 
 
 def _record(metrics: WorkerMetrics, request: web.Request, status: int, start: float) -> None:
@@ -212,17 +204,9 @@ def _record(metrics: WorkerMetrics, request: web.Request, status: int, start: fl
     metrics.record_request(method, _route_name(request), status, time.perf_counter() - start)
 
 
-@web.middleware
-async def bearer_auth(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """The internal listener's ``/v1/...`` take the bearer token (probes and /metrics do not)."""
-    refused = _refused_token(request)
-    return refused if refused is not None else await handler(request)
-
-
 def _refused_token(request: web.Request) -> web.Response | None:
-    """The 401 for a ``/v1/...`` request without the current bearer token; None when it may pass."""
+    """The 401 for a ``/v1/...`` request without the current bearer token (probes and /metrics take none);
+    None when it may pass."""
     if request.path.startswith("/v1/"):
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
