@@ -202,5 +202,5 @@ def test_the_count_of_queued_writes_of_true_agrees_with_their_set(ledger: Ledger
     asked = sorted([*sids, contact_id(9_999)])  # one id with nothing queued
     left, earliest = ledger.queued_true(asked)
     assert left == set(sids) - {sids[1]}
-    assert ledger.count_queued_true(asked) == (4, earliest) and earliest is not None
-    assert ledger.count_queued_true([contact_id(9_999)]) == (0, None)
+    assert ledger.count_queued_true(asked) == (4, earliest, earliest) and earliest is not None  # none leased
+    assert ledger.count_queued_true([contact_id(9_999)]) == (0, None, None)

@@ -183,6 +183,8 @@ class LedgerBase:
         self._engine = engine
         self._pg = engine.dialect.name == "postgresql"
         self._write_turn = threading.RLock()
+        self._committed = threading.Condition()
+        self._commits = 0  # write transactions this process committed (``wait_for_commit``)
 
     @property
     def dialect(self) -> str:
@@ -208,6 +210,27 @@ class LedgerBase:
         finally:
             if turn:
                 self._write_turn.release()
+        with self._committed:
+            self._commits += 1
+            self._committed.notify_all()
+
+    @property
+    def commits(self) -> int:
+        """How many write transactions this process has committed (a mark for ``wait_for_commit``)."""
+        return self._commits
+
+    @property
+    def sees_every_writer(self) -> bool:
+        """Whether every writer of this ledger is in this process (SQLite), so ``wait_for_commit`` sees them all.
+        On PostgreSQL other replicas and jobs write too: a waiter polls."""
+        return not self._pg
+
+    def wait_for_commit(self, seen: int, timeout: float) -> int:
+        """Wait until this process commits a write transaction after the mark ``seen``, or ``timeout`` seconds;
+        returns the new mark (``seen`` when none came)."""
+        with self._committed:
+            self._committed.wait_for(lambda: self._commits != seen, timeout=max(0.0, timeout))
+            return self._commits
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, or_, select, update
 
 from unsubscribe_sync.ledger.base import (
     SQLITE_IN_KEYS,
@@ -36,7 +36,7 @@ from unsubscribe_sync.ledger.models import (
     OutboxRow,
     PushOutcome,
 )
-from unsubscribe_sync.ledger.policy import claim_size
+from unsubscribe_sync.ledger.policy import Merge, QueuedWrite, claim_size, merge_queued_write
 from unsubscribe_sync.ledger.schema import outbox, salesforce_targets, unsubscribes
 
 
@@ -222,7 +222,12 @@ class OutboxStore(LedgerBase):
             rows = [self._push_history(now, o, field, source) for o in answered]
             rows += [
                 history_row(
-                    now, o.row.email, o.row.salesforce_id, source, ACTION_PUSH_STUCK, "retrying",
+                    now,
+                    o.row.email,
+                    o.row.salesforce_id,
+                    source,
+                    ACTION_PUSH_STUCK,
+                    "retrying",
                     f"retried {o.row.attempts + 1} times, still retrying: {o.error}",
                 )
                 for o in retries
@@ -304,13 +309,9 @@ class OutboxStore(LedgerBase):
         conn: Connection, done: Sequence[PushOutcome], replaced: Sequence[PushOutcome], field: str, now: float
     ) -> None:
         """Targets of settled rows: pushed (with the value Salesforce now holds) or failed with the reason."""
-        pushed = [
-            {"b_sid": o.row.salesforce_id, "b_value": o.row.value} for o in done if o.status == "pushed"
-        ]
+        pushed = [{"b_sid": o.row.salesforce_id, "b_value": o.row.value} for o in done if o.status == "pushed"]
         failed = [{"b_sid": o.row.salesforce_id, "b_error": o.error} for o in done if o.status == "failed"]
-        confirmed = [
-            {"b_sid": o.row.salesforce_id, "b_value": o.row.value} for o in replaced if o.status == "pushed"
-        ]
+        confirmed = [{"b_sid": o.row.salesforce_id, "b_value": o.row.value} for o in replaced if o.status == "pushed"]
         t = salesforce_targets
         where = t.c.salesforce_id == bindparam("b_sid")
         if pushed:
@@ -318,8 +319,12 @@ class OutboxStore(LedgerBase):
                 update(t)
                 .where(where)
                 .values(
-                    status="pushed", field=field, last_error=None, updated_at=now,
-                    confirmed_value=bindparam("b_value"), confirmed_at=now,
+                    status="pushed",
+                    field=field,
+                    last_error=None,
+                    updated_at=now,
+                    confirmed_value=bindparam("b_value"),
+                    confirmed_at=now,
                 ),
                 pushed,
             )
@@ -361,7 +366,9 @@ class OutboxStore(LedgerBase):
         sids = sorted(by_sid)
         queued: set[str] = set()
         for chunk in chunks(sids):
-            queued.update(conn.execute(select(outbox.c.salesforce_id).where(outbox.c.salesforce_id.in_(chunk))).scalars())
+            queued.update(
+                conn.execute(select(outbox.c.salesforce_id).where(outbox.c.salesforce_id.in_(chunk))).scalars()
+            )
             conn.execute(
                 update(outbox)
                 .where(outbox.c.salesforce_id.in_(chunk))
@@ -445,15 +452,71 @@ class OutboxStore(LedgerBase):
         read Salesforce; a push settled it since) is already set: it is not written again. Returns (ids now owed
         a write of true, ids left out for a resubscribe, ids already confirmed true since the read).
         """
+        wanted, owed, confirmed = self._nightly_writes_owed(sorted(set(ids)), read_at)
+        if wanted:
+            owed |= self._queue_nightly_writes(wanted, read_at, confirmed)
+        kept = [sid for sid in ids if sid in owed]
+        return kept, len(set(ids)) - len(owed) - len(confirmed), len(confirmed)
+
+    def _nightly_writes_owed(self, ids: Sequence[str], read_at: float | None) -> tuple[list[str], set[str], list[str]]:
+        """Read before the write lock: (ids that may need a write queued, ids already owed a write of true that
+        the queue rule would keep as it is, ids confirmed true since ``read_at``).
+
+        At volume most of the nightly's writes are already queued (a backlog the push is draining): they are
+        settled by this read, and the pusher's claims and completions are not held off the write lock meanwhile.
+        A row that changes after the read needs nothing from the nightly: a completion wrote it, a newer act
+        (which queued its own write) replaced it.
+        """
+        t, u = salesforce_targets, unsubscribes
+        wanted: list[str] = []
+        owed: set[str] = set()
+        confirmed: list[str] = []
+        with self._read() as conn:
+            for chunk in chunks(ids):
+                for sid, at, value, confirmed_at, queued_value, queued_at in conn.execute(
+                    select(
+                        t.c.salesforce_id,
+                        u.c.state_at,
+                        t.c.confirmed_value,
+                        t.c.confirmed_at,
+                        outbox.c.value,
+                        outbox.c.act_at,
+                    )
+                    .select_from(
+                        t.join(u, u.c.email == t.c.email).outerjoin(outbox, outbox.c.salesforce_id == t.c.salesforce_id)
+                    )
+                    .where(t.c.salesforce_id.in_(chunk), u.c.unsubscribed)
+                ).all():
+                    if _confirmed_since(value, confirmed_at, read_at):
+                        confirmed.append(sid)
+                    elif (
+                        queued_value
+                        and merge_queued_write(
+                            QueuedWrite(True, float(queued_at)), QueuedWrite(True, float(at if at is not None else 0.0))
+                        )
+                        is Merge.KEEP
+                    ):
+                        owed.add(sid)
+                    else:
+                        wanted.append(sid)
+        return wanted, owed, confirmed
+
+    def _queue_nightly_writes(self, ids: Sequence[str], read_at: float | None, confirmed: list[str]) -> set[str]:
+        """Queue the writes of true the read could not settle (under the write lock, read again); returns the
+        ids owed one now. Ids confirmed true since ``read_at`` meanwhile are added to ``confirmed``."""
         t, u = salesforce_targets, unsubscribes
         writes: list[tuple[tuple[str, str, str], bool, float]] = []
-        confirmed: list[str] = []
+        owed: set[str] = set()
         with self._write() as conn:
             now = self._db_now(conn)
-            for chunk in chunks(sorted(set(ids))):
+            for chunk in chunks(ids):
                 for sid, obj, email, at, value, confirmed_at in conn.execute(
                     select(
-                        t.c.salesforce_id, t.c.object, t.c.email, u.c.state_at, t.c.confirmed_value,
+                        t.c.salesforce_id,
+                        t.c.object,
+                        t.c.email,
+                        u.c.state_at,
+                        t.c.confirmed_value,
                         t.c.confirmed_at,
                     )
                     .join(u, u.c.email == t.c.email)
@@ -464,7 +527,6 @@ class OutboxStore(LedgerBase):
                     else:
                         writes.append(((sid, obj, email), True, float(at if at is not None else 0.0)))
             self._queue_writes(conn, writes, now)
-            owed: set[str] = set()
             for chunk in chunks(sorted(w[0][0] for w in writes)):
                 owed.update(
                     conn.execute(
@@ -473,8 +535,7 @@ class OutboxStore(LedgerBase):
                         )
                     ).scalars()
                 )
-        kept = [sid for sid in ids if sid in owed]
-        return kept, len(set(ids)) - len(owed) - len(confirmed), len(confirmed)
+        return owed
 
     def queued_true(self, ids: Sequence[str]) -> tuple[set[str], float | None]:
         """Of ``ids``, those with a write of true still queued, and the earliest time one of them is due."""
@@ -491,23 +552,28 @@ class OutboxStore(LedgerBase):
                     earliest = at if earliest is None else min(earliest, at)
         return found, earliest
 
-    def count_queued_true(self, ids: Sequence[str]) -> tuple[int, float | None]:
-        """How many of ``ids`` (unique) have a write of true still queued, and the earliest time one is due.
+    def count_queued_true(self, ids: Sequence[str]) -> tuple[int, float | None, float | None]:
+        """How many of ``ids`` (unique) have a write of true still queued, the earliest time one of them is due,
+        and the earliest time one can be claimed (due, and any lease another writer holds on it expired).
 
-        What ``queued_true`` says without building the set: a drain asks it after every claim.
+        What ``queued_true`` says without building the set: a drain asks it between claims.
         """
-        count, earliest = 0, None
+        claimable = case(
+            (outbox.c.lease_expires_at > outbox.c.next_attempt_at, outbox.c.lease_expires_at),
+            else_=outbox.c.next_attempt_at,
+        )
+        count, due, free = 0, None, None
         with self._read() as conn:
             for chunk in chunks(ids):
-                n, at = conn.execute(
-                    select(func.count(), func.min(outbox.c.next_attempt_at)).where(
+                n, due_at, free_at = conn.execute(
+                    select(func.count(), func.min(outbox.c.next_attempt_at), func.min(claimable)).where(
                         outbox.c.salesforce_id.in_(chunk), outbox.c.value.is_(True)
                     )
                 ).one()
                 count += n
-                if at is not None:
-                    earliest = at if earliest is None else min(earliest, at)
-        return count, earliest
+                due = _earliest(due, due_at)
+                free = _earliest(free, free_at)
+        return count, due, free
 
     def pending_clears(self) -> tuple[set[str], set[str]]:
         """(Salesforce ids, emails) of the records, of any object, with a resubscribe's write of false queued."""
@@ -554,8 +620,16 @@ def _claim_rows_core(conn: Connection, ids: Sequence[int], token: str, expires: 
         # and the OutboxRows together.
         claimed.extend(
             OutboxRow(
-                r.id, r.salesforce_id, sys.intern(r.object), r.email, r.received_at, r.attempts,
-                bool(r.value), r.seq, r.fence, r.stuck_at is not None,
+                r.id,
+                r.salesforce_id,
+                sys.intern(r.object),
+                r.email,
+                r.received_at,
+                r.attempts,
+                bool(r.value),
+                r.seq,
+                r.fence,
+                r.stuck_at is not None,
             )
             for r in conn.execute(
                 update(outbox)
@@ -635,6 +709,10 @@ def _mark_records_sqlite(
     failed = [(o.error, now, o.row.salesforce_id) for o in done if o.status == "failed"]
     if failed:
         raw.executemany(_SQLITE_MARK_FAILED, failed)
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def _confirmed_since(value: bool | None, confirmed_at: float | None, read_at: float | None) -> bool:

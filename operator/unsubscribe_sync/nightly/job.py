@@ -501,8 +501,8 @@ class NightlySync:
                     return reason
             for name, stage in stages.items():
                 self.sync_object(state, name, stage)
-                if not state.dry_run:
-                    self.drain(state)  # object by object: an interrupted run has written the objects before
+            if not state.dry_run:  # once for every object: the writes of one overlap the planning of the next
+                self.drain(state)
         if guard.active and state.dry_run:
             planned = {"toSalesforce": state.total("toSalesforce"), "fromSalesforce": state.total("fromSalesforce")}
             state.guard = guard.report(planned, self._read_totals(state), dry_run=True)

@@ -193,6 +193,28 @@ async def write_claim(
     return report
 
 
+QUIET_SECONDS = 0.03  # a drain waiting for another writer asks again once the ledger's writes pause this long
+LONGEST_WAIT_SECONDS = 0.5  # ... or after this long in a stream of writes
+
+
+async def _wait_for_writers(ledger: Ledger, seconds: float, in_thread: InThread) -> None:
+    """Wait up to ``seconds`` for the rows other writers hold: until this process's ledger writes (another
+    writer's completion) come and then pause, the time is up, or ``LONGEST_WAIT_SECONDS`` into a stream of
+    writes. A burst of completions (a Bulk claim is completed 2,000 rows at a time) is one wake-up, not one
+    ledger question per transaction. Writers of other processes are not seen (PostgreSQL): the caller bounds
+    ``seconds`` by its poll interval there."""
+    start = time.monotonic()
+    deadline = start + seconds
+    seen = ledger.commits
+    mark = await in_thread(ledger.wait_for_commit, seen, seconds)
+    while mark != seen:
+        now = time.monotonic()
+        if now >= deadline or now - start >= LONGEST_WAIT_SECONDS:
+            return
+        seen = mark
+        mark = await in_thread(ledger.wait_for_commit, seen, min(QUIET_SECONDS, deadline - now))
+
+
 @dataclass(slots=True)
 class DrainResult:
     """What a drain of some records' writes of true came to (per object), and which are still queued."""
@@ -231,11 +253,19 @@ async def drain(
     deadline = time.monotonic() + timeout_seconds
     failures = 0
     while True:
-        waiting, earliest = await in_thread(ledger.count_queued_true, ordered)
+        waiting, due_at, claimable_at = await in_thread(ledger.count_queued_true, ordered)
         remaining = deadline - time.monotonic()
         if not waiting or remaining <= 0:
             out.left = (await in_thread(ledger.queued_true, ordered))[0] if waiting else set()
             return out
+        now = time.time()
+        if due_at is not None and due_at - now > remaining:  # every one is due after the time is up
+            out.left = (await in_thread(ledger.queued_true, ordered))[0]
+            return out
+        if claimable_at is not None and claimable_at > now:  # held by another writer, or due later
+            wait = min(claimable_at - now, remaining)
+            await _wait_for_writers(ledger, wait if ledger.sees_every_writer else min(wait, poll_seconds), in_thread)
+            continue
         claim = await in_thread(
             ledger.claim,
             owner,
@@ -245,12 +275,8 @@ async def drain(
             bulk_limit=bulk_limit,
             among=ordered,
         )
-        if not claim.rows:  # held by another writer, or due later
-            wait = poll_seconds if earliest is None else max(poll_seconds, earliest - time.time())
-            if wait > remaining:
-                out.left = (await in_thread(ledger.queued_true, ordered))[0]
-                return out
-            await asyncio.sleep(wait)
+        if not claim.rows:  # another writer claimed them first
+            await _wait_for_writers(ledger, min(remaining, poll_seconds), in_thread)
             continue
         report = await write_claim(ledger, client, claim, field_name, settings, in_thread)
         if report.error is not None:
