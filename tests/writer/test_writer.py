@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from tests.fixtures.ledgers import contact_id
 from unsubscribe_sync.ledger import Ledger, PushOutcome, Resubscribe, Unsubscribe
 from unsubscribe_sync.salesforce.types import ErrorClass, RecordResult, SalesforceError
-from unsubscribe_sync.writer import WriteSettings, write_claim
+from unsubscribe_sync.writer import WriteSettings, drain, write_claim
 
 FIELD = "HasOptedOutOfEmail"
 SETTINGS = WriteSettings(lease_seconds=60, max_attempts=5, delay=lambda cls, n: 0.0)
@@ -204,3 +205,39 @@ def test_the_count_of_queued_writes_of_true_agrees_with_their_set(ledger: Ledger
     assert left == set(sids) - {sids[1]}
     assert ledger.count_queued_true(asked) == (4, earliest, earliest) and earliest is not None  # none leased
     assert ledger.count_queued_true([contact_id(9_999)]) == (0, None, None)
+
+
+def test_rows_another_writer_holds_can_be_claimed_once_its_lease_expires(ledger: Ledger) -> None:
+    sids = queue(ledger, 2)
+    due = ledger.queued_true(sids)[1]
+    held = ledger.claim("push", 1, 30)
+    assert ledger.count_queued_true(sids) == (2, due, due)  # the other row is free now
+    free = ledger.claim("push", 1, 30)
+    assert ledger.count_queued_true(sids) == (2, due, min(held.lease_expires_at, free.lease_expires_at))
+
+
+def test_a_drain_waiting_for_rows_another_writer_holds_returns_once_that_writer_completes_them(
+    ledger: Ledger,
+) -> None:
+    sids = queue(ledger, 3)
+    held = ledger.claim("push", 10, 30)  # the pusher writes them; its lease runs for 30 s
+
+    def complete_later() -> None:
+        time.sleep(0.3)
+        ledger.complete(held, [PushOutcome(r, "pushed", None) for r in held.rows], field=FIELD)
+
+    pusher = threading.Thread(target=complete_later)
+    pusher.start()
+    client = Client()
+    started = time.monotonic()
+    # SQLite: every writer is in this process, so the wait wakes on the commit; PostgreSQL: it polls
+    poll = 60.0 if ledger.sees_every_writer else 0.2
+    result = asyncio.run(
+        drain(
+            ledger, client, FIELD, "nightly", sids, SETTINGS, batch_size=200, bulk_threshold=10_000,
+            bulk_limit=100_000, timeout_seconds=120, in_thread=in_thread, poll_seconds=poll,
+        )
+    )  # fmt: skip
+    pusher.join()
+    assert result.left == set() and result.pushed == {} and client.calls == []  # written once, by its holder
+    assert time.monotonic() - started < 30  # not when the holder's lease would have expired
