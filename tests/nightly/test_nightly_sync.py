@@ -170,20 +170,23 @@ def test_interrupted_run_can_be_rerun(env: Env) -> None:
     w = build_world(env)
     config = env.config()
     with pytest.raises(KeyboardInterrupt):
-        run_nightly(config, dry_run=False, progress=Interrupt("Lead: plan and apply"))
-    # stopped before its writes (they follow the planning of every object): still queued in the outbox, where
-    # the push, or the next run, writes them
+        run_nightly(config, dry_run=False, progress=Interrupt("write to Salesforce"))
+    # stopped once every object was planned, before its writes: they are queued in the outbox, where the push,
+    # or the next run, writes them
     assert not opted_out(env, w.c_ledger_only) and not opted_out(env, w.l_ledger_only)
     ledger = env.ledger()
     try:
         assert ledger.queued_true([w.c_ledger_only, w.l_ledger_only])[0] == {w.c_ledger_only, w.l_ledger_only}
+        added = ledger.lookup("sf.only@example.com")
+        assert added is not None and added["unsubscribed"]
     finally:
         ledger.close()
 
     summary = run_nightly(config, dry_run=False)
 
     assert summary["outcome"] == "Succeeded"
-    assert counts(summary) == {"toSalesforce": 3, "fromSalesforce": 1, "skippedNoSalesforceId": 2, "failed": 2}
+    # the Salesforce opt-outs were added to the ledger by the interrupted run
+    assert counts(summary) == {"toSalesforce": 3, "fromSalesforce": 0, "skippedNoSalesforceId": 2, "failed": 2}
     assert opted_out(env, w.c_ledger_only) and opted_out(env, w.l_ledger_only) and opted_out(env, w.l_ledger_15)
     assert all(env.state.write_count(rid) == 1 for rid in (w.c_ledger_only, w.l_ledger_only, w.l_ledger_15))
 
