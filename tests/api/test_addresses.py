@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from unsubscribe_sync.api.addresses import InvalidAddress, normalize_email, parse_address
+from unsubscribe_sync.api.addresses import InvalidAddress, _normalized, normalize_email, parse_address
 
 NORMALIZED = {
     "surrounding whitespace is trimmed": (" \tAnn@example.com \n", "ann@example.com"),
@@ -156,3 +156,13 @@ def test_normalize_email_is_idempotent_and_agrees_with_parse_address(text: str) 
         return
     assert parsed == once
     assert parse_address(parsed) == parsed, "an accepted form is accepted again, unchanged"
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.one_of(st.text(st.characters(max_codepoint=127), max_size=30), address_like.filter(str.isascii)))
+@example(" Ann@Example.COM\x1c")
+@example("a@@b.c")
+@example("no-at-sign")
+@example("a@[192.0.2.1]")
+def test_plain_ascii_text_takes_a_shortcut_to_the_same_form(text: str) -> None:
+    assert normalize_email(text) == _normalized(text)

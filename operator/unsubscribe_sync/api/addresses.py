@@ -164,6 +164,14 @@ def _canonical_domain(domain: str) -> str:
 
 def normalize_email(address: str) -> str:
     """The one stored form of an address (see the module docstring); never raises, whatever the text."""
+    if address.isascii() and '"' not in address and "[" not in address:
+        # NFC leaves ASCII as it is, an unquoted local part and an ASCII domain that is no address literal are
+        # kept as written: the form is the trimmed, lower-cased text (what the general path below gives)
+        return address.strip().lower()
+    return _normalized(address)
+
+
+def _normalized(address: str) -> str:
     text = _prepared(address)
     try:
         local, domain = _split(text)
