@@ -161,7 +161,7 @@ def agreement(url: str, admin: SandboxAdmin) -> tuple[int, int, int]:
     try:
         lost = missing = targets = 0
         for name, _ in OBJECTS:
-            ledger_ids = {sid for sid, _ in ledger.iter_targets(name, include_failed=True)}
+            ledger_ids = {sid for sid, _, _ in ledger.iter_targets(name, include_failed=True)}
             opted = set(admin.find_ids(name, HasOptedOutOfEmail=True))
             targets += len(ledger_ids)
             lost += len(ledger_ids - opted)

@@ -111,13 +111,23 @@ def test_iter_targets_is_ordered_and_paged(ledger: Ledger) -> None:
     ledger.ingest([unsub(f"u{i}@example.com", sid) for i, sid in enumerate(ids)])
     ledger.ingest([unsub("lead@example.com", lead_id(1))])
     got = list(ledger.iter_targets("Contact", page_size=3))
-    assert [sid for sid, _ in got] == sorted(ids)  # bytewise order on both databases
-    assert dict(got)[ids[0]] == "u0@example.com"
-    assert list(ledger.iter_targets("Lead")) == [(lead_id(1), "lead@example.com")]
+    assert [sid for sid, _, _ in got] == sorted(ids)  # bytewise order on both databases
+    assert {sid: email for sid, email, _ in got}[ids[0]] == "u0@example.com"
+    assert all(owed for _, _, owed in got)  # every one still has its write of true queued
+    assert list(ledger.iter_targets("Lead")) == [(lead_id(1), "lead@example.com", True)]
     rows = ledger.claim("w", 200, 60)
     ledger.complete(rows, [PushOutcome(rows[0], "failed", "ENTITY_IS_DELETED")], field="HasOptedOutOfEmail")
-    open_ids = [sid for sid, _ in ledger.iter_targets("Contact", include_failed=False)]
+    open_ids = [sid for sid, _, _ in ledger.iter_targets("Contact", include_failed=False)]
     assert rows[0].salesforce_id not in open_ids and len(open_ids) == len(ids) - 1
+
+
+def test_a_target_is_owed_a_write_while_its_write_of_true_is_queued(ledger: Ledger) -> None:
+    ledger.ingest([unsub("a@example.com", contact_id(1)), unsub("b@example.com", contact_id(2))])
+    claim = ledger.claim("w", 1, 60)
+    ledger.complete(claim, [PushOutcome(claim[0], "pushed", None)], field="HasOptedOutOfEmail")
+    settled = claim[0].salesforce_id
+    owed = {sid: bool(flag) for sid, _, flag in ledger.iter_targets("Contact")}
+    assert owed == {settled: False, ({contact_id(1), contact_id(2)} - {settled}).pop(): True}
 
 
 def test_add_salesforce_opt_outs_is_idempotent_and_settles_pending(ledger: Ledger) -> None:
@@ -309,7 +319,7 @@ def test_unsubscribe_after_resubscribe_queues_true_again(ledger: Ledger) -> None
     found = ledger.lookup("u@example.com")
     assert found is not None and found["unsubscribed"] is True
     assert [h["action"] for h in reversed(found["history"])] == ["unsubscribed", "resubscribed", "unsubscribed"]
-    assert [t for t, _ in ledger.iter_targets("Contact")] == [contact_id(4)]
+    assert [t for t, _, _ in ledger.iter_targets("Contact")] == [contact_id(4)]
 
 
 def test_resubscribe_of_unknown_or_resubscribed_address_is_a_recorded_no_op(ledger: Ledger) -> None:

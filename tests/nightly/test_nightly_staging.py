@@ -26,7 +26,9 @@ def test_stage_sorts_in_code_point_order_and_dedupes(tmp_path: Path) -> None:
         read = stage.load_salesforce(
             OptedOutRecord(i, "Contact", None if n % 3 else f"{i}@x.io") for n, i in enumerate(shuffled)
         )
-        stage.load_ledger([(ids[1], "b@x.io"), (ids[1], "a@x.io"), (ids[1], "a@x.io"), (ids[0], "c@x.io")])
+        stage.load_ledger(
+            [(ids[1], "b@x.io", True), (ids[1], "a@x.io", True), (ids[1], "a@x.io", True), (ids[0], "c@x.io", False)]
+        )
         assert read == 8
         assert stage.count() == (4, 3)
         got = list(stage.salesforce())
@@ -50,7 +52,7 @@ def test_stage_streams_large_inputs(tmp_path: Path) -> None:
     random.Random(1).shuffle(order)
     with SortedStage("Lead", tmp_path) as stage:
         stage.load_salesforce(OptedOutRecord(f"00Q{k:015d}", "Lead", f"l{k}@x.io") for k in order if k % 2)
-        stage.load_ledger((f"00Q{k:015d}", f"l{k}@x.io") for k in order if k % 3 == 0)
+        stage.load_ledger((f"00Q{k:015d}", f"l{k}@x.io", False) for k in order if k % 3 == 0)
         actions = [e.action for e in plan_object("Lead", stage.salesforce(), stage.ledger())]
     expected_to = sum(1 for k in range(n) if k % 3 == 0 and not k % 2)
     expected_from = sum(1 for k in range(n) if k % 2 and k % 3)
@@ -80,3 +82,13 @@ def test_termination_message_and_path(tmp_path: Path) -> None:
     assert termination_message({})[:1] == "{"
     assert not write_termination_log(summary, tmp_path / "missing-dir" / "file")
     assert not write_termination_log(summary, None)
+
+
+def test_the_ids_already_owed_a_write_are_told_apart_in_ascending_order(tmp_path: Path) -> None:
+    ids = [f"003{k:015d}" for k in range(10)]
+    with SortedStage("Contact", tmp_path) as stage:
+        stage.load_ledger((sid, f"{sid}@x.io", k % 3 == 0) for k, sid in reversed(list(enumerate(ids))))
+        stage.load_ledger([(ids[3], "other@x.io", True)])  # a second address of an owed id
+        owed = stage.owed()
+        assert [sid in owed for sid in ids] == [k % 3 == 0 for k in range(10)]
+        assert "003999999999999999" not in owed  # past the last one

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, delete, func, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, or_, select, update
 
 from unsubscribe_sync.api.addresses import normalize_email
 from unsubscribe_sync.ledger.base import (
@@ -62,9 +62,10 @@ _SQLITE_HOLD_AS_PUSHED = (
 )
 # ``iter_targets``' page: the targets of one object after a key, of unsubscribed addresses, in id order
 _SQLITE_TARGET_PAGE_OF = (
-    "SELECT t.salesforce_id, t.email FROM salesforce_targets AS t WHERE t.object = ? AND t.salesforce_id > ?"
-    " AND EXISTS (SELECT 1 FROM unsubscribes AS u WHERE u.email = t.email AND u.unsubscribed = 1)"
-    " {}ORDER BY t.salesforce_id LIMIT ?"
+    "SELECT t.salesforce_id, t.email, COALESCE(o.value = 1 AND o.act_at >= u.state_at, 0)"
+    " FROM salesforce_targets AS t CROSS JOIN unsubscribes AS u ON u.email = t.email AND u.unsubscribed = 1"
+    " LEFT JOIN outbox AS o ON o.salesforce_id = t.salesforce_id"
+    " WHERE t.object = ? AND t.salesforce_id > ? {}ORDER BY t.salesforce_id LIMIT ?"
 )
 _SQLITE_TARGET_PAGE = _SQLITE_TARGET_PAGE_OF.format("")
 _SQLITE_OPEN_TARGET_PAGE = _SQLITE_TARGET_PAGE_OF.format("AND t.status != 'failed' ")  # not failed for good
@@ -207,37 +208,42 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
 
     def iter_targets(
         self, object_name: str, *, include_failed: bool = True, page_size: int = 5000
-    ) -> Iterator[tuple[str, str]]:
-        """(salesforce_id, email) of the targets of ``object_name``, ordered by ID (bytewise), streamed in pages.
+    ) -> Iterator[tuple[str, str, bool]]:
+        """(salesforce_id, email, owed) of the targets of ``object_name``, ordered by ID (bytewise), in pages.
 
         Only targets of addresses that are unsubscribed: a resubscribed address's records are never set again.
         ``include_failed=False`` leaves out records whose write failed for good (deleted, converted, ...).
+        ``owed``: a write of true is queued for the record that the queue rule keeps as it is (from an act at
+        least as recent as the address's state): the nightly need not queue one.
         """
         if not self._pg:
             yield from self._iter_targets_sqlite(object_name, include_failed=include_failed, page_size=page_size)
             return
-        t = salesforce_targets
-        suppressed = (
-            select(unsubscribes.c.id).where(unsubscribes.c.email == t.c.email, unsubscribes.c.unsubscribed).exists()
+        t, u = salesforce_targets, unsubscribes
+        owed = and_(outbox.c.value.is_(True), outbox.c.act_at >= u.c.state_at)
+        joined = t.join(u, and_(u.c.email == t.c.email, u.c.unsubscribed)).outerjoin(
+            outbox, outbox.c.salesforce_id == t.c.salesforce_id
         )
         after = ""
         while True:
-            query = select(t.c.salesforce_id, t.c.email).where(
-                t.c.object == object_name, t.c.salesforce_id > after, suppressed
+            query = (
+                select(t.c.salesforce_id, t.c.email, owed)
+                .select_from(joined)
+                .where(t.c.object == object_name, t.c.salesforce_id > after)
             )
             if not include_failed:
                 query = query.where(t.c.status != "failed")
             with self._read() as conn:
                 page = conn.execute(query.order_by(t.c.salesforce_id).limit(page_size)).all()
-            yield from ((sid, email) for sid, email in page)
+            yield from ((sid, email, bool(queued)) for sid, email, queued in page)
             if len(page) < page_size:
                 return
             after = page[-1][0]
 
     def _iter_targets_sqlite(
         self, object_name: str, *, include_failed: bool, page_size: int
-    ) -> Iterator[tuple[str, str]]:
-        """``iter_targets`` on SQLite as driver SQL: the same keyset pages, as plain tuples."""
+    ) -> Iterator[tuple[str, str, bool]]:
+        """``iter_targets`` on SQLite as driver SQL: the same keyset pages, as plain tuples (``owed`` 0 or 1)."""
         sql = _SQLITE_TARGET_PAGE if include_failed else _SQLITE_OPEN_TARGET_PAGE
         after = ""
         while True:

@@ -162,7 +162,7 @@ class _NoTargetLedger(Protocol):
 
 
 class _Stage(Protocol):
-    def load_ledger(self, targets: Iterable[tuple[str, str]]) -> int: ...
+    def load_ledger(self, targets: Iterable[tuple[str, str, bool]]) -> int: ...
 
 
 class _Ledger(Protocol):
@@ -208,7 +208,7 @@ def _flush(
     ledger: _Ledger, stage: _Stage, batch: list[tuple[str, str, str]], dry_run: bool, matched: MatchedAddresses | None
 ) -> None:
     if dry_run:
-        stage.load_ledger((sid, email) for sid, _, email in batch)
+        stage.load_ledger((sid, email, False) for sid, _, email in batch)
         if matched is not None:
             matched.add(email for _, _, email in batch)
     else:

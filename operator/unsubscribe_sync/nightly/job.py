@@ -350,6 +350,8 @@ class NightlySync:
         self.progress.start(f"{object_name}: plan and apply", sf_count + lg_count)
         to_write: list[str] = []
         to_add: list[PlanEntry] = []
+        owed = stage.owed()  # already queued with true (a backlog the push is draining): waited for, not queued
+        queued = self.queued.setdefault(object_name, [])
         for entry, decision in self._decided(plan_object(object_name, stage.salesforce(), stage.ledger())):
             self.progress.advance(entry.records)
             if decision is Decision.IN_SYNC:
@@ -364,7 +366,9 @@ class NightlySync:
             if state.dry_run:
                 self._count_planned(state, totals, entry, decision)
                 continue
-            if decision is Decision.TO_SALESFORCE:
+            if decision is Decision.TO_SALESFORCE and entry.salesforce_id in owed:
+                queued.append(entry.salesforce_id)
+            elif decision is Decision.TO_SALESFORCE:
                 to_write.append(entry.salesforce_id)
                 if len(to_write) >= WRITE_CHUNK:
                     self._queue(object_name, to_write, totals)

@@ -52,7 +52,9 @@ class SortedStage:
         self._db = open_scratch_db(self.path)
         self._ledger_db = open_scratch_db(self._ledger_path)
         self._db.execute("CREATE TABLE salesforce (id TEXT PRIMARY KEY, email TEXT) WITHOUT ROWID")
-        self._ledger_db.execute("CREATE TABLE ledger (id TEXT, email TEXT, PRIMARY KEY (id, email)) WITHOUT ROWID")
+        self._ledger_db.execute(
+            "CREATE TABLE ledger (id TEXT, email TEXT, owed INTEGER, PRIMARY KEY (id, email)) WITHOUT ROWID"
+        )
 
     def __enter__(self) -> SortedStage:
         return self
@@ -67,9 +69,7 @@ class SortedStage:
         self._ledger_db.close()
         self._tmp.cleanup()
 
-    def load_salesforce(
-        self, records: Iterable[OptedOutRecord], on_rows: Callable[[int], None] | None = None
-    ) -> int:
+    def load_salesforce(self, records: Iterable[OptedOutRecord], on_rows: Callable[[int], None] | None = None) -> int:
         """Stage opted-out Salesforce records (any order, duplicates allowed); returns rows read.
 
         ``on_rows(n)`` is told of every batch of ``n`` rows staged.
@@ -89,16 +89,19 @@ class SortedStage:
         self._db.execute("COMMIT")
         return read
 
-    def load_ledger(self, targets: Iterable[tuple[str, str]], on_rows: Callable[[int], None] | None = None) -> int:
-        """Stage the ledger's (salesforce_id, email) pairs (any order, duplicates allowed); returns rows read.
+    def load_ledger(
+        self, targets: Iterable[tuple[str, str, bool]], on_rows: Callable[[int], None] | None = None
+    ) -> int:
+        """Stage the ledger's (salesforce_id, email, owed) rows (any order, duplicates allowed); returns rows read.
 
-        ``on_rows(n)`` is told of every batch of ``n`` rows staged.
+        ``owed``: a write of true is already queued for the record (``Ledger.iter_targets``). ``on_rows(n)`` is
+        told of every batch of ``n`` rows staged.
         """
         remaining = iter(targets)
         read = 0
         self._ledger_db.execute("BEGIN")
         while batch := list(islice(remaining, _FETCH)):
-            self._ledger_db.executemany("INSERT OR IGNORE INTO ledger (id, email) VALUES (?, ?)", batch)
+            self._ledger_db.executemany("INSERT OR IGNORE INTO ledger (id, email, owed) VALUES (?, ?, ?)", batch)
             read += len(batch)
             if on_rows is not None:
                 on_rows(len(batch))
@@ -127,3 +130,21 @@ class SortedStage:
         cur = self._ledger_db.execute("SELECT id, email FROM ledger ORDER BY id, email")
         while rows := cur.fetchmany(_FETCH):
             yield from rows
+
+    def owed(self) -> AscendingMembership:
+        """The staged ids already owed a write of true, asked about in ascending order of id (as planned)."""
+        cur = self._ledger_db.execute("SELECT DISTINCT id FROM ledger WHERE owed ORDER BY id")
+        return AscendingMembership(sid for rows in iter(lambda: cur.fetchmany(_FETCH), []) for (sid,) in rows)
+
+
+class AscendingMembership:
+    """Membership in a sorted stream of ids, for questions asked in ascending order: memory is one id."""
+
+    def __init__(self, ids: Iterable[str]) -> None:
+        self._ids = iter(ids)
+        self._next: str | None = next(self._ids, None)
+
+    def __contains__(self, salesforce_id: str) -> bool:
+        while self._next is not None and self._next < salesforce_id:
+            self._next = next(self._ids, None)
+        return self._next == salesforce_id
