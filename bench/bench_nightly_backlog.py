@@ -18,6 +18,10 @@ with the sandbox's own counters; Salesforce writes (the sandbox counts each reco
 changed record; records lost (an unsubscribe whose record is not opted out at the end: must be 0) and the final
 agreement of the ledger and Salesforce (every ledger target opted out, every Salesforce opt-out in the ledger).
 
+With ``--ledger postgresql`` (``BENCH_BACKLOG_LEDGER=postgresql``) the ledger is a throwaway PostgreSQL server
+and the nightly runs the way it does there, in a process of its own (a CronJob's pod): here, this bench's
+process calls ``run_nightly`` while the worker's pusher drains in the worker's process.
+
 Aims (issue 13): the nightly <= 2.0x the raw Bulk download, <= 40 API calls in all (nightly + pusher),
 <= 1.1 Salesforce writes per changed record.
 Scale: ``BENCH_BACKLOG_SCALE=0.5 python -m bench nightly_backlog`` or ``python -m bench.bench_nightly_backlog
@@ -36,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +48,10 @@ import requests
 import yaml
 
 from bench.bench_nightly import start_sandbox
-from unsubscribe_sync.api.config import SalesforceConfig
+from unsubscribe_sync.api.config import SalesforceConfig, load_config
 from unsubscribe_sync.ledger import Ledger, Unsubscribe
 from unsubscribe_sync.logs import configure_logging
-from unsubscribe_sync.nightly.job import BULK_POLL_INTERVAL
+from unsubscribe_sync.nightly.job import BULK_POLL_INTERVAL, run_nightly
 from unsubscribe_sync.salesforce.client import SalesforceClient
 from unsubscribe_sync.sandbox import SandboxAdmin
 
@@ -196,22 +201,53 @@ def start_profile(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
     return proc
 
 
-def main(scale: float | None = None, log: Path | None = None, profile: Path | None = None) -> None:
-    """``log``: keep the worker's log (level info) in this file; ``profile``: py-spy's raw stacks of the worker."""
+def run_beside(base: str, config: Path, ledger: str) -> tuple[dict[str, Any], float, int]:
+    """One nightly run beside the worker, as the ledger runs it: (summary, seconds, HTTP status or 0)."""
+    started = time.perf_counter()
+    if ledger == "sqlite":  # in the worker's process: what ``unsubscribe-sync nightly`` asks of it
+        response = requests.post(f"{base}/v1/nightly-runs", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=3600)
+        return response.json(), time.perf_counter() - started, response.status_code
+    summary = run_nightly(load_config(config), dry_run=False)  # a process of its own (this one)
+    return summary, time.perf_counter() - started, 0
+
+
+def ledger_server(tmp: Path, ledger: str, stack: ExitStack) -> str:
+    """The ledger's URL: a SQLite file, or a database on a throwaway PostgreSQL server stopped on exit."""
+    if ledger == "sqlite":
+        return f"sqlite:///{tmp / 'ledger.db'}"
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.fixtures.postgres import PostgresServer, _create_database, _pg_bindir
+
+    bindir = _pg_bindir()
+    if bindir is None:
+        raise SystemExit("PostgreSQL binaries not found: the PostgreSQL variant needs them")
+    server = PostgresServer(bindir)
+    server.start()
+    stack.callback(server.stop)
+    _create_database(server.admin_dsn, "backlog")
+    return server.admin_dsn.rsplit("/", 1)[0] + "/backlog"
+
+
+def main(
+    scale: float | None = None, log: Path | None = None, profile: Path | None = None, ledger: str | None = None
+) -> None:
+    """``log``: keep the worker's log (level info) in this file; ``profile``: py-spy's raw stacks of the worker;
+    ``ledger``: sqlite (default) or postgresql."""
     if scale is None:
         scale = float(os.environ.get("BENCH_BACKLOG_SCALE", "1"))
+    ledger = ledger or os.environ.get("BENCH_BACKLOG_LEDGER", "sqlite")
     configure_logging("json", "warning", stream=open(os.devnull, "w"))  # noqa: SIM115  # the bench's own client quiet
     contacts, leads, backlog = round(CONTACTS * scale), round(LEADS * scale), round(BACKLOG * scale)
-    with tempfile.TemporaryDirectory(prefix="bench-backlog-") as name:
+    with tempfile.TemporaryDirectory(prefix="bench-backlog-") as name, ExitStack() as stack:
         tmp = Path(name)
         t0 = time.perf_counter()
+        ledger_url = ledger_server(tmp, ledger, stack)
         sandbox, info = start_sandbox(tmp, contacts, leads)
         worker: subprocess.Popen[bytes] | None = None
         try:
             admin = SandboxAdmin(info["adminUrl"], Path(info["adminTokenFile"]).read_text(), info["caFile"], 300)
             bulk_seconds = float(os.environ.get("BENCH_BULK_SECONDS", "0.2"))
             admin.set_faults(bulkProcessingSeconds=bulk_seconds)
-            ledger_url = f"sqlite:///{tmp / 'ledger.db'}"
             built = build_backlog(ledger_url, admin, backlog)
             (tmp / "token").write_text(TOKEN)
             port = _free_port()
@@ -234,7 +270,7 @@ def main(scale: float | None = None, log: Path | None = None, profile: Path | No
             )
             opted_before = built["Contact.optedOut"] + built["Lead.optedOut"]
             print(
-                f"setup {time.perf_counter() - t0:.1f}s: {contacts:,} Contacts + {leads:,} Leads "
+                f"setup {time.perf_counter() - t0:.1f}s ({ledger} ledger): {contacts:,} Contacts + {leads:,} Leads "
                 f"({opted_before:,} opted out), outage backlog {built['outbox']:,} queued "
                 f"({built['Contact']:,} Contacts + {built['Lead']:,} Leads); Bulk jobs processed in {bulk_seconds} s",
                 flush=True,
@@ -247,11 +283,7 @@ def main(scale: float | None = None, log: Path | None = None, profile: Path | No
             wait_ready(base, worker)
             spy = start_profile(worker.pid, profile) if profile is not None else None
             started = time.perf_counter()  # the pusher started draining at the worker's start-up, just before
-            response = requests.post(
-                f"{base}/v1/nightly-runs", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=3600
-            )
-            wall = time.perf_counter() - started
-            summary = response.json()
+            summary, wall, status = run_beside(base, config, ledger)
             while backlog_of(ledger_url) > 0 and time.perf_counter() - started < 600:
                 time.sleep(0.05)
             drained = time.perf_counter() - started
@@ -269,7 +301,7 @@ def main(scale: float | None = None, log: Path | None = None, profile: Path | No
             changed = opted_after - opted_before
             lost, missing, targets = agreement(ledger_url, admin)
             nightly_calls, pusher_total = int(summary.get("apiCalls", 0)), sum(pushed.values())
-            print(f"nightly: HTTP {response.status_code}, outcome {summary.get('outcome')}, toSalesforce "
+            print(f"nightly: HTTP {status or '-'}, outcome {summary.get('outcome')}, toSalesforce "
                   f"{summary.get('toSalesforce')}, fromSalesforce {summary.get('fromSalesforce')}, error "
                   f"{summary.get('error')}")  # fmt: skip
             print(f"  objects: {json.dumps(summary.get('objects'))}")
@@ -285,10 +317,7 @@ def main(scale: float | None = None, log: Path | None = None, profile: Path | No
                   f"{missing}; ledger targets {targets:,}, Salesforce opted out {opted_after:,}")  # fmt: skip
             baseline2, rows2, _ = raw_bulk_download(info)
             print(f"baseline again: raw Bulk download of {rows2:,} opted-out rows, {baseline2:.2f} s")
-            started = time.perf_counter()
-            again = requests.post(f"{base}/v1/nightly-runs", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=3600)
-            wall2 = time.perf_counter() - started
-            summary2 = again.json()
+            summary2, wall2, _ = run_beside(base, config, ledger)
             print(f"run 2 (nothing left to change, no pusher work): outcome {summary2.get('outcome')}, toSalesforce "
                   f"{summary2.get('toSalesforce')}, fromSalesforce {summary2.get('fromSalesforce')}, {wall2:.2f} s "
                   f"({wall2 / baseline2:.2f}x the raw Bulk download of {rows2:,}), {summary2.get('apiCalls')} API "
@@ -306,5 +335,6 @@ if __name__ == "__main__":
     parser.add_argument("--scale", type=float, default=None, help="fraction of the full size (default 1 or env)")
     parser.add_argument("--log", type=Path, default=None, help="keep the worker's log (level info) in this file")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy's raw stacks of the worker, to this file")
+    parser.add_argument("--ledger", choices=("sqlite", "postgresql"), default=None, help="default sqlite or env")
     args = parser.parse_args()
-    main(args.scale, args.log, args.profile)
+    main(args.scale, args.log, args.profile, args.ledger)
