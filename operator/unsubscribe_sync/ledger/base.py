@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import BindParameter, Connection, Engine, bindparam, select, text, update
+from sqlalchemy import BindParameter, Connection, Engine, String, Table, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.compiler import compiles
@@ -41,21 +41,21 @@ from unsubscribe_sync.ledger.schema import history, outbox, salesforce_targets, 
 
 IN_CHUNK = 500  # keys per IN (...) list: far below SQLite's bound-parameter limit
 
-# The ingest path's selects, built once with an expanding IN parameter: building and coercing the
-# statement on every group commit cost about as much as running it.
-_KEYS: BindParameter[Any] = bindparam("keys", expanding=True)
+# PostgreSQL's selects of the ingest path, built once with an array of keys (``pg_in``): building and coercing
+# the statement on every group commit cost about as much as running it.
+_KEYS: BindParameter[Any] = bindparam("keys", type_=pg_dialect.ARRAY(String))
 _LOCK_ADDRESSES = (
     select(unsubscribes.c.email, unsubscribes.c.unsubscribed, unsubscribes.c.state_at)
-    .where(unsubscribes.c.email.in_(_KEYS))
+    .where(unsubscribes.c.email == any_(_KEYS))
     .order_by(unsubscribes.c.email)
     .with_for_update()
 )
 _TARGETS_OF = select(salesforce_targets.c.salesforce_id, salesforce_targets.c.object, salesforce_targets.c.email).where(
-    salesforce_targets.c.email.in_(_KEYS)
+    salesforce_targets.c.email == any_(_KEYS)
 )
 _UNPUSHED_TARGETS_OF = _TARGETS_OF.where(salesforce_targets.c.status != "pushed")
 _QUEUED_WRITES = select(outbox.c.salesforce_id, outbox.c.value, outbox.c.act_at).where(
-    outbox.c.salesforce_id.in_(_KEYS)
+    outbox.c.salesforce_id == any_(_KEYS)
 )
 
 T = TypeVar("T")
@@ -85,6 +85,36 @@ def _unindexed_default(element: Unindexed, compiler: SQLCompiler, **kw: Any) -> 
 @compiles(Unindexed, "sqlite")
 def _unindexed_sqlite(element: Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
     return "+" + compiler.process(element.column, **kw)
+
+
+def _pg_array(column: Any) -> Any:
+    """The array type of a parameter holding values of ``column``: its element type without a length (a cast to
+    ``VARCHAR(n)[]`` would cut longer values short instead of refusing them), with its collation."""
+    kind = column.type
+    return pg_dialect.ARRAY(String(collation=kind.collation) if isinstance(kind, String) else kind)
+
+
+def pg_in(column: Any, keys: Sequence[Any]) -> ColumnElement[bool]:
+    """``column IN keys`` on PostgreSQL, as ``column = ANY(:array)``: one parameter. psycopg parses a statement
+    of more than 50 parameters anew on every execution (an IN list of 500 keys cost more than running it)."""
+    return column == any_(bindparam(None, list(keys), type_=_pg_array(column)))
+
+
+def pg_rows(columns: dict[str, Any], rows: Sequence[Sequence[Any]]) -> Any:
+    """``rows`` as a PostgreSQL table of one array parameter per column (``unnest``), its columns named by
+    ``columns`` (name -> the table column whose type they have): a parameter per column whatever the rows.
+    SQLAlchemy's many-row VALUES and executemany have one per value or one statement per row, and psycopg
+    parses a statement of more than 50 parameters anew on every execution."""
+    arrays = [bindparam(None, [row[i] for row in rows], type_=_pg_array(c)) for i, c in enumerate(columns.values())]
+    return func.unnest(*arrays).table_valued(*columns).render_derived()
+
+
+def pg_insert_rows(table: Table, rows: Sequence[dict[str, Any]]) -> Any:
+    """PostgreSQL's INSERT of ``rows`` (dicts with the same keys) as one statement over ``pg_rows``; ON
+    CONFLICT and RETURNING apply."""
+    names = list(rows[0])
+    source = pg_rows({n: table.c[n] for n in names}, [[row[n] for n in names] for row in rows])
+    return pg_dialect.insert(table).from_select(names, select(*(source.c[n] for n in names)))
 
 
 def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
@@ -190,6 +220,10 @@ class LedgerBase:
     def dialect(self) -> str:
         return self._engine.dialect.name
 
+    def _in(self, column: Any, keys: Sequence[Any]) -> ColumnElement[bool]:
+        """``column IN keys`` (``pg_in`` on PostgreSQL)."""
+        return pg_in(column, keys) if self._pg else column.in_(keys)
+
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """A write transaction; on SQLite this process's writers take turns on a lock first.
@@ -252,7 +286,7 @@ class LedgerBase:
         if not rows:
             return
         if self._pg:
-            conn.execute(history.insert(), list(rows))
+            conn.execute(pg_insert_rows(history, rows))
             return
         driver_connection(conn).executemany(
             _SQLITE_INSERT_HISTORY, [tuple(row[c] for c in _HISTORY_COLUMNS) for row in rows]
@@ -274,24 +308,20 @@ class LedgerBase:
         if not self._pg:
             return self._apply_acts_sqlite(conn, acts, emails, first, now)
         created: set[str] = set()
-        stmt = self._insert(unsubscribes).on_conflict_do_nothing(index_elements=["email"])
         for chunk in chunks(emails):
-            created.update(
-                conn.execute(
-                    stmt.returning(unsubscribes.c.email),
-                    [
-                        {
-                            "email": e,
-                            "unsubscribed": first[e].unsubscribe,
-                            "state_at": first[e].at,
-                            "first_seen": now,
-                            "last_seen": now,
-                            "repeats": 0,
-                        }
-                        for e in chunk
-                    ],
-                ).scalars()
-            )
+            fresh = [
+                {
+                    "email": e,
+                    "unsubscribed": first[e].unsubscribe,
+                    "state_at": first[e].at,
+                    "first_seen": now,
+                    "last_seen": now,
+                    "repeats": 0,
+                }
+                for e in chunk
+            ]
+            stmt = pg_insert_rows(unsubscribes, fresh).on_conflict_do_nothing(index_elements=["email"])
+            created.update(conn.execute(stmt.returning(unsubscribes.c.email)).scalars())
         stored: dict[str, AddressState] = {}
         existing = [e for e in emails if e not in created]
         for chunk in chunks(existing):
@@ -347,17 +377,16 @@ class LedgerBase:
             driver_connection(conn).executemany(
                 _SQLITE_UPDATE_ADDRESS, [(c["b_u"], c["b_at"], now, c["b_r"], c["b_email"]) for c in changed]
             )
-        elif changed:
+        elif changed:  # one statement over arrays (``pg_rows``); the emails are distinct
+            u = unsubscribes
+            rows = pg_rows(
+                {"email": u.c.email, "u": u.c.unsubscribed, "at": u.c.state_at, "r": u.c.repeats},
+                [(c["b_email"], c["b_u"], c["b_at"], c["b_r"]) for c in changed],
+            )
             conn.execute(
-                update(unsubscribes)
-                .where(unsubscribes.c.email == bindparam("b_email"))
-                .values(
-                    unsubscribed=bindparam("b_u"),
-                    state_at=bindparam("b_at"),
-                    last_seen=bindparam("b_now"),
-                    repeats=unsubscribes.c.repeats + bindparam("b_r"),
-                ),
-                changed,
+                update(u)
+                .where(u.c.email == rows.c.email)
+                .values(unsubscribed=rows.c.u, state_at=rows.c.at, last_seen=now, repeats=u.c.repeats + rows.c.r)
             )
         return effects, final
 
@@ -382,11 +411,6 @@ class LedgerBase:
             return []
         if not self._pg:
             return self._insert_targets_sqlite(conn, targets, status, field, now)
-        stmt = (
-            self._insert(salesforce_targets)
-            .on_conflict_do_nothing(index_elements=["salesforce_id"])
-            .returning(salesforce_targets.c.salesforce_id)
-        )
         added: list[str] = []
         for chunk in chunks(sorted(targets)):
             rows = [
@@ -401,7 +425,8 @@ class LedgerBase:
                 }
                 for sid, obj, email in chunk
             ]
-            added.extend(conn.execute(stmt, rows).scalars())
+            stmt = pg_insert_rows(salesforce_targets, rows).on_conflict_do_nothing(index_elements=["salesforce_id"])
+            added.extend(conn.execute(stmt.returning(salesforce_targets.c.salesforce_id)).scalars())
         return added
 
     def _insert_targets_sqlite(
@@ -487,7 +512,7 @@ class LedgerBase:
             for chunk in chunks([r["salesforce_id"] for r in fresh]):
                 conn.execute(
                     update(salesforce_targets)
-                    .where(salesforce_targets.c.salesforce_id.in_(chunk))
+                    .where(pg_in(salesforce_targets.c.salesforce_id, chunk))
                     .values(status="pending", last_error=None, updated_at=now)
                 )
         if refresh:  # the same value from a later act: only the act time moves (a vanished row is queued again)

@@ -25,6 +25,8 @@ from unsubscribe_sync.ledger.base import (
     chunks,
     driver_connection,
     history_row,
+    pg_in,
+    pg_rows,
     sqlite_select_in,
 )
 from unsubscribe_sync.ledger.models import (
@@ -90,7 +92,9 @@ class OutboxStore(LedgerBase):
         the row claimable again, with a new fence.
         """
         token = f"{owner}/{uuid.uuid4().hex[:12]}"
-        scopes: list[Any] = [None] if among is None else [outbox.c.salesforce_id.in_(c) for c in chunks(sorted(among))]
+        scopes: list[Any] = (
+            [None] if among is None else [self._in(outbox.c.salesforce_id, c) for c in chunks(sorted(among))]
+        )
         with self._write() as conn:
             now = self._db_now(conn) if now is None else now
             expires = now + lease_seconds
@@ -165,7 +169,7 @@ class OutboxStore(LedgerBase):
                 held.update(
                     conn.execute(
                         update(outbox)
-                        .where(outbox.c.id.in_(chunk), outbox.c.lease_owner == claim.token)
+                        .where(self._in(outbox.c.id, chunk), outbox.c.lease_owner == claim.token)
                         .values(lease_expires_at=expires)
                         .returning(outbox.c.id)
                     ).scalars()
@@ -251,7 +255,7 @@ class OutboxStore(LedgerBase):
         """A completion's outbox statements (PostgreSQL): settled rows deleted, replaced and held rows released
         due now (only while this claim still leases them), retried rows given their next attempt."""
         for chunk in chunks([o.row.id for o in done]):
-            conn.execute(delete(outbox).where(outbox.c.id.in_(chunk)))
+            conn.execute(delete(outbox).where(self._in(outbox.c.id, chunk)))
         self._release_rows(conn, [o.row.id for o in release], now, token, due_now=True)
         if retries:
             conn.execute(
@@ -285,16 +289,15 @@ class OutboxStore(LedgerBase):
                 (i, (f, s))
                 for i, f, s in conn.execute(
                     select(outbox.c.id, outbox.c.fence, outbox.c.seq)
-                    .where(outbox.c.id.in_(chunk))
+                    .where(pg_in(outbox.c.id, chunk))
                     .order_by(outbox.c.id)
                     .with_for_update()
                 ).all()
             )
         return found
 
-    @staticmethod
     def _release_rows(
-        conn: Connection, ids: Sequence[int], now: float, token: str, *, due_now: bool, error: str | None = None
+        self, conn: Connection, ids: Sequence[int], now: float, token: str, *, due_now: bool, error: str | None = None
     ) -> None:
         values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
         if due_now:
@@ -302,40 +305,42 @@ class OutboxStore(LedgerBase):
         if error is not None:
             values["last_error"] = error
         for chunk in chunks(list(ids)):
-            conn.execute(update(outbox).where(outbox.c.id.in_(chunk), outbox.c.lease_owner == token).values(**values))
+            conn.execute(
+                update(outbox).where(self._in(outbox.c.id, chunk), outbox.c.lease_owner == token).values(**values)
+            )
 
     @staticmethod
     def _mark_records(
         conn: Connection, done: Sequence[PushOutcome], replaced: Sequence[PushOutcome], field: str, now: float
     ) -> None:
-        """Targets of settled rows: pushed (with the value Salesforce now holds) or failed with the reason."""
-        pushed = [{"b_sid": o.row.salesforce_id, "b_value": o.row.value} for o in done if o.status == "pushed"]
-        failed = [{"b_sid": o.row.salesforce_id, "b_error": o.error} for o in done if o.status == "failed"]
-        confirmed = [{"b_sid": o.row.salesforce_id, "b_value": o.row.value} for o in replaced if o.status == "pushed"]
+        """Targets of settled rows: pushed (with the value Salesforce now holds) or failed with the reason.
+
+        Each kind is one UPDATE over arrays of ids and values (``pg_rows``), not one statement per record."""
         t = salesforce_targets
-        where = t.c.salesforce_id == bindparam("b_sid")
+        pushed = [(o.row.salesforce_id, o.row.value) for o in done if o.status == "pushed"]
+        failed = [(o.row.salesforce_id, o.error) for o in done if o.status == "failed"]
+        confirmed = [(o.row.salesforce_id, o.row.value) for o in replaced if o.status == "pushed"]
         if pushed:
+            rows = pg_rows({"sid": t.c.salesforce_id, "value": t.c.confirmed_value}, pushed)
             conn.execute(
                 update(t)
-                .where(where)
+                .where(t.c.salesforce_id == rows.c.sid)
                 .values(
-                    status="pushed",
-                    field=field,
-                    last_error=None,
-                    updated_at=now,
-                    confirmed_value=bindparam("b_value"),
+                    status="pushed", field=field, last_error=None, updated_at=now, confirmed_value=rows.c.value,
                     confirmed_at=now,
-                ),
-                pushed,
-            )
+                )
+            )  # fmt: skip
         if failed:
+            rows = pg_rows({"sid": t.c.salesforce_id, "error": t.c.last_error}, failed)
             conn.execute(
-                update(t).where(where).values(status="failed", last_error=bindparam("b_error"), updated_at=now),
-                failed,
+                update(t)
+                .where(t.c.salesforce_id == rows.c.sid)
+                .values(status="failed", last_error=rows.c.error, updated_at=now)
             )
         if confirmed:
+            rows = pg_rows({"sid": t.c.salesforce_id, "value": t.c.confirmed_value}, confirmed)
             conn.execute(
-                update(t).where(where).values(confirmed_value=bindparam("b_value"), confirmed_at=now), confirmed
+                update(t).where(t.c.salesforce_id == rows.c.sid).values(confirmed_value=rows.c.value, confirmed_at=now)
             )
 
     @staticmethod
@@ -367,11 +372,11 @@ class OutboxStore(LedgerBase):
         queued: set[str] = set()
         for chunk in chunks(sids):
             queued.update(
-                conn.execute(select(outbox.c.salesforce_id).where(outbox.c.salesforce_id.in_(chunk))).scalars()
+                conn.execute(select(outbox.c.salesforce_id).where(self._in(outbox.c.salesforce_id, chunk))).scalars()
             )
             conn.execute(
                 update(outbox)
-                .where(outbox.c.salesforce_id.in_(chunk))
+                .where(self._in(outbox.c.salesforce_id, chunk))
                 .values(seq=outbox.c.seq + 1, next_attempt_at=now)
             )
         gone = [sid for sid in sids if sid not in queued]
@@ -381,7 +386,8 @@ class OutboxStore(LedgerBase):
                 (sid, bool(v))
                 for sid, v in conn.execute(
                     select(salesforce_targets.c.salesforce_id, salesforce_targets.c.confirmed_value).where(
-                        salesforce_targets.c.salesforce_id.in_(chunk), salesforce_targets.c.confirmed_value.is_not(None)
+                        self._in(salesforce_targets.c.salesforce_id, chunk),
+                        salesforce_targets.c.confirmed_value.is_not(None),
                     )
                 ).all()
             )
@@ -485,7 +491,7 @@ class OutboxStore(LedgerBase):
                     .select_from(
                         t.join(u, u.c.email == t.c.email).outerjoin(outbox, outbox.c.salesforce_id == t.c.salesforce_id)
                     )
-                    .where(t.c.salesforce_id.in_(chunk), u.c.unsubscribed)
+                    .where(self._in(t.c.salesforce_id, chunk), u.c.unsubscribed)
                 ).all():
                     if _confirmed_since(value, confirmed_at, read_at):
                         confirmed.append(sid)
@@ -520,7 +526,7 @@ class OutboxStore(LedgerBase):
                         t.c.confirmed_at,
                     )
                     .join(u, u.c.email == t.c.email)
-                    .where(t.c.salesforce_id.in_(chunk), u.c.unsubscribed)
+                    .where(self._in(t.c.salesforce_id, chunk), u.c.unsubscribed)
                 ).all():
                     if _confirmed_since(value, confirmed_at, read_at):
                         confirmed.append(sid)
@@ -531,7 +537,7 @@ class OutboxStore(LedgerBase):
                 owed.update(
                     conn.execute(
                         select(outbox.c.salesforce_id).where(
-                            outbox.c.salesforce_id.in_(chunk), outbox.c.value.is_(True)
+                            self._in(outbox.c.salesforce_id, chunk), outbox.c.value.is_(True)
                         )
                     ).scalars()
                 )
@@ -545,7 +551,7 @@ class OutboxStore(LedgerBase):
             for chunk in chunks(sorted(set(ids))):
                 for sid, at in conn.execute(
                     select(outbox.c.salesforce_id, outbox.c.next_attempt_at).where(
-                        outbox.c.salesforce_id.in_(chunk), outbox.c.value.is_(True)
+                        self._in(outbox.c.salesforce_id, chunk), outbox.c.value.is_(True)
                     )
                 ).all():
                     found.add(sid)
@@ -567,7 +573,7 @@ class OutboxStore(LedgerBase):
             for chunk in chunks(ids):
                 n, due_at, free_at = conn.execute(
                     select(func.count(), func.min(outbox.c.next_attempt_at), func.min(claimable)).where(
-                        outbox.c.salesforce_id.in_(chunk), outbox.c.value.is_(True)
+                        self._in(outbox.c.salesforce_id, chunk), outbox.c.value.is_(True)
                     )
                 ).one()
                 count += n
@@ -633,7 +639,7 @@ def _claim_rows_core(conn: Connection, ids: Sequence[int], token: str, expires: 
             )
             for r in conn.execute(
                 update(outbox)
-                .where(outbox.c.id.in_(chunk))
+                .where(pg_in(outbox.c.id, chunk))
                 .values(fence=outbox.c.fence + 1, lease_owner=token, lease_expires_at=expires)
                 .returning(
                     outbox.c.id,

@@ -83,7 +83,7 @@ class ResolutionStore(LedgerBase):
             queued.update(
                 (email, QueuedWrite(bool(value), float(at)))
                 for email, value, at in conn.execute(
-                    select(r.c.email, r.c.value, r.c.act_at).where(r.c.email.in_(chunk))
+                    select(r.c.email, r.c.value, r.c.act_at).where(self._in(r.c.email, chunk))
                 ).all()
             )
         fresh: list[dict[str, Any]] = []
@@ -122,7 +122,9 @@ class ResolutionStore(LedgerBase):
         for chunk in chunks(sorted(set(emails))):
             found.update(
                 conn.execute(
-                    select(resolutions.c.email).where(resolutions.c.email.in_(chunk), resolutions.c.value.is_(False))
+                    select(resolutions.c.email).where(
+                        self._in(resolutions.c.email, chunk), resolutions.c.value.is_(False)
+                    )
                 ).scalars()
             )
         return found
@@ -146,7 +148,7 @@ class ResolutionStore(LedgerBase):
                 return ResolutionClaim(token)
             rows = conn.execute(
                 update(r)
-                .where(r.c.id.in_(ids))
+                .where(self._in(r.c.id, ids))
                 .values(fence=r.c.fence + 1, lease_owner=token, lease_expires_at=now + lease_seconds)
                 .returning(r.c.id, r.c.email, r.c.value, r.c.act_at, r.c.seq, r.c.fence, r.c.attempts)
             ).all()
@@ -175,7 +177,7 @@ class ResolutionStore(LedgerBase):
                 for id_chunk in chunks([row.id for row in claim.rows]):
                     before.update(
                         (i, (fence, last)) for i, fence, last in conn.execute(
-                            select(r.c.id, r.c.fence, r.c.last_error).where(r.c.id.in_(id_chunk))
+                            select(r.c.id, r.c.fence, r.c.last_error).where(self._in(r.c.id, id_chunk))
                         ).all()
                     )  # fmt: skip
                 told = [
@@ -220,7 +222,7 @@ class ResolutionStore(LedgerBase):
             for chunk in chunks(emails):  # lock order: addresses first, as intake does
                 conn.execute(
                     select(unsubscribes.c.email)
-                    .where(unsubscribes.c.email.in_(chunk))
+                    .where(self._in(unsubscribes.c.email, chunk))
                     .order_by(unsubscribes.c.email)
                     .with_for_update()
                 ).all()
@@ -229,7 +231,7 @@ class ResolutionStore(LedgerBase):
                 current.update(
                     (i, (fence, seq, bool(value), float(at)))
                     for i, fence, seq, value, at in conn.execute(
-                        select(r.c.id, r.c.fence, r.c.seq, r.c.value, r.c.act_at).where(r.c.id.in_(id_chunk))
+                        select(r.c.id, r.c.fence, r.c.seq, r.c.value, r.c.act_at).where(self._in(r.c.id, id_chunk))
                     ).all()
                 )
             held = [row for row in claim.rows if row.id in current and current[row.id][0] == row.fence]
@@ -261,11 +263,11 @@ class ResolutionStore(LedgerBase):
             done = [row.id for row in held if current[row.id][1] == row.seq]
             replaced = [row.id for row in held if current[row.id][1] != row.seq]
             for id_chunk in chunks(done):
-                conn.execute(delete(r).where(r.c.id.in_(id_chunk)))
+                conn.execute(delete(r).where(self._in(r.c.id, id_chunk)))
             for id_chunk in chunks(replaced):  # a newer act: due again at once with its value
                 conn.execute(
                     update(r)
-                    .where(r.c.id.in_(id_chunk))
+                    .where(self._in(r.c.id, id_chunk))
                     .values(lease_owner=None, lease_expires_at=None, next_attempt_at=now, attempts=0)
                 )
             result.settled, result.replaced = len(done), len(replaced)
@@ -279,7 +281,7 @@ class ResolutionStore(LedgerBase):
         found: set[str] = set()
         for chunk in chunks(sorted(values)):
             for sid, confirmed in conn.execute(
-                select(t.c.salesforce_id, t.c.confirmed_value).where(t.c.salesforce_id.in_(chunk), ~queued)
+                select(t.c.salesforce_id, t.c.confirmed_value).where(self._in(t.c.salesforce_id, chunk), ~queued)
             ).all():
                 if confirmed is not None and bool(confirmed) == values[sid]:
                     found.add(sid)
@@ -323,7 +325,7 @@ class ResolutionStore(LedgerBase):
                 still.update(
                     conn.execute(
                         select(unsubscribes.c.email)
-                        .where(unsubscribes.c.email.in_(chunk), unsubscribes.c.unsubscribed)
+                        .where(self._in(unsubscribes.c.email, chunk), unsubscribes.c.unsubscribed)
                         .order_by(unsubscribes.c.email)
                         .with_for_update()
                     ).scalars()

@@ -23,6 +23,7 @@ from unsubscribe_sync.ledger.base import (
     chunks,
     driver_connection,
     history_row,
+    pg_in,
     sqlite_select_in,
 )
 from unsubscribe_sync.ledger.engine import create_ledger_engine
@@ -269,7 +270,9 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
             for keys in chunks(sorted(given)):
                 found.extend(
                     conn.execute(
-                        select(unsubscribes.c.email).where(unsubscribes.c.email.in_(keys), unsubscribes.c.unsubscribed)
+                        select(unsubscribes.c.email).where(
+                            self._in(unsubscribes.c.email, keys), unsubscribes.c.unsubscribed
+                        )
                     ).scalars()
                 )
         return {email for key in found for email in given[key]}
@@ -363,7 +366,7 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
             for sid, email in conn.execute(
                 select(outbox.c.salesforce_id, outbox.c.email).where(
                     outbox.c.value.is_(False),
-                    or_(outbox.c.salesforce_id.in_(chunk), outbox.c.email.in_(chunk_emails)),
+                    or_(self._in(outbox.c.salesforce_id, chunk), self._in(outbox.c.email, chunk_emails)),
                 )
             ).all():
                 clearing.update((sid, email))
@@ -371,7 +374,7 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
             confirmed_false.update(
                 conn.execute(
                     select(salesforce_targets.c.salesforce_id, salesforce_targets.c.confirmed_at).where(
-                        salesforce_targets.c.salesforce_id.in_(chunk),
+                        self._in(salesforce_targets.c.salesforce_id, chunk),
                         salesforce_targets.c.confirmed_value.is_(False),
                     )
                 ).all()
@@ -402,13 +405,17 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
         for chunk in chunks(ids):
             conn.execute(
                 update(t)
-                .where(t.c.salesforce_id.in_(chunk))
+                .where(pg_in(t.c.salesforce_id, chunk))
                 .values(
-                    status="pushed", last_error=None, updated_at=now, confirmed_value=True, confirmed_at=at,
+                    status="pushed",
+                    last_error=None,
+                    updated_at=now,
+                    confirmed_value=True,
+                    confirmed_at=at,
                     **({"field": field} if field else {}),
                 )
             )
-            conn.execute(delete(outbox).where(outbox.c.salesforce_id.in_(chunk), outbox.c.value.is_(True)))
+            conn.execute(delete(outbox).where(pg_in(outbox.c.salesforce_id, chunk), outbox.c.value.is_(True)))
 
     def record_sync_run(
         self,
