@@ -121,6 +121,16 @@ def test_iter_targets_is_ordered_and_paged(ledger: Ledger) -> None:
     assert rows[0].salesforce_id not in open_ids and len(open_ids) == len(ids) - 1
 
 
+def test_a_record_added_from_salesforce_is_held_as_confirmed_true_since_the_read(ledger: Ledger) -> None:
+    read_at = time.time() - 5
+    added = ledger.add_salesforce_opt_outs([(contact_id(7), "Contact", "New@example.com")], read_at=read_at)
+    assert added.added == 1 and ledger.backlog() == 0
+    # Salesforce held true when it was read: a nightly that read it then has nothing to write
+    assert ledger.queue_nightly_writes([contact_id(7)], read_at=read_at) == ([], 0, 1)
+    found = ledger.lookup("new@example.com")
+    assert found is not None and found["salesforce"][0]["status"] == "pushed"
+
+
 def test_a_target_is_owed_a_write_while_its_write_of_true_is_queued(ledger: Ledger) -> None:
     ledger.ingest([unsub("a@example.com", contact_id(1)), unsub("b@example.com", contact_id(2))])
     claim = ledger.claim("w", 1, 60)

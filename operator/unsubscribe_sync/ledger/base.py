@@ -145,8 +145,8 @@ _SQLITE_TARGETS_OF = f"SELECT salesforce_id, object, email FROM salesforce_targe
 _SQLITE_UNPUSHED_TARGETS_OF = f"{_SQLITE_TARGETS_OF} AND status != 'pushed'"
 _SQLITE_HELD_TARGETS = f"SELECT salesforce_id FROM salesforce_targets WHERE salesforce_id IN {SQLITE_IN_KEYS}"
 _SQLITE_INSERT_TARGET = (
-    "INSERT INTO salesforce_targets (salesforce_id, object, email, status, field, created_at, updated_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO salesforce_targets (salesforce_id, object, email, status, field, created_at, updated_at,"
+    " confirmed_value, confirmed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SQLITE_QUEUED_WRITES = f"SELECT salesforce_id, value, act_at FROM outbox WHERE salesforce_id IN {SQLITE_IN_KEYS}"
 _OUTBOX_COLUMNS = (
@@ -404,13 +404,21 @@ class LedgerBase:
         return sorted(found)
 
     def _insert_targets(
-        self, conn: Connection, targets: Sequence[Target], status: str, field: str | None, now: float
+        self,
+        conn: Connection,
+        targets: Sequence[Target],
+        status: str,
+        field: str | None,
+        now: float,
+        *,
+        confirmed_at: float | None = None,
     ) -> list[str]:
-        """Add records not held yet (by id); returns the ids added."""
+        """Add records not held yet (by id); returns the ids added. ``confirmed_at``: Salesforce holds true on
+        them since then (the value is recorded as confirmed)."""
         if not targets:
             return []
         if not self._pg:
-            return self._insert_targets_sqlite(conn, targets, status, field, now)
+            return self._insert_targets_sqlite(conn, targets, status, field, now, confirmed_at)
         added: list[str] = []
         for chunk in chunks(sorted(targets)):
             rows = [
@@ -422,6 +430,8 @@ class LedgerBase:
                     "field": field,
                     "created_at": now,
                     "updated_at": now,
+                    "confirmed_value": None if confirmed_at is None else True,
+                    "confirmed_at": confirmed_at,
                 }
                 for sid, obj, email in chunk
             ]
@@ -430,7 +440,13 @@ class LedgerBase:
         return added
 
     def _insert_targets_sqlite(
-        self, conn: Connection, targets: Sequence[Target], status: str, field: str | None, now: float
+        self,
+        conn: Connection,
+        targets: Sequence[Target],
+        status: str,
+        field: str | None,
+        now: float,
+        confirmed_at: float | None,
     ) -> list[str]:
         """SQLite (the write lock held): the ids already held are read, the others inserted by driver
         ``executemany`` (the first of duplicate ids in id order, as ON CONFLICT DO NOTHING would keep)."""
@@ -440,7 +456,9 @@ class LedgerBase:
         for sid, obj, email in ordered:
             if sid not in held:
                 held.add(sid)
-                rows.append((sid, obj, email, status, field, now, now))
+                rows.append(
+                    (sid, obj, email, status, field, now, now, None if confirmed_at is None else 1, confirmed_at)
+                )
         if rows:
             driver_connection(conn).executemany(_SQLITE_INSERT_TARGET, rows)
         return [row[0] for row in rows]

@@ -73,13 +73,16 @@ _SQLITE_OPEN_TARGET_PAGE = _SQLITE_TARGET_PAGE_OF.format("AND t.status != 'faile
 _SQLITE_DROP_QUEUED_TRUE = f"DELETE FROM outbox WHERE salesforce_id IN {SQLITE_IN_KEYS} AND value IS 1"
 
 
-def _hold_as_pushed_sqlite(conn: Connection, ids: Sequence[str], field: str | None, now: float, at: float) -> None:
+def _hold_as_pushed_sqlite(
+    conn: Connection, ids: Sequence[str], new: set[str], field: str | None, now: float, at: float
+) -> None:
     """``Ledger._hold_as_pushed`` on SQLite, as driver SQL."""
     raw = driver_connection(conn)
     for chunk in chunks(ids):
-        keys = json.dumps(list(chunk))
-        raw.execute(_SQLITE_HOLD_AS_PUSHED, (now, at, field or None, keys))
-        raw.execute(_SQLITE_DROP_QUEUED_TRUE, (keys,))
+        held = [sid for sid in chunk if sid not in new]
+        if held:
+            raw.execute(_SQLITE_HOLD_AS_PUSHED, (now, at, field or None, json.dumps(held)))
+        raw.execute(_SQLITE_DROP_QUEUED_TRUE, (json.dumps(list(chunk)),))
 
 
 __all__ = ["Ledger", "normalize_email"]
@@ -341,12 +344,12 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
             suppressed_again = {
                 t[0] for t, e in zip(current, effects, strict=True) if e in (ActEffect.NEW, ActEffect.CHANGES)
             }
-            new_ids = set(self._insert_targets(conn, applied, "pushed", field, now))
+            new_ids = set(self._insert_targets(conn, applied, "pushed", field, now, confirmed_at=at))
             held = [x[0] for x in applied]
             if self._pg:
-                self._hold_as_pushed(conn, held, field, now, at)
+                self._hold_as_pushed(conn, held, new_ids, field, now, at)
             else:
-                _hold_as_pushed_sqlite(conn, held, field, now, at)
+                _hold_as_pushed_sqlite(conn, held, new_ids, field, now, at)
             added = [x for x in applied if x[0] in new_ids or x[0] in suppressed_again]
             self._insert_history(
                 conn,
@@ -399,13 +402,17 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
         return clearing, confirmed_false
 
     @staticmethod
-    def _hold_as_pushed(conn: Connection, ids: Sequence[str], field: str | None, now: float, at: float) -> None:
-        """The records are held as pushed (Salesforce has true since ``at``); a queued write of true is dropped."""
+    def _hold_as_pushed(
+        conn: Connection, ids: Sequence[str], new: set[str], field: str | None, now: float, at: float
+    ) -> None:
+        """The records are held as pushed (Salesforce has true since ``at``); a queued write of true is dropped.
+        Those of ``new`` were inserted so by this transaction: their rows need no update."""
         t = salesforce_targets
         for chunk in chunks(ids):
+            held = [sid for sid in chunk if sid not in new]
             conn.execute(
                 update(t)
-                .where(pg_in(t.c.salesforce_id, chunk))
+                .where(pg_in(t.c.salesforce_id, held))
                 .values(
                     status="pushed",
                     last_error=None,
