@@ -433,10 +433,14 @@ class NightlySync:
 
     def drain(self, state: RunState) -> None:
         """Write what this run queued through the one writer; the run waits at most ``nightly.drainTimeoutSeconds``
-        in all (rows still queued then are ``retryLater``: the push writes them)."""
+        in all (rows still queued then are ``retryLater``: the push writes them).
+
+        Object by object, the one with the fewest writes first, each object's ids freed once drained: the
+        largest object's Bulk claims are completed with only its own ids held (at 1M records ~7 MB less).
+        """
         assert state.field is not None
-        ids = [sid for queued in self.queued.values() for sid in queued]
-        if not ids:
+        total = sum(len(queued) for queued in self.queued.values())
+        if not total:
             return
         cfg = self.config
         if self._drain_deadline is None:
@@ -447,30 +451,38 @@ class NightlySync:
             delay=lambda cls, n: min(MAX_RETRY_PAUSE_SECONDS, retry_delay(cls, max(1, n))),
             source=SOURCE_SALESFORCE_SYNC,
         )
-        self.progress.start("write to Salesforce", len(ids))
-        result = asyncio.run(
-            drain(
-                self.ledger,
-                self.client,
-                state.field,
-                f"nightly-{uuid.uuid4().hex[:12]}",
-                ids,
-                settings,
-                batch_size=cfg.worker.batchSize,
-                bulk_threshold=cfg.salesforce.bulkThreshold,
-                bulk_limit=BULK_BATCH,
-                timeout_seconds=max(0.0, self._drain_deadline - time.monotonic()),
-                in_thread=_in_thread,
-            )
-        )
-        self.progress.finish()
-        for object_name, queued in self.queued.items():
+        self.progress.start("write to Salesforce", total)
+        error: str | None = None
+        for object_name in sorted(self.queued, key=lambda name: len(self.queued[name])):
+            queued = self.queued.pop(object_name)
             totals = state.objects.setdefault(object_name, ObjectTotals())
-            totals.toSalesforce += result.pushed.get(object_name, 0)
-            totals.failed += result.failed.get(object_name, 0)
-            totals.retryLater += sum(1 for sid in queued if sid in result.left)
-        if result.error is not None:
-            log.error("nightly.write_held", error=redact_text(result.error))
+            if error is not None or not queued:  # a configuration problem held the writes: the rest stay queued
+                left = self.ledger.queued_true(queued)[0] if queued else set()
+            else:
+                result = asyncio.run(
+                    drain(
+                        self.ledger,
+                        self.client,
+                        state.field,
+                        f"nightly-{uuid.uuid4().hex[:12]}",
+                        queued,
+                        settings,
+                        batch_size=cfg.worker.batchSize,
+                        bulk_threshold=cfg.salesforce.bulkThreshold,
+                        bulk_limit=BULK_BATCH,
+                        timeout_seconds=max(0.0, self._drain_deadline - time.monotonic()),
+                        in_thread=_in_thread,
+                    )
+                )
+                totals.toSalesforce += result.pushed.get(object_name, 0)
+                totals.failed += result.failed.get(object_name, 0)
+                left, error = result.left, result.error
+                del result
+            totals.retryLater += sum(1 for sid in queued if sid in left)
+            del queued, left
+        self.progress.finish()
+        if error is not None:
+            log.error("nightly.write_held", error=redact_text(error))
         self.queued = {}
 
     # -- the run --------------------------------------------------------------------------------
