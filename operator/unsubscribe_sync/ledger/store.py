@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, and_, delete, func, or_, select, update
+from sqlalchemy import Connection, delete, func, or_, select, update
 
 from unsubscribe_sync.api.addresses import normalize_email
 from unsubscribe_sync.ledger.base import (
@@ -61,15 +61,25 @@ _SQLITE_HOLD_AS_PUSHED = (
     "UPDATE salesforce_targets SET status = 'pushed', last_error = NULL, updated_at = ?, confirmed_value = 1,"
     f" confirmed_at = ?, field = coalesce(?, field) WHERE salesforce_id IN {SQLITE_IN_KEYS}"
 )
-# ``iter_targets``' page: the targets of one object after a key, of unsubscribed addresses, in id order
-_SQLITE_TARGET_PAGE_OF = (
-    "SELECT t.salesforce_id, t.email, COALESCE(o.value = 1 AND o.act_at >= u.state_at, 0)"
-    " FROM salesforce_targets AS t CROSS JOIN unsubscribes AS u ON u.email = t.email AND u.unsubscribed = 1"
+# ``iter_targets``' page as driver SQL (the same text on both databases but for the join that keeps SQLite's
+# plan on the targets' (object, id) index, and the placeholders): the targets of one object after a key, of
+# unsubscribed addresses, in id order, with whether a write of true is owed to each
+_TARGET_PAGE_OF = (
+    "SELECT t.salesforce_id, t.email, COALESCE(o.value = TRUE AND o.act_at >= u.state_at, FALSE)"
+    " FROM salesforce_targets AS t {join} unsubscribes AS u ON u.email = t.email AND u.unsubscribed = TRUE"
     " LEFT JOIN outbox AS o ON o.salesforce_id = t.salesforce_id"
-    " WHERE t.object = ? AND t.salesforce_id > ? {}ORDER BY t.salesforce_id LIMIT ?"
+    " WHERE t.object = {p} AND t.salesforce_id > {p} {open}ORDER BY t.salesforce_id LIMIT {p}"
 )
-_SQLITE_TARGET_PAGE = _SQLITE_TARGET_PAGE_OF.format("")
-_SQLITE_OPEN_TARGET_PAGE = _SQLITE_TARGET_PAGE_OF.format("AND t.status != 'failed' ")  # not failed for good
+
+
+def _target_page(pg: bool, include_failed: bool) -> str:
+    return _TARGET_PAGE_OF.format(
+        join="JOIN" if pg else "CROSS JOIN",
+        p="%s" if pg else "?",
+        open="" if include_failed else "AND t.status != 'failed' ",  # not failed for good
+    )
+
+
 _SQLITE_DROP_QUEUED_TRUE = f"DELETE FROM outbox WHERE salesforce_id IN {SQLITE_IN_KEYS} AND value IS 1"
 
 
@@ -218,37 +228,10 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
         Only targets of addresses that are unsubscribed: a resubscribed address's records are never set again.
         ``include_failed=False`` leaves out records whose write failed for good (deleted, converted, ...).
         ``owed``: a write of true is queued for the record that the queue rule keeps as it is (from an act at
-        least as recent as the address's state): the nightly need not queue one.
+        least as recent as the address's state): the nightly need not queue one. Keyset pages of driver SQL,
+        plain tuples (on SQLite ``owed`` is 0 or 1).
         """
-        if not self._pg:
-            yield from self._iter_targets_sqlite(object_name, include_failed=include_failed, page_size=page_size)
-            return
-        t, u = salesforce_targets, unsubscribes
-        owed = and_(outbox.c.value.is_(True), outbox.c.act_at >= u.c.state_at)
-        joined = t.join(u, and_(u.c.email == t.c.email, u.c.unsubscribed)).outerjoin(
-            outbox, outbox.c.salesforce_id == t.c.salesforce_id
-        )
-        after = ""
-        while True:
-            query = (
-                select(t.c.salesforce_id, t.c.email, owed)
-                .select_from(joined)
-                .where(t.c.object == object_name, t.c.salesforce_id > after)
-            )
-            if not include_failed:
-                query = query.where(t.c.status != "failed")
-            with self._read() as conn:
-                page = conn.execute(query.order_by(t.c.salesforce_id).limit(page_size)).all()
-            yield from ((sid, email, bool(queued)) for sid, email, queued in page)
-            if len(page) < page_size:
-                return
-            after = page[-1][0]
-
-    def _iter_targets_sqlite(
-        self, object_name: str, *, include_failed: bool, page_size: int
-    ) -> Iterator[tuple[str, str, bool]]:
-        """``iter_targets`` on SQLite as driver SQL: the same keyset pages, as plain tuples (``owed`` 0 or 1)."""
-        sql = _SQLITE_TARGET_PAGE if include_failed else _SQLITE_OPEN_TARGET_PAGE
+        sql = _target_page(self._pg, include_failed)
         after = ""
         while True:
             with self._read() as conn:
