@@ -144,9 +144,12 @@ _SQLITE_UPDATE_ADDRESS = (
 _SQLITE_TARGETS_OF = f"SELECT salesforce_id, object, email FROM salesforce_targets WHERE email IN {SQLITE_IN_KEYS}"
 _SQLITE_UNPUSHED_TARGETS_OF = f"{_SQLITE_TARGETS_OF} AND status != 'pushed'"
 _SQLITE_HELD_TARGETS = f"SELECT salesforce_id FROM salesforce_targets WHERE salesforce_id IN {SQLITE_IN_KEYS}"
+_TARGET_COLUMNS = (
+    "salesforce_id", "object", "email", "status", "field", "created_at", "updated_at", "confirmed_value",
+    "confirmed_at",
+)  # fmt: skip
 _SQLITE_INSERT_TARGET = (
-    "INSERT INTO salesforce_targets (salesforce_id, object, email, status, field, created_at, updated_at,"
-    " confirmed_value, confirmed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO salesforce_targets ({', '.join(_TARGET_COLUMNS)}) VALUES ({', '.join('?' for _ in _TARGET_COLUMNS)})"
 )
 _SQLITE_QUEUED_WRITES = f"SELECT salesforce_id, value, act_at FROM outbox WHERE salesforce_id IN {SQLITE_IN_KEYS}"
 _OUTBOX_COLUMNS = (
@@ -204,6 +207,22 @@ def history_row(
         "requested_by": requested_by,
         "reason": reason,
     }
+
+
+def _insert_targets_sqlite(conn: Connection, targets: Sequence[Target], rest: tuple[Any, ...]) -> list[str]:
+    """``LedgerBase._insert_targets`` on SQLite (the write lock held): the ids already held are read, the others
+    inserted by driver ``executemany`` (the first of duplicate ids in id order, as ON CONFLICT DO NOTHING
+    would keep)."""
+    ordered = sorted(targets)
+    held = {sid for (sid,) in sqlite_select_in(conn, _SQLITE_HELD_TARGETS, sorted({t[0] for t in ordered}))}
+    rows: list[tuple[Any, ...]] = []
+    for target in ordered:
+        if target[0] not in held:
+            held.add(target[0])
+            rows.append((*target, *rest))
+    if rows:
+        driver_connection(conn).executemany(_SQLITE_INSERT_TARGET, rows)
+    return [row[0] for row in rows]
 
 
 class LedgerBase:
@@ -417,51 +436,16 @@ class LedgerBase:
         them since then (the value is recorded as confirmed)."""
         if not targets:
             return []
+        # the columns after (salesforce_id, object, email), the same for every record
+        rest = (status, field, now, now, None if confirmed_at is None else True, confirmed_at)
         if not self._pg:
-            return self._insert_targets_sqlite(conn, targets, status, field, now, confirmed_at)
+            return _insert_targets_sqlite(conn, targets, rest)
         added: list[str] = []
         for chunk in chunks(sorted(targets)):
-            rows = [
-                {
-                    "salesforce_id": sid,
-                    "object": obj,
-                    "email": email,
-                    "status": status,
-                    "field": field,
-                    "created_at": now,
-                    "updated_at": now,
-                    "confirmed_value": None if confirmed_at is None else True,
-                    "confirmed_at": confirmed_at,
-                }
-                for sid, obj, email in chunk
-            ]
+            rows = [dict(zip(_TARGET_COLUMNS, (*target, *rest), strict=True)) for target in chunk]
             stmt = pg_insert_rows(salesforce_targets, rows).on_conflict_do_nothing(index_elements=["salesforce_id"])
             added.extend(conn.execute(stmt.returning(salesforce_targets.c.salesforce_id)).scalars())
         return added
-
-    def _insert_targets_sqlite(
-        self,
-        conn: Connection,
-        targets: Sequence[Target],
-        status: str,
-        field: str | None,
-        now: float,
-        confirmed_at: float | None,
-    ) -> list[str]:
-        """SQLite (the write lock held): the ids already held are read, the others inserted by driver
-        ``executemany`` (the first of duplicate ids in id order, as ON CONFLICT DO NOTHING would keep)."""
-        ordered = sorted(targets)
-        held = {sid for (sid,) in sqlite_select_in(conn, _SQLITE_HELD_TARGETS, sorted({t[0] for t in ordered}))}
-        rows: list[tuple[Any, ...]] = []
-        for sid, obj, email in ordered:
-            if sid not in held:
-                held.add(sid)
-                rows.append(
-                    (sid, obj, email, status, field, now, now, None if confirmed_at is None else 1, confirmed_at)
-                )
-        if rows:
-            driver_connection(conn).executemany(_SQLITE_INSERT_TARGET, rows)
-        return [row[0] for row in rows]
 
     # -- queued writes ----------------------------------------------------------------------
 

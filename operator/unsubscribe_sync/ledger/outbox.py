@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -473,65 +473,50 @@ class OutboxStore(LedgerBase):
         A row that changes after the read needs nothing from the nightly: a completion wrote it, a newer act
         (which queued its own write) replaced it.
         """
-        t, u = salesforce_targets, unsubscribes
         wanted: list[str] = []
         owed: set[str] = set()
         confirmed: list[str] = []
         with self._read() as conn:
-            for chunk in chunks(ids):
-                for sid, at, value, confirmed_at, queued_value, queued_at in conn.execute(
-                    select(
-                        t.c.salesforce_id,
-                        u.c.state_at,
-                        t.c.confirmed_value,
-                        t.c.confirmed_at,
-                        outbox.c.value,
-                        outbox.c.act_at,
+            for sid, _, _, at, value, confirmed_at, queued_value, queued_at in self._nightly_candidates(conn, ids):
+                if _confirmed_since(value, confirmed_at, read_at):
+                    confirmed.append(sid)
+                elif (
+                    queued_value
+                    and merge_queued_write(
+                        QueuedWrite(True, float(queued_at)), QueuedWrite(True, float(at if at is not None else 0.0))
                     )
-                    .select_from(
-                        t.join(u, u.c.email == t.c.email).outerjoin(outbox, outbox.c.salesforce_id == t.c.salesforce_id)
-                    )
-                    .where(self._in(t.c.salesforce_id, chunk), u.c.unsubscribed)
-                ).all():
-                    if _confirmed_since(value, confirmed_at, read_at):
-                        confirmed.append(sid)
-                    elif (
-                        queued_value
-                        and merge_queued_write(
-                            QueuedWrite(True, float(queued_at)), QueuedWrite(True, float(at if at is not None else 0.0))
-                        )
-                        is Merge.KEEP
-                    ):
-                        owed.add(sid)
-                    else:
-                        wanted.append(sid)
+                    is Merge.KEEP
+                ):
+                    owed.add(sid)
+                else:
+                    wanted.append(sid)
         return wanted, owed, confirmed
+
+    def _nightly_candidates(self, conn: Connection, ids: Sequence[str]) -> Iterator[Any]:
+        """(id, object, address, the address's state time, confirmed value and time, queued value and act time)
+        of the targets ``ids`` whose address is unsubscribed."""
+        t, u = salesforce_targets, unsubscribes
+        columns = (t.c.salesforce_id, t.c.object, t.c.email, u.c.state_at, t.c.confirmed_value, t.c.confirmed_at)
+        joined = t.join(u, u.c.email == t.c.email).outerjoin(outbox, outbox.c.salesforce_id == t.c.salesforce_id)
+        for chunk in chunks(ids):
+            yield from conn.execute(
+                select(*columns, outbox.c.value, outbox.c.act_at)
+                .select_from(joined)
+                .where(self._in(t.c.salesforce_id, chunk), u.c.unsubscribed)
+            ).all()
 
     def _queue_nightly_writes(self, ids: Sequence[str], read_at: float | None, confirmed: list[str]) -> set[str]:
         """Queue the writes of true the read could not settle (under the write lock, read again); returns the
         ids owed one now. Ids confirmed true since ``read_at`` meanwhile are added to ``confirmed``."""
-        t, u = salesforce_targets, unsubscribes
         writes: list[tuple[tuple[str, str, str], bool, float]] = []
         owed: set[str] = set()
         with self._write() as conn:
             now = self._db_now(conn)
-            for chunk in chunks(ids):
-                for sid, obj, email, at, value, confirmed_at in conn.execute(
-                    select(
-                        t.c.salesforce_id,
-                        t.c.object,
-                        t.c.email,
-                        u.c.state_at,
-                        t.c.confirmed_value,
-                        t.c.confirmed_at,
-                    )
-                    .join(u, u.c.email == t.c.email)
-                    .where(self._in(t.c.salesforce_id, chunk), u.c.unsubscribed)
-                ).all():
-                    if _confirmed_since(value, confirmed_at, read_at):
-                        confirmed.append(sid)
-                    else:
-                        writes.append(((sid, obj, email), True, float(at if at is not None else 0.0)))
+            for sid, obj, email, at, value, confirmed_at, _, _ in self._nightly_candidates(conn, ids):
+                if _confirmed_since(value, confirmed_at, read_at):
+                    confirmed.append(sid)
+                else:
+                    writes.append(((sid, obj, email), True, float(at if at is not None else 0.0)))
             self._queue_writes(conn, writes, now)
             for chunk in chunks(sorted(w[0][0] for w in writes)):
                 owed.update(
