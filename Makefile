@@ -33,6 +33,7 @@ services:
 
 lint: venv
 	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff format --check operator tests bench
 	$(VENV)/bin/hadolint Containerfile
 	@actionlint="$$(command -v $(VENV)/bin/actionlint || command -v actionlint || true)"; \
 	shellcheck="$$(command -v $(VENV)/bin/shellcheck || command -v shellcheck || true)"; \

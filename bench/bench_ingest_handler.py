@@ -76,7 +76,9 @@ def serve_bare(port: int) -> None:
 def _wrk(url: str, script: Path) -> float:
     out = subprocess.run(
         ["wrk", "-t", str(THREADS), "-c", str(CONCURRENCY), "-d", f"{SECONDS:g}s", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     if "Non-2xx" in out or "Socket errors" in out:
         print(out)
@@ -98,7 +100,8 @@ def _profile(pid: int, seconds: float, out: Path) -> str | None:
         return None
     subprocess.run(
         [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--format", "raw", "--output", str(out)],
-        capture_output=True, check=False,
+        capture_output=True,
+        check=False,
     )
     if not out.exists():
         return None
@@ -138,10 +141,8 @@ def main() -> None:
         ledger_url = f"sqlite:///{tmp}/ledger.db"
         switch = os.environ.get("BENCH_SWITCH_INTERVAL")  # an experiment: the GIL's switch interval in the worker
         worker_code = (
-            (f"import sys; sys.setswitchinterval({float(switch)!r}); " if switch else "")
-            + "from bench.bench_worker import serve; "
-            f"serve({ledger_url!r}, {{port}}, {str(tmp / 'token')!r})"
-        )
+            f"import sys; sys.setswitchinterval({float(switch)!r}); " if switch else ""
+        ) + f"from bench.bench_worker import serve; serve({ledger_url!r}, {{port}}, {str(tmp / 'token')!r})"
         with _process(worker_code):
             pass  # the schema, created once outside the measurement
         rounds = max(1, int(os.environ.get("BENCH_ROUNDS", "1")))  # on a shared machine: the median of several

@@ -68,8 +68,10 @@ def main(scale: float | None = None) -> None:
             ledger.close()
         written = state.count("Contact", HasOptedOutOfEmail=True)
         total = sum(n for op, n in calls.items() if op != "token")
-        print(f"backlog {count:,} queued opt-outs, bulkThreshold {cfg.bulkThreshold:,}, sandbox bulk processing "
-              f"{state.bulk_processing_s:.1f} s")
+        print(
+            f"backlog {count:,} queued opt-outs, bulkThreshold {cfg.bulkThreshold:,}, sandbox bulk processing "
+            f"{state.bulk_processing_s:.1f} s"
+        )
         print(f"claims {claims}, API calls {total} ({dict(calls)}), written {written:,}, {seconds:.2f} s")
 
 

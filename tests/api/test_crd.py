@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "optout.dev_unsubscribesyncs.yaml"
 K8S_VERSION = "1.33.0"
 
+
 def _nodes(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
     yield path, schema
     for key, prop in schema.get("properties", {}).items():

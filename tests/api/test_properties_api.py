@@ -10,14 +10,18 @@ from unsubscribe_sync.api.push_field import effective_push_target
 from unsubscribe_sync.api.spec import OptOutTarget
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                            max_size=3), max_leaves=8)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
 section_names = st.sampled_from(["salesforce", "optOut", "nightly", "ledger", "worker", "logging", "bogus"])
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(section_names, st.dictionaries(st.text(min_size=1, max_size=25), values, max_size=4),
-                       max_size=4))
+@given(
+    st.dictionaries(section_names, st.dictionaries(st.text(min_size=1, max_size=25), values, max_size=4), max_size=4)
+)
 def test_any_mapping_loads_or_names_the_problem(data: dict[str, Any]) -> None:
     try:
         cfg = parse_config(data)

@@ -40,8 +40,13 @@ def resource(generation: int = 2, status: dict[str, Any] | None = None, suspend:
 
 
 def cond(type_: str, status: str, reason: str = "", message: str = "") -> dict[str, str]:
-    return {"type": type_, "status": status, "reason": reason, "message": message,
-            "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
 
 
 def test_no_status_is_progressing() -> None:
@@ -66,28 +71,37 @@ def test_missing_observed_generation_is_progressing() -> None:
 
 
 def test_reconciling_is_progressing() -> None:
-    status = {"observedGeneration": 2, "conditions": [
-        cond("Ready", "False", "Reconciling", "creating the push worker"),
-        cond("Reconciling", "True", "Progressing", "creating the push worker"),
-    ]}
+    status = {
+        "observedGeneration": 2,
+        "conditions": [
+            cond("Ready", "False", "Reconciling", "creating the push worker"),
+            cond("Reconciling", "True", "Progressing", "creating the push worker"),
+        ],
+    }
     assert health(resource(status=status)) == ("Progressing", "Progressing: creating the push worker")
 
 
 def test_stalled_is_degraded_with_its_message() -> None:
-    status = {"observedGeneration": 2, "conditions": [
-        cond("Ready", "False", "InvalidSpec"),
-        cond("Reconciling", "True", "Retrying"),
-        cond("Stalled", "True", "InvalidSpec", "SQLite ledger needs replicas: 1"),
-    ]}
+    status = {
+        "observedGeneration": 2,
+        "conditions": [
+            cond("Ready", "False", "InvalidSpec"),
+            cond("Reconciling", "True", "Retrying"),
+            cond("Stalled", "True", "InvalidSpec", "SQLite ledger needs replicas: 1"),
+        ],
+    }
     assert health(resource(status=status)) == ("Degraded", "InvalidSpec: SQLite ledger needs replicas: 1")
 
 
 def test_ready_false_with_reason_is_degraded() -> None:
-    status = {"observedGeneration": 2, "conditions": [
-        cond("Ready", "False", "CredentialsInvalid", "invalid_client"),
-        cond("Reconciling", "False", "Done"),
-        cond("Stalled", "False", "Done"),
-    ]}
+    status = {
+        "observedGeneration": 2,
+        "conditions": [
+            cond("Ready", "False", "CredentialsInvalid", "invalid_client"),
+            cond("Reconciling", "False", "Done"),
+            cond("Stalled", "False", "Done"),
+        ],
+    }
     assert health(resource(status=status)) == ("Degraded", "CredentialsInvalid: invalid_client")
 
 

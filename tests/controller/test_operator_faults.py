@@ -98,9 +98,9 @@ async def test_a_transient_write_error_costs_seconds_not_a_minute(faulty: Runnin
         await wait_for(lambda: fault.hits >= 4, what="the first status write failing")
         await client.patch(f"{CR_PATH}/acme", {"spec": {"nightlySync": {"enabled": False}}})
         await wait_for(
-            lambda: (faulty.emulator.get("batch/v1/cronjobs", NS, "acme-nightly-sync") or {})
-            .get("spec", {})
-            .get("suspend"),
+            lambda: (
+                (faulty.emulator.get("batch/v1/cronjobs", NS, "acme-nightly-sync") or {}).get("spec", {}).get("suspend")
+            ),
             timeout=15,
             what="the spec change applied",
         )

@@ -90,9 +90,7 @@ async def test_a_login_host_outside_the_allowlist_gets_no_secret_read_no_login_a
     assert sandbox.client_secret not in json.dumps(obj)
 
 
-async def test_a_refused_login_host_leaves_existing_children_as_they_were(
-    kube: RunningCluster, client: Client
-) -> None:
+async def test_a_refused_login_host_leaves_existing_children_as_they_were(kube: RunningCluster, client: Client) -> None:
     running = await start_operator(kube)
     try:
         await client.secrets()
@@ -105,11 +103,13 @@ async def test_a_refused_login_host_leaves_existing_children_as_they_were(
             f"{CR_PATH}/acme", {"spec": {"salesforce": {"loginUrl": "https://evil.example", "apiVersion": "61.0"}}}
         )
         ready = await wait_for(
-            lambda: (o := usync(kube))
-            and o["status"].get("observedGeneration") == 2
-            and (c := condition(o, "Ready"))
-            and c["reason"] == "LoginHostNotAllowed"
-            and c,
+            lambda: (
+                (o := usync(kube))
+                and o["status"].get("observedGeneration") == 2
+                and (c := condition(o, "Ready"))
+                and c["reason"] == "LoginHostNotAllowed"
+                and c
+            ),
             what="refused after the change",
         )
         assert "evil.example" in ready["message"]

@@ -48,8 +48,10 @@ async def test_the_rbac_grants_exactly_the_verbs_the_operator_sends(cluster: Run
             push = {"webhookSecretRef": {"name": "acme-webhook"}, "replicas": 2}
             monitoring = {"serviceMonitor": {"enabled": True}}
             await client.post(CR_PATH, cr(pushWorker=push, ledger=db, monitoring=monitoring))
-            await wait_for(lambda: cluster.emulator.get(
-                "monitoring.coreos.com/v1/servicemonitors", NS, "acme-push-worker"), what="ServiceMonitor")
+            await wait_for(
+                lambda: cluster.emulator.get("monitoring.coreos.com/v1/servicemonitors", NS, "acme-push-worker"),
+                what="ServiceMonitor",
+            )
             push["replicas"] = 1
             await client.patch(
                 f"{CR_PATH}/acme", {"spec": {"pushWorker": push, "monitoring": {"serviceMonitor": {"enabled": False}}}}

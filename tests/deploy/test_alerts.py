@@ -37,11 +37,17 @@ EXPECTED_ALERTS = {
 # Metrics from outside the project the rules may use (Prometheus itself, kube-state-metrics), and the
 # project's own additions beyond the contract list: the worker's age of the oldest pending unsubscribe and
 # the operator's per-resource Ready gauge, the worker's count of stuck writes.
-EXTERNAL_METRICS = {"up", "kube_job_status_failed", "kube_job_status_start_time",
-                    "kube_deployment_status_replicas_available", "unsubscribe_sync_push_oldest_pending_seconds",
-                    "unsubscribe_sync_operator_resource_ready", "unsubscribe_sync_push_stuck_records",
-                    "unsubscribe_sync_salesforce_poll_last_success_timestamp_seconds",
-                    "unsubscribe_sync_salesforce_poll_interval_seconds"}
+EXTERNAL_METRICS = {
+    "up",
+    "kube_job_status_failed",
+    "kube_job_status_start_time",
+    "kube_deployment_status_replicas_available",
+    "unsubscribe_sync_push_oldest_pending_seconds",
+    "unsubscribe_sync_operator_resource_ready",
+    "unsubscribe_sync_push_stuck_records",
+    "unsubscribe_sync_salesforce_poll_last_success_timestamp_seconds",
+    "unsubscribe_sync_salesforce_poll_interval_seconds",
+}
 needs_promtool = pytest.mark.skipif(
     promtool_path() is None, reason="promtool not installed (apt-get install prometheus; scripts/test-services.sh)"
 )
@@ -53,8 +59,9 @@ def alert_rules() -> list[dict[str, Any]]:
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(promtool_path()), *args], capture_output=True, text=True, timeout=120,
-                          cwd=ALERTS_FILE.parent)
+    return subprocess.run(
+        [str(promtool_path()), *args], capture_output=True, text=True, timeout=120, cwd=ALERTS_FILE.parent
+    )
 
 
 @needs_promtool
@@ -77,8 +84,13 @@ def test_promtool_unit_tests_can_fail(tmp_path: Any) -> None:
     relaxed = ALERTS_FILE.read_text().replace("> 0.9", "> 1.5")
     (tmp_path / "alerts.yaml").write_text(relaxed)
     (tmp_path / "alerts_test.yaml").write_text(ALERTS_TEST_FILE.read_text())
-    result = subprocess.run([str(promtool_path()), "test", "rules", "alerts_test.yaml"], capture_output=True,
-                            text=True, timeout=120, cwd=tmp_path)
+    result = subprocess.run(
+        [str(promtool_path()), "test", "rules", "alerts_test.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert result.returncode != 0
     assert "SalesforceApiUsageHigh" in result.stdout + result.stderr
 
@@ -108,8 +120,10 @@ def test_alert_has_severity_summary_description_and_runbook(rule: dict[str, Any]
     anchor = runbook.rsplit("#", 1)[1]
     assert runbook.split("#")[0].endswith("docs/OPERATIONS.md")
     assert anchor == rule["alert"].lower()
-    headings = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
-                for h in re.findall(r"^#+ (.+)$", OPERATIONS_DOC.read_text(), flags=re.MULTILINE)}
+    headings = {
+        re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+        for h in re.findall(r"^#+ (.+)$", OPERATIONS_DOC.read_text(), flags=re.MULTILINE)
+    }
     assert anchor in headings, f"docs/OPERATIONS.md has no section for {rule['alert']}"
 
 

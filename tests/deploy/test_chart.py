@@ -205,9 +205,7 @@ def test_one_replica_runs_standalone_without_peering_objects() -> None:
     docs = helm_template({"replicas": 1})
     assert "--standalone" in operator_args(docs)
     assert not [d for d in docs if d["apiVersion"].startswith("kopf.dev")]
-    assert {d["metadata"]["name"] for d in by_kind(docs, "CustomResourceDefinition")} == {
-        "unsubscribesyncs.optout.dev"
-    }
+    assert {d["metadata"]["name"] for d in by_kind(docs, "CustomResourceDefinition")} == {"unsubscribesyncs.optout.dev"}
 
 
 def test_watch_namespaces_get_namespaced_roles_and_args() -> None:
@@ -220,8 +218,9 @@ def test_watch_namespaces_get_namespaced_roles_and_args() -> None:
     assert {r["metadata"]["namespace"] for r in roles} == {"sales", "marketing"}
     assert {b["metadata"]["namespace"] for b in bindings} == {"sales", "marketing"}
     for binding in bindings:
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "usync-unsubscribe-sync-operator",
-                                        "namespace": "ops"}]
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "usync-unsubscribe-sync-operator", "namespace": "ops"}
+        ]
     role_resources = {res for r in roles[0]["rules"] for res in r["resources"]}
     assert "unsubscribesyncs" in role_resources and "deployments" in role_resources
     # a cluster-wide role, if any, keeps only rules on cluster-scoped resources, and is never empty
@@ -253,8 +252,11 @@ def test_watched_namespaces_get_secret_access_only_there(variant: str) -> None:
     watched = set(VARIANTS[variant]["watchNamespaces"])
     for cluster_role in by_kind(docs, "ClusterRole"):
         assert not [r for r in cluster_role["rules"] if "secrets" in r["resources"]], "secrets cluster-wide"
-    with_secrets = {r["metadata"]["namespace"] for r in by_kind(docs, "Role")
-                    if any("secrets" in rule["resources"] for rule in r["rules"])}
+    with_secrets = {
+        r["metadata"]["namespace"]
+        for r in by_kind(docs, "Role")
+        if any("secrets" in rule["resources"] for rule in r["rules"])
+    }
     assert with_secrets == watched
     bound = {b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")}
     assert bound == watched
@@ -277,8 +279,9 @@ def test_rbac_grants_no_wildcards_and_no_secret_writes() -> None:
 
 
 def test_all_toggles_on_render_monitoring_objects() -> None:
-    docs = helm_template({**ALL_ON, "serviceMonitor.labels": {"release": "kps"},
-                          "grafanaDashboard.namespace": "grafana"})
+    docs = helm_template(
+        {**ALL_ON, "serviceMonitor.labels": {"release": "kps"}, "grafanaDashboard.namespace": "grafana"}
+    )
     (monitor,) = by_kind(docs, "ServiceMonitor")
     (service,) = by_kind(docs, "Service")
     assert monitor["metadata"]["labels"]["release"] == "kps"
@@ -328,8 +331,16 @@ def test_dashboard_configmap_embeds_the_dashboard_file() -> None:
 
 
 def test_service_monitor_without_metrics_service_is_refused() -> None:
-    result = helm("template", "x", str(CHART_DIR), "--set", "serviceMonitor.enabled=true",
-                  "--set", "metrics.service.enabled=false", check=False)
+    result = helm(
+        "template",
+        "x",
+        str(CHART_DIR),
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "metrics.service.enabled=false",
+        check=False,
+    )
     assert result.returncode != 0
     assert "metrics.service.enabled" in result.stderr
 
@@ -381,8 +392,13 @@ def test_values_schema_covers_every_value() -> None:
 
 def test_notes_tell_the_user_what_to_apply_next() -> None:
     notes = (CHART_DIR / "templates/NOTES.txt").read_text()
-    for needle in ("create secret generic", "client_id", "kind: UnsubscribeSync", "kubectl -n NS get usync",
-                   "create job --from=cronjob/"):
+    for needle in (
+        "create secret generic",
+        "client_id",
+        "kind: UnsubscribeSync",
+        "kubectl -n NS get usync",
+        "create job --from=cronjob/",
+    ):
         assert needle in notes
 
 

@@ -84,15 +84,15 @@ def test_every_contract_metric_has_a_panel(dashboard: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     "needle",
     [
-        'histogram_quantile(0.5, sum by (le) (rate(unsubscribe_sync_operator_reconcile_duration_seconds_bucket',
-        'histogram_quantile(0.99, sum by (le) (rate(unsubscribe_sync_operator_reconcile_duration_seconds_bucket',
-        'histogram_quantile(0.5, sum by (le) (rate(unsubscribe_sync_push_lag_seconds_bucket',
-        'histogram_quantile(0.99, sum by (le) (rate(unsubscribe_sync_push_lag_seconds_bucket',
-        'sum by (ready) (unsubscribe_sync_operator_resources',
-        'sum by (object, outcome) (rate(unsubscribe_sync_push_records_total',
-        'sum by (operation, status) (rate(unsubscribe_sync_salesforce_requests_total',
-        'sum by (direction) (increase(unsubscribe_sync_nightly_records_total',
-        'time() - max(unsubscribe_sync_nightly_last_success_timestamp_seconds',
+        "histogram_quantile(0.5, sum by (le) (rate(unsubscribe_sync_operator_reconcile_duration_seconds_bucket",
+        "histogram_quantile(0.99, sum by (le) (rate(unsubscribe_sync_operator_reconcile_duration_seconds_bucket",
+        "histogram_quantile(0.5, sum by (le) (rate(unsubscribe_sync_push_lag_seconds_bucket",
+        "histogram_quantile(0.99, sum by (le) (rate(unsubscribe_sync_push_lag_seconds_bucket",
+        "sum by (ready) (unsubscribe_sync_operator_resources",
+        "sum by (object, outcome) (rate(unsubscribe_sync_push_records_total",
+        "sum by (operation, status) (rate(unsubscribe_sync_salesforce_requests_total",
+        "sum by (direction) (increase(unsubscribe_sync_nightly_records_total",
+        "time() - max(unsubscribe_sync_nightly_last_success_timestamp_seconds",
     ],
 )
 def test_required_queries_are_present(dashboard: dict[str, Any], needle: str) -> None:

@@ -62,8 +62,15 @@ def operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
 def test_deploy_kustomization_renders_valid_objects() -> None:
     docs = kustomize(DEPLOY)
     kinds = {d["kind"] for d in docs}
-    assert {"Namespace", "CustomResourceDefinition", "Deployment", "Service", "ClusterRole",
-            "ClusterRoleBinding", "ServiceAccount"} <= kinds
+    assert {
+        "Namespace",
+        "CustomResourceDefinition",
+        "Deployment",
+        "Service",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ServiceAccount",
+    } <= kinds
     for doc in docs:
         kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
         if doc["kind"] not in {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}:
@@ -101,8 +108,16 @@ def test_base_operator_matches_the_chart_defaults() -> None:
     if chart is None:
         pytest.skip("helm not available: scripts/fetch-helm.sh could not fetch it")
     chart_container = operator_container(chart)
-    for key in ("image", "args", "ports", "livenessProbe", "readinessProbe", "securityContext", "volumeMounts",
-                "resources"):
+    for key in (
+        "image",
+        "args",
+        "ports",
+        "livenessProbe",
+        "readinessProbe",
+        "securityContext",
+        "volumeMounts",
+        "resources",
+    ):
         assert base_container[key] == chart_container[key], key
     (base_deploy,) = by_kind(base, "Deployment")
     (chart_deploy,) = by_kind(chart, "Deployment")

@@ -134,36 +134,52 @@ class PrometheusApi:
 def drive_worker(url: str, contact: str, deleted: str) -> None:
     """Webhook traffic that produces every push outcome: pushed, failed (deleted record), skipped (no ID)."""
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    body = {"unsubscribes": [
-        {"email": "pushed@example.com", "salesforceId": contact, "source": "scrape-test"},
-        {"email": "gone@example.com", "salesforceId": deleted},
-        {"email": "no.id@example.com"},
-    ]}
+    body = {
+        "unsubscribes": [
+            {"email": "pushed@example.com", "salesforceId": contact, "source": "scrape-test"},
+            {"email": "gone@example.com", "salesforceId": deleted},
+            {"email": "no.id@example.com"},
+        ]
+    }
     response = requests.post(f"{url}/v1/unsubscribes", json=body, headers=headers, timeout=10)
     assert response.status_code == 202, response.text
 
 
 def run_nightly(config: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "unsubscribe_sync", "nightly", "--config", str(config)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "unsubscribe_sync", "nightly", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
 def secret(name: str, **data: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS},
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": NS},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
 
 
 async def create_unsubscribe_sync(cluster: RunningCluster) -> None:
     objects = [
         ("/api/v1/namespaces/sales/secrets", secret("acme-salesforce", client_id="id", client_secret="not-real")),
         ("/api/v1/namespaces/sales/secrets", secret("acme-webhook", token="hook")),
-        ("/apis/optout.dev/v1alpha1/namespaces/sales/unsubscribesyncs", {
-            "apiVersion": "optout.dev/v1alpha1", "kind": "UnsubscribeSync",
-            "metadata": {"name": "acme", "namespace": NS},
-            "spec": {"salesforce": {"credentialsSecretRef": {"name": "acme-salesforce"}},
-                     "pushWorker": {"webhookSecretRef": {"name": "acme-webhook", "key": "token"}}},
-        }),
+        (
+            "/apis/optout.dev/v1alpha1/namespaces/sales/unsubscribesyncs",
+            {
+                "apiVersion": "optout.dev/v1alpha1",
+                "kind": "UnsubscribeSync",
+                "metadata": {"name": "acme", "namespace": NS},
+                "spec": {
+                    "salesforce": {"credentialsSecretRef": {"name": "acme-salesforce"}},
+                    "pushWorker": {"webhookSecretRef": {"name": "acme-webhook", "key": "token"}},
+                },
+            },
+        ),
     ]
     async with aiohttp.ClientSession() as session:
         for path, body in objects:
@@ -181,13 +197,18 @@ async def test_dashboard_and_alert_queries_against_a_real_prometheus(
     worker_port, operator_port, prometheus_port = free_port(), free_port(), free_port()
     worker_config = write_worker_config(tmp_path, salesforce, worker_port)
     worker_url = f"http://127.0.0.1:{worker_port}"
-    worker = Process([sys.executable, "-m", "unsubscribe_sync", "worker", "--config", str(worker_config)],
-                     tmp_path / "worker.log")
+    worker = Process(
+        [sys.executable, "-m", "unsubscribe_sync", "worker", "--config", str(worker_config)], tmp_path / "worker.log"
+    )
     operator = await start_operator(kube, metrics_port=operator_port)
     prometheus = Process(
-        ["prometheus", f"--config.file={write_prometheus_config(tmp_path, worker_port, operator_port)}",
-         f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prometheus_port}",
-         "--log.level=warn"],
+        [
+            "prometheus",
+            f"--config.file={write_prometheus_config(tmp_path, worker_port, operator_port)}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prometheus_port}",
+            "--log.level=warn",
+        ],
         tmp_path / "prometheus.log",
     )
     api = PrometheusApi(f"http://127.0.0.1:{prometheus_port}")
@@ -199,8 +220,9 @@ async def test_dashboard_and_alert_queries_against_a_real_prometheus(
             wait_until, lambda: requests.get(f"{api.url}/-/ready", timeout=1).status_code == 200, "prometheus ready"
         )
         await asyncio.to_thread(
-            wait_until, lambda: api.has_data(f'up{{job="{WORKER_JOB}"}} == 1')
-            and api.has_data(f'up{{job="{OPERATOR_JOB}"}} == 1'), "both targets up",
+            wait_until,
+            lambda: api.has_data(f'up{{job="{WORKER_JOB}"}} == 1') and api.has_data(f'up{{job="{OPERATOR_JOB}"}} == 1'),
+            "both targets up",
         )
         # traffic after the first scrapes, so rates and histogram quantiles see increases
         await asyncio.to_thread(drive_worker, worker_url, contact, deleted)
@@ -233,8 +255,9 @@ async def test_dashboard_and_alert_queries_against_a_real_prometheus(
         await asyncio.to_thread(wait_until, rules_healthy, "every alert rule evaluated healthy", 15.0)
         # the outbox drained: a healthy system fires none of the push alerts
         firing = await asyncio.to_thread(api.query, 'ALERTS{alertstate="firing"}')
-        assert not [a["metric"]["alertname"] for a in firing["data"]["result"]
-                    if a["metric"]["alertname"].startswith("Push")]
+        assert not [
+            a["metric"]["alertname"] for a in firing["data"]["result"] if a["metric"]["alertname"].startswith("Push")
+        ]
     finally:
         prometheus.stop()
         worker.stop()

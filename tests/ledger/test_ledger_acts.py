@@ -60,8 +60,12 @@ def test_act_effect(behaviour: str, current: AddressState | None, act: Act, effe
         ("nothing queued: queue it", None, QueuedWrite(True, T0), Merge.INSERT),
         ("a newer opposite write replaces", QueuedWrite(False, T0), QueuedWrite(True, T0 + 1), Merge.REPLACE),
         ("an older write never replaces a newer one", QueuedWrite(False, T0 + 1), QueuedWrite(True, T0), Merge.KEEP),
-        ("the same value from a later act only moves the time", QueuedWrite(True, T0), QueuedWrite(True, T0 + 1),
-         Merge.REFRESH),
+        (
+            "the same value from a later act only moves the time",
+            QueuedWrite(True, T0),
+            QueuedWrite(True, T0 + 1),
+            Merge.REFRESH,
+        ),
         ("the same value and time changes nothing", QueuedWrite(True, T0), QueuedWrite(True, T0), Merge.KEEP),
     ],
 )
@@ -89,15 +93,35 @@ def test_salesforce_read_is_current(
     ("behaviour", "result", "attempts", "status", "stuck"),
     [
         ("success is pushed", RecordResult("x", True), 0, "pushed", False),
-        ("a deleted record fails for good", RecordResult("x", False, "ENTITY_IS_DELETED", "deleted"), 0, "failed",
-         False),
+        (
+            "a deleted record fails for good",
+            RecordResult("x", False, "ENTITY_IS_DELETED", "deleted"),
+            0,
+            "failed",
+            False,
+        ),
         ("a locked row is retried", RecordResult("x", False, "UNABLE_TO_LOCK_ROW", "busy"), 3, "retry", False),
-        ("a row locked past maxAttempts is stuck, still retried", RecordResult("x", False, "UNABLE_TO_LOCK_ROW", "b"),
-         49, "retry", True),
-        ("far past maxAttempts it is still retried", RecordResult("x", False, "SERVER_UNAVAILABLE", "b"), 500, "retry",
-         True),
-        ("a hidden field holds the row", RecordResult("x", False, "INVALID_FIELD_FOR_INSERT_UPDATE", "no"), 0, "held",
-         False),
+        (
+            "a row locked past maxAttempts is stuck, still retried",
+            RecordResult("x", False, "UNABLE_TO_LOCK_ROW", "b"),
+            49,
+            "retry",
+            True,
+        ),
+        (
+            "far past maxAttempts it is still retried",
+            RecordResult("x", False, "SERVER_UNAVAILABLE", "b"),
+            500,
+            "retry",
+            True,
+        ),
+        (
+            "a hidden field holds the row",
+            RecordResult("x", False, "INVALID_FIELD_FOR_INSERT_UPDATE", "no"),
+            0,
+            "held",
+            False,
+        ),
     ],
 )
 def test_write_outcome_rule(behaviour: str, result: RecordResult, attempts: int, status: str, stuck: bool) -> None:

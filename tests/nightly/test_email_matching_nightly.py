@@ -110,6 +110,8 @@ def test_a_dry_run_reports_the_counts_of_the_real_run(tmp_path: Path, sandbox: S
     dry = run_nightly(cfg, dry_run=True)
     real = run_nightly(cfg, dry_run=False)
     assert dry["outcome"] == real["outcome"] == "Succeeded", (dry, real)
-    assert {k: dry[k] for k in keys} == {k: real[k] for k in keys} == {
-        "toSalesforce": 3, "fromSalesforce": 0, "skippedNoSalesforceId": 1
-    }
+    assert (
+        {k: dry[k] for k in keys}
+        == {k: real[k] for k in keys}
+        == {"toSalesforce": 3, "fromSalesforce": 0, "skippedNoSalesforceId": 1}
+    )

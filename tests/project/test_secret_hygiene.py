@@ -172,7 +172,12 @@ def test_no_canary_secret_escapes(tmp_path: Path, grant: str, sandbox_process: S
     url_file = tmp_path / "ledger-url"
     url_file.write_text(canary_db_url)
     port = free_port()
-    worker_section = {"listen": f"127.0.0.1:{port}", "publicListen": None, "tokenFile": str(token_file), "url": f"http://127.0.0.1:{port}"}
+    worker_section = {
+        "listen": f"127.0.0.1:{port}",
+        "publicListen": None,
+        "tokenFile": str(token_file),
+        "url": f"http://127.0.0.1:{port}",
+    }
     worker_cfg = _config(sandbox, tmp_path, "worker", ledger={"urlFile": str(url_file)}, worker=worker_section)
     worker = ManagedProcess("worker", cli("worker", "--config", str(worker_cfg)), tmp_path)
     worker.start()

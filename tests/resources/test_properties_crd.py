@@ -105,48 +105,78 @@ def spec_strategy(only_valid: bool) -> st.SearchStrategy[dict[str, Any]]:
         salesforce=st.one_of(
             st.just(OMIT) if not only_valid else st.nothing(),
             obj(
-                loginUrl=f(("https://login.salesforce.com", "https://acme.my.salesforce.com/", "https://" + "a" * 2040),
-                           ("https://x.example/a b", "http://login.salesforce.com", "https://", "", "https://a/\n",
-                            "https://" + "a" * 2050)),
+                loginUrl=f(
+                    ("https://login.salesforce.com", "https://acme.my.salesforce.com/", "https://" + "a" * 2040),
+                    (
+                        "https://x.example/a b",
+                        "http://login.salesforce.com",
+                        "https://",
+                        "",
+                        "https://a/\n",
+                        "https://" + "a" * 2050,
+                    ),
+                ),
                 apiVersion=f(("62.0", "10.0", "100.0"), ("9.0", "62", "62.1", "1000.0", 62.0, "62.0\n")),
                 credentialsSecretRef=required_ref if only_valid else st.one_of(f((), (None, "acme")), required_ref),
-                objects=f((["Contact", "Lead"], ["Lead"], ["Contact"], ["Lead", "Contact"], None),
-                          ([], ["Account"], ["Contact", "Contact"], ["Contact", "Lead", "Lead"], "Contact")),
+                objects=f(
+                    (["Contact", "Lead"], ["Lead"], ["Contact"], ["Lead", "Contact"], None),
+                    ([], ["Account"], ["Contact", "Contact"], ["Contact", "Lead", "Lead"], "Contact"),
+                ),
             ).filter(lambda d: not only_valid or "credentialsSecretRef" in d),
         ),
-        optOutField=section(obj(
-            target=f(("EmailOptOut", "MarketoSalesOptOut", None), ("emailoptout", "")),
-            marketoSalesOptOutField=f(("", "ToutApp__Opt_Out__c", "a" * 77 + "__c", None),
-                                      ("Opt_Out", "1abc__c", "a" * 78 + "__c", "X__c\n")),
-        )),
-        nightlySync=section(obj(
-            enabled=f((True, False, None), ("true",)),
-            schedule=f(("0 20 * * *", "@daily", "*/5 * * * *", None),
-                       ("0 20 * *", "", "TZ=UTC 0 20 * * *", "0 20 * * * *", "x" * 101, "@every 5m", "0 20 * * *\n")),
-            timeZone=f(("America/Los_Angeles", "UTC", "Etc/GMT+8", None),
-                       ("", "a b", "America/", "x" * 65, "Europe/Berlin\n")),
-        )),
+        optOutField=section(
+            obj(
+                target=f(("EmailOptOut", "MarketoSalesOptOut", None), ("emailoptout", "")),
+                marketoSalesOptOutField=f(
+                    ("", "ToutApp__Opt_Out__c", "a" * 77 + "__c", None),
+                    ("Opt_Out", "1abc__c", "a" * 78 + "__c", "X__c\n"),
+                ),
+            )
+        ),
+        nightlySync=section(
+            obj(
+                enabled=f((True, False, None), ("true",)),
+                schedule=f(
+                    ("0 20 * * *", "@daily", "*/5 * * * *", None),
+                    ("0 20 * *", "", "TZ=UTC 0 20 * * *", "0 20 * * * *", "x" * 101, "@every 5m", "0 20 * * *\n"),
+                ),
+                timeZone=f(
+                    ("America/Los_Angeles", "UTC", "Etc/GMT+8", None),
+                    ("", "a b", "America/", "x" * 65, "Europe/Berlin\n"),
+                ),
+            )
+        ),
         pushWorker=obj(
             replicas=f((1, 2, 20, None), (0, 21, -1, "1", 1.5, True)),
             webhookSecretRef=obj(name=st.sampled_from(names[0]) if only_valid else f(*names), key=f(*keys)),
-            resources=f(({}, {"limits": {"cpu": "100m", "memory": "128Mi"}}, {"requests": {"cpu": 1}}, None),
-                        ("small", [])),
+            resources=f(
+                ({}, {"limits": {"cpu": "100m", "memory": "128Mi"}}, {"requests": {"cpu": 1}}, None), ("small", [])
+            ),
         ).filter(lambda d: not only_valid or "webhookSecretRef" in d),
-        ledger=section(obj(
-            databaseSecretRef=st.one_of(f((None,)), obj(name=st.sampled_from(names[0]) if only_valid else f(*names),
-                                                          key=f(*keys))),
-            storage=section(obj(
-                size=f(("1Gi", "10G", "1.5Gi", "500Mi", None), ("big", "", "1 Gi", 5, "1Gi\n")),
-                storageClassName=f(("fast", None), ("", 3)),
-            )),
-        )),
-        monitoring=section(obj(
-            serviceMonitor=section(obj(
-                enabled=f((True, False, None), ("no",)),
-                interval=f(("30s", "1m", "250ms", None), ("30", "", "1d", "30s\n")),
-                labels=f(({}, {"team": "sales"}, None), ({"n": 1}, ["a"])),
-            )),
-        )),
+        ledger=section(
+            obj(
+                databaseSecretRef=st.one_of(
+                    f((None,)), obj(name=st.sampled_from(names[0]) if only_valid else f(*names), key=f(*keys))
+                ),
+                storage=section(
+                    obj(
+                        size=f(("1Gi", "10G", "1.5Gi", "500Mi", None), ("big", "", "1 Gi", 5, "1Gi\n")),
+                        storageClassName=f(("fast", None), ("", 3)),
+                    )
+                ),
+            )
+        ),
+        monitoring=section(
+            obj(
+                serviceMonitor=section(
+                    obj(
+                        enabled=f((True, False, None), ("no",)),
+                        interval=f(("30s", "1m", "250ms", None), ("30", "", "1d", "30s\n")),
+                        labels=f(({}, {"team": "sales"}, None), ({"n": 1}, ["a"])),
+                    )
+                ),
+            )
+        ),
     ).filter(lambda d: not only_valid or ("salesforce" in d and "pushWorker" in d))
 
 
@@ -184,7 +214,6 @@ def test_the_model_and_the_crd_schema_accept_the_same_specs(spec: dict[str, Any]
     assert model_ok == crd_ok, f"model: {model_ok} {model_why}\nCRD: {crd_ok} {crd_why}"
 
 
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(valid_specs)
 def test_both_fill_the_same_defaults(spec: dict[str, Any]) -> None:
@@ -201,7 +230,6 @@ def test_both_fill_the_same_defaults(spec: dict[str, Any]) -> None:
 def test_a_parsed_spec_dumps_to_something_the_crd_accepts(spec: dict[str, Any]) -> None:
     dumped = UnsubscribeSyncSpec.model_validate(defaulted(spec)).model_dump(mode="json", exclude_none=True)
     assert crd_accepts(dumped) == (True, "")
-
 
 
 BASE = {"salesforce": {"credentialsSecretRef": {"name": "acme-sf"}}, "pushWorker": {"webhookSecretRef": {"name": "w"}}}

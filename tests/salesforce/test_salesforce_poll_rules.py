@@ -96,9 +96,7 @@ def test_completed_watermark(current: float, started: float, expected: float) ->
     assert completed_watermark(current, started) == expected
 
 
-@pytest.mark.parametrize(
-    ("watermark", "lookback", "expected"), [(T0, 300, T0 - 300), (T0, 0, T0), (T0, -5, T0)]
-)
+@pytest.mark.parametrize(("watermark", "lookback", "expected"), [(T0, 300, T0 - 300), (T0, 0, T0), (T0, -5, T0)])
 def test_read_from(watermark: float, lookback: float, expected: float) -> None:
     assert read_from(watermark, lookback) == expected
 

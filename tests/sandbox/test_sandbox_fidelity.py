@@ -324,9 +324,7 @@ def test_date_range_literals(sandbox_api: SandboxApi, sandbox: SandboxHandle, li
         ("CreatedDate >= LAST_N_DAYS:3", True),
     ],
 )
-def test_datetime_and_date_literals(
-    sandbox_api: SandboxApi, sandbox: SandboxHandle, where: str, matches: bool
-) -> None:
+def test_datetime_and_date_literals(sandbox_api: SandboxApi, sandbox: SandboxHandle, where: str, matches: bool) -> None:
     contact = sandbox.state.add_record("Contact", "dt@example.com")
     response = _query(sandbox_api, f"SELECT Id FROM Contact WHERE {where}")
     assert response.status_code == 200, response.text
@@ -365,8 +363,11 @@ def test_count_of_id_is_an_aggregate_result(sandbox_api: SandboxApi, sandbox: Sa
 def _token(sandbox: SandboxHandle) -> dict[str, Any]:
     response = sandbox.session().post(
         f"{sandbox.url}/services/oauth2/token",
-        data={"grant_type": "client_credentials", "client_id": sandbox.client_id,
-              "client_secret": sandbox.client_secret},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": sandbox.client_id,
+            "client_secret": sandbox.client_secret,
+        },
         timeout=30,
     )
     return dict(response.json())

@@ -186,9 +186,7 @@ class Contention:
             ("unsubscribe older than the stored resubscribe", older_unsub),
             ("older unsubscribe after a resubscribe that arrived first", unsub_after_resub),
         )
-        await asyncio.gather(
-            *(one(name, t, n % len(self.urls)) for name, group in shapes for n, t in enumerate(group))
-        )
+        await asyncio.gather(*(one(name, t, n % len(self.urls)) for name, group in shapes for n, t in enumerate(group)))
 
     async def race(self) -> None:
         targets = self.take(RACE_ADDRESSES)

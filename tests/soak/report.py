@@ -38,8 +38,10 @@ def _windows(schedule: list[FaultWindow], kind: FaultKind) -> str:
     if not spans:
         return "-"
     if kind is FaultKind.WORKER_KILL:
-        return f"every {spans[1].start - spans[0].start:.0f} s from {spans[0].start:.0f} s" if len(spans) > 1 else (
-            f"at {spans[0].start:.0f} s"
+        return (
+            f"every {spans[1].start - spans[0].start:.0f} s from {spans[0].start:.0f} s"
+            if len(spans) > 1
+            else (f"at {spans[0].start:.0f} s")
         )
     parts = [f"{w.start:.0f}-{w.end:.0f} s" if w.duration else f"{w.start:.0f} s" for w in spans]
     return ", ".join(parts)

@@ -22,9 +22,7 @@ from tests.soak.verdict import (
 
 @pytest.mark.postgres
 @pytest.mark.timeout(240)
-def test_short_soak_loses_nothing(
-    tmp_path: Path, postgres_url: str, postgres_server: PostgresServer | str
-) -> None:
+def test_short_soak_loses_nothing(tmp_path: Path, postgres_url: str, postgres_server: PostgresServer | str) -> None:
     server = postgres_server if isinstance(postgres_server, PostgresServer) else None
     run = SoakRun(SHORT, tmp_path, postgres_url, server)
     try:

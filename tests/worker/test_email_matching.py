@@ -35,9 +35,7 @@ async def test_contact_and_two_leads_sharing_an_address_in_mixed_case_are_all_se
     assert worker.sample("unsubscribe_sync_email_matches_sum") == 3
 
 
-async def test_an_address_with_no_record_is_kept_and_counted_skipped(
-    email_worker: Any, sandbox: SandboxHandle
-) -> None:
+async def test_an_address_with_no_record_is_kept_and_counted_skipped(email_worker: Any, sandbox: SandboxHandle) -> None:
     worker = await email_worker()
     await worker.post({"email": "nobody@example.com"})
     await eventually(worker.settled, what="resolved")

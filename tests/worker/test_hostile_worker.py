@@ -176,8 +176,10 @@ def test_a_chunked_body_over_1_mib_is_refused(worker: Worker, unchanged: None) -
         pytest.param(b'{"email": "n@example.com", "source": ' + b"9" * 100_000 + b"}", id="100k-digit-number"),
         pytest.param(b'{"email": "n@example.com", "source": 1e999999}', id="infinite-float"),
         pytest.param(b'{"email": "n@example.com", "eventId": NaN}', id="NaN"),
-        pytest.param(b'{"unsubscribes": [' + b'{"email": "m@example.com"},' * 1000 + b'{"email": "z@example.com"}]}',
-                     id="1001-items"),
+        pytest.param(
+            b'{"unsubscribes": [' + b'{"email": "m@example.com"},' * 1000 + b'{"email": "z@example.com"}]}',
+            id="1001-items",
+        ),
         pytest.param(b'"\xff\xfe\x00"', id="not-utf8"),
         pytest.param(b"\x00" * 1000, id="nul-bytes"),
         pytest.param(b"", id="empty"),
@@ -193,8 +195,16 @@ def test_malformed_or_pathological_json_is_a_400(worker: Worker, unchanged: None
 
 @pytest.mark.parametrize(
     "content_type",
-    [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml",
-     "application/jsonp", "json", "text/json; x=application/json"],
+    [
+        None,
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "application/jsonp",
+        "json",
+        "text/json; x=application/json",
+    ],
 )
 def test_wrong_content_type_is_a_415(worker: Worker, unchanged: None, content_type: str | None) -> None:
     headers = {} if content_type is None else {"Content-Type": content_type}
@@ -207,11 +217,30 @@ def test_wrong_content_type_is_a_415(worker: Worker, unchanged: None, content_ty
 
 @pytest.mark.parametrize(
     "authorization",
-    [None, "", "Bearer", "Bearer ", f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", f"Basic {TOKEN}", TOKEN,
-     f"Bearer {TOKEN.upper()}", f"Bearer  {TOKEN} extra", "Bearer " + "A" * 6000, f"Bearer {TOKEN}\x00"],
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        f"Bearer {TOKEN}x",
+        f"Bearer {TOKEN[:-1]}",
+        f"Basic {TOKEN}",
+        TOKEN,
+        f"Bearer {TOKEN.upper()}",
+        f"Bearer  {TOKEN} extra",
+        "Bearer " + "A" * 6000,
+        f"Bearer {TOKEN}\x00",
+    ],
 )
-@pytest.mark.parametrize(("method", "path"), [("POST", "/v1/unsubscribes"), ("GET", "/v1/unsubscribes/a@example.com"),
-                                              ("GET", "/v1/unsubscribes"), ("POST", "/v1/nightly-runs")])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/unsubscribes"),
+        ("GET", "/v1/unsubscribes/a@example.com"),
+        ("GET", "/v1/unsubscribes"),
+        ("POST", "/v1/nightly-runs"),
+    ],
+)
 def test_missing_or_bad_tokens_are_a_401(
     worker: Worker, unchanged: None, authorization: str | None, method: str, path: str
 ) -> None:
@@ -245,8 +274,16 @@ SQL_LIKE = [
     "{{7*7}}@example.com",
     "${jndi:ldap}@example.com",
 ]
-UNICODE = ["josé@example.com", "ÜBER@Bücher.de", "用户@例子.广告", "θσε@παράδειγμα.δοκιμή", "a\u200b@example.com",
-           "a\u202e@example.com", "\uff41\uff42\uff43@example.com", "\U0001f600@example.com"]
+UNICODE = [
+    "josé@example.com",
+    "ÜBER@Bücher.de",
+    "用户@例子.广告",
+    "θσε@παράδειγμα.δοκιμή",
+    "a\u200b@example.com",
+    "a\u202e@example.com",
+    "\uff41\uff42\uff43@example.com",
+    "\U0001f600@example.com",
+]
 
 
 def _get_email(worker: Worker, email: str) -> tuple[int, Any]:
@@ -291,8 +328,11 @@ def test_an_address_in_another_unicode_normal_form_is_the_same_address(worker: W
         pytest.param(b'{"email": "a@example.com", "source": "s\\udfff"}', "source", id="surrogate-in-source"),
         pytest.param(b'{"email": "a@example.com", "source": "s\\u0000s"}', "source", id="nul-in-source"),
         pytest.param(b'{"email": "a@example.com", "eventId": "e\\u001b[2Je"}', "eventId", id="escape-in-event-id"),
-        pytest.param(b'{"unsubscribes": [{"email": "ok@example.com"}, {"email": "b@x.io", "eventId": "\\ud83d"}]}',
-                     "eventId", id="surrogate-in-second-item"),
+        pytest.param(
+            b'{"unsubscribes": [{"email": "ok@example.com"}, {"email": "b@x.io", "eventId": "\\ud83d"}]}',
+            "eventId",
+            id="surrogate-in-second-item",
+        ),
     ],
 )
 def test_text_no_ledger_can_store_is_a_400_naming_the_field(

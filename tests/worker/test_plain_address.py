@@ -43,8 +43,24 @@ def test_the_shortcut_agrees_with_parse_address(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["a..b@x.com", ".a@x.com", "a.@x.com", "a@-x.com", "a@x-.com", "a@x..com", "a b@x.com", " a@x.com", "a@x.com\n",
-     '"a"@x.com', "a@[127.0.0.1]", "ren\u00e9e@x.com", "a@b@x.com", "a@", "@x.com", "a@x.com."],
+    [
+        "a..b@x.com",
+        ".a@x.com",
+        "a.@x.com",
+        "a@-x.com",
+        "a@x-.com",
+        "a@x..com",
+        "a b@x.com",
+        " a@x.com",
+        "a@x.com\n",
+        '"a"@x.com',
+        "a@[127.0.0.1]",
+        "ren\u00e9e@x.com",
+        "a@b@x.com",
+        "a@",
+        "@x.com",
+        "a@x.com.",
+    ],
 )
 def test_other_texts_are_left_to_parse_address(text: str) -> None:
     assert plain_address(text) is None

@@ -51,8 +51,9 @@ def _rfc3339(moment: datetime, offset: str, fraction: bool) -> str:
     return text + suffix
 
 
-occurred = st.builds(lambda m, o, f: (m if f else m.replace(microsecond=0), _rfc3339(m, o, f)), instants, offsets,
-                     st.booleans())
+occurred = st.builds(
+    lambda m, o, f: (m if f else m.replace(microsecond=0), _rfc3339(m, o, f)), instants, offsets, st.booleans()
+)
 # Free text: anything but controls, lone surrogates and line separators (those are refused, see HOSTILE below).
 texts = st.text(alphabet=st.characters(blacklist_categories=["Cs", "Cc", "Zl", "Zp"]), min_size=1, max_size=200).filter(
     lambda s: bool(s.strip())
@@ -64,8 +65,14 @@ def valid_items(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     """(item, expectations)."""
     email = draw(emails)
     item: dict[str, Any] = {"email": email}
-    expect: dict[str, Any] = {"email": email.strip().lower(), "salesforce_id": None, "object": None,
-                              "occurred_at": None, "source": "webhook", "event_id": None}
+    expect: dict[str, Any] = {
+        "email": email.strip().lower(),
+        "salesforce_id": None,
+        "object": None,
+        "occurred_at": None,
+        "source": "webhook",
+        "event_id": None,
+    }
     if draw(st.booleans()):
         sid = draw(salesforce_ids)
         item["salesforceId"] = sid
@@ -110,14 +117,52 @@ def test_a_single_object_body_is_a_batch_of_one(pair: tuple[dict[str, Any], dict
 
 # field -> values that make an item invalid (None: delete the field)
 MUTATIONS: dict[str, list[Any]] = {
-    "email": [None, 42, "", "   ", "no-at-sign", "a@b@c.com", "a b@c.com", "x" * 321 + "@a.com", "x" * 65 + "@a.com",
-              "<script>@x.com", ["a@b.com"], "' OR 1=1 --@x.com", "a\ud800@b.com", "a\x00@b.com", "a@b\udc00.com",
-              "a\x1b@b.com", "a\u202e@b.com"],
-    "salesforceId": [15, "", "003", "003" + "A" * 11, "003" + "A" * 13, "003" + "A" * 16, "001" + "A" * 12,
-                     "500" + "A" * 12, "003" + "A" * 11 + "-", "003" + "A" * 11 + "\n", "003AAAAAAAAAAAAbBB",
-                     "003AAAAAAAAA\u00c9AA", {"id": "003"}],
-    "occurredAt": [0, "", "yesterday", "2024-05-01", "2024-05-01T12:00:00", "2024-13-01T00:00:00Z",
-                   "2024-05-01T12:00:00Z\n", "2024-05-01 12:00:00Z x", "1714564800", ["2024-05-01T12:00:00Z"]],
+    "email": [
+        None,
+        42,
+        "",
+        "   ",
+        "no-at-sign",
+        "a@b@c.com",
+        "a b@c.com",
+        "x" * 321 + "@a.com",
+        "x" * 65 + "@a.com",
+        "<script>@x.com",
+        ["a@b.com"],
+        "' OR 1=1 --@x.com",
+        "a\ud800@b.com",
+        "a\x00@b.com",
+        "a@b\udc00.com",
+        "a\x1b@b.com",
+        "a\u202e@b.com",
+    ],
+    "salesforceId": [
+        15,
+        "",
+        "003",
+        "003" + "A" * 11,
+        "003" + "A" * 13,
+        "003" + "A" * 16,
+        "001" + "A" * 12,
+        "500" + "A" * 12,
+        "003" + "A" * 11 + "-",
+        "003" + "A" * 11 + "\n",
+        "003AAAAAAAAAAAAbBB",
+        "003AAAAAAAAA\u00c9AA",
+        {"id": "003"},
+    ],
+    "occurredAt": [
+        0,
+        "",
+        "yesterday",
+        "2024-05-01",
+        "2024-05-01T12:00:00",
+        "2024-13-01T00:00:00Z",
+        "2024-05-01T12:00:00Z\n",
+        "2024-05-01 12:00:00Z x",
+        "1714564800",
+        ["2024-05-01T12:00:00Z"],
+    ],
     "source": [0, "", "   ", "s" * 201, False, {"a": 1}, "s\ud800", "s\x00", "s\x07s"],
     "eventId": [0, "", "   ", "e" * 201, True, ["e"], "\udfffe", "e\x00e", "e\u2029e"],
 }

@@ -286,6 +286,7 @@ async def test_postmark_refuses_wrong_or_missing_credentials(tmp_path: Path) -> 
 
 # --- Mandrill (Webhook format: the documented unsub/spam message events; Authenticating webhook requests) ---
 
+
 async def test_mandrill_unsub_and_spam_are_stored_and_head_answers(tmp_path: Path) -> None:
     key_file = tmp_path / "mandrill"
     key_file.write_text(MANDRILL_KEY)

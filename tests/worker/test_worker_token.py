@@ -112,7 +112,10 @@ async def test_a_token_that_is_not_utf8_is_a_401_not_a_500(tmp_path: Path, ledge
         writer.write(
             b"POST /v1/unsubscribes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             + f"Content-Length: {len(body)}\r\n".encode()
-            + b"Authorization: Bearer " + OLD.encode() + b"\xff\xfe\r\nConnection: close\r\n\r\n" + body
+            + b"Authorization: Bearer "
+            + OLD.encode()
+            + b"\xff\xfe\r\nConnection: close\r\n\r\n"
+            + body
         )
         await writer.drain()
         answer = await reader.read()

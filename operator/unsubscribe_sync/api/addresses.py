@@ -234,11 +234,11 @@ def _check_domain(domain: str) -> None:
             raise InvalidAddress(f"a domain label is over {MAX_LABEL_OCTETS} octets")
         if label.isascii():
             if not _LDH_LABEL.fullmatch(label):
-                raise InvalidAddress(
-                    "a domain label holds a character other than letters, digits and inner hyphens"
-                )
-        elif label.startswith("-") or label.endswith("-") or any(
-            (c.isascii() and not (c.isalnum() or c == "-")) or unicodedata.category(c) == "Zs" for c in label
+                raise InvalidAddress("a domain label holds a character other than letters, digits and inner hyphens")
+        elif (
+            label.startswith("-")
+            or label.endswith("-")
+            or any((c.isascii() and not (c.isalnum() or c == "-")) or unicodedata.category(c) == "Zs" for c in label)
         ):
             raise InvalidAddress("a domain label holds a character a domain name may not hold")
 

@@ -227,9 +227,7 @@ class TokenProvider:
         try:
             # Never follow a redirect: a 307/308 would post the secret or the assertion to whatever host the
             # Location names. Only the configured login URL ever sees them.
-            response = self._session.post(
-                url, data=form, headers={"Accept": "application/json"}, allow_redirects=False
-            )
+            response = self._session.post(url, data=form, headers={"Accept": "application/json"}, allow_redirects=False)
         except DeadlineExceeded as exc:
             self._report("error")
             raise SalesforceCallError(

@@ -96,7 +96,6 @@ class Api(Org):
                 "DataStorageMB": {"Max": 1024, "Remaining": 1024},
             }
 
-
     # ------------------------------------------------------------------ describe and query (REST)
 
     def describe_global(self, version: str) -> dict[str, Any]:
@@ -203,7 +202,6 @@ class Api(Org):
             record.update(table.get(row, names))
             return record
 
-
     def retrieve_many(self, sobject: str, body: Any, version: str) -> list[dict[str, Any] | None]:
         """POST composite/sobjects/{Obj} {"ids", "fields"}: the records in request order, null for an ID that
         matches no live record of that object."""
@@ -295,4 +293,3 @@ class Api(Org):
                 else:
                     outcomes.append(prepare_write(record.table, raw_id, record.values, self.faults, self.rng))
             return collection_results(outcomes, all_or_none, self._apply)
-

@@ -30,7 +30,6 @@ class Control(Org):
         with self.lock:
             return self.auth.register(client_id, client_secret, public_key_pem, usernames)
 
-
     def add_record(
         self,
         sobject: str,
@@ -350,4 +349,3 @@ class Control(Org):
                 "sessions": len(self.auth.sessions),
                 "sessionLifetimeSeconds": self.session_lifetime_s,
             }
-

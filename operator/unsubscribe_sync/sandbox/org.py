@@ -87,7 +87,6 @@ class Org:
         with self.lock:
             self._init_data()
 
-
     @property
     def apps(self) -> dict[str, ConnectedApp]:
         return self.auth.apps
@@ -154,7 +153,6 @@ class Org:
         """A change by the org's user: LastModifiedDate, SystemModstamp and LastModifiedById move."""
         table.touch(row, self.stamp(), USER_ID)
 
-
     def _select(self, soql: str, include_deleted: bool) -> Selection:
         try:
             query = parse(soql)
@@ -195,4 +193,3 @@ class Org:
             self.writes[table.ids[row]] -= 1
             if not self.writes[table.ids[row]]:
                 del self.writes[table.ids[row]]
-

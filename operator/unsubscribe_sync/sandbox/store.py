@@ -368,7 +368,6 @@ class _Compiler:
         check = compare[op]
         return lambda row: (v := value_at(row)) is not None and check(v)
 
-
     def in_range(self, definition: FieldDef, column: Sequence[Any], op: str, span: DateRange) -> Predicate:
         """A date range literal: `=` is within it, `<` before it starts, `>` after it ends (as Salesforce reads)."""
         if definition.type not in TEMPORAL:

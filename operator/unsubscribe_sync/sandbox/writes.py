@@ -15,9 +15,7 @@ from .store import Table
 
 MAX_COLLECTION_RECORDS = 200
 MAX_COLLECTION_CHUNKS = 10  # runs of one object type in a request (docs: "A single request can process up to 10")
-CHUNKS_MESSAGE = (
-    "Cannot have more than 10 chunks in a single operation. Please rearrange the data to reduce chunking."
-)
+CHUNKS_MESSAGE = "Cannot have more than 10 chunks in a single operation. Please rearrange the data to reduce chunking."
 ALL_OR_NONE_MESSAGE = "Record rolled back because not all records were valid and the request was using AllOrNone header"
 
 

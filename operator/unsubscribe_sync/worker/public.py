@@ -173,9 +173,7 @@ def senders_from_config(config: Config) -> list[Sender]:
     return senders
 
 
-def create_public_app(
-    internal: web.Application, *, senders: list[Sender] | None = None
-) -> web.Application:
+def create_public_app(internal: web.Application, *, senders: list[Sender] | None = None) -> web.Application:
     """The public app over ``internal``'s config, metrics, one-click keys and group committer (start ``internal``
     first). ``senders`` default to the configured ones."""
     config: Config = internal[CONFIG]
