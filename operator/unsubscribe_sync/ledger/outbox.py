@@ -150,8 +150,7 @@ class OutboxStore(LedgerBase):
                     break
             if not ids:
                 return Claim(token, [], expires)
-            lease = _claim_rows_core if self._pg else _claim_rows_sqlite
-            claimed = lease(conn, ids, token, expires)
+            claimed = _claim_rows(conn, ids, token, expires, pg=self._pg)
         position = {row_id: n for n, row_id in enumerate(ids)}
         claimed.sort(key=lambda r: position[r.id])  # due order
         return Claim(token, claimed, expires, bulk=bulk)
@@ -576,11 +575,12 @@ class OutboxStore(LedgerBase):
 # SQLite's statements of a claim and a completion as driver SQL, run on the driver's connection inside the
 # transaction (SQLAlchemy's per-row processing of a Bulk-sized claim and of its completion, tens of thousands
 # of rows, was most of their cost). The same statements as PostgreSQL's Core, key lists as one JSON array.
-_SQLITE_CLAIM_ROWS = (
-    "UPDATE outbox SET fence = fence + 1, lease_owner = ?, lease_expires_at = ?"
-    f" WHERE id IN {SQLITE_IN_KEYS}"
+_CLAIM_ROWS = (
+    "UPDATE outbox SET fence = fence + 1, lease_owner = {p}, lease_expires_at = {p} WHERE id {keys}"
     " RETURNING id, salesforce_id, object, email, received_at, attempts, value, seq, fence, stuck_at"
 )
+_SQLITE_CLAIM_ROWS = _CLAIM_ROWS.format(p="?", keys=f"IN {SQLITE_IN_KEYS}")
+_PG_CLAIM_ROWS = _CLAIM_ROWS.format(p="%s", keys="= ANY(%s)")
 _SQLITE_CURRENT = f"SELECT id, fence, seq FROM outbox WHERE id IN {SQLITE_IN_KEYS}"
 _SQLITE_DELETE_ROWS = f"DELETE FROM outbox WHERE id IN {SQLITE_IN_KEYS}"
 _SQLITE_RELEASE_DUE_NOW = (
@@ -603,53 +603,18 @@ _SQLITE_MARK_CONFIRMED = (
 )
 
 
-def _claim_rows_core(conn: Connection, ids: Sequence[int], token: str, expires: float) -> list[OutboxRow]:
-    """Lease the rows ``ids`` (fence bumped) and return them, chunk by chunk (PostgreSQL, the rows locked)."""
-    claimed: list[OutboxRow] = []
-    for chunk in chunks(ids):
-        # Each chunk's rows become OutboxRows at once: a Bulk-sized claim never holds its result rows
-        # and the OutboxRows together.
-        claimed.extend(
-            OutboxRow(
-                r.id,
-                r.salesforce_id,
-                sys.intern(r.object),
-                r.email,
-                r.received_at,
-                r.attempts,
-                bool(r.value),
-                r.seq,
-                r.fence,
-                r.stuck_at is not None,
-            )
-            for r in conn.execute(
-                update(outbox)
-                .where(pg_in(outbox.c.id, chunk))
-                .values(fence=outbox.c.fence + 1, lease_owner=token, lease_expires_at=expires)
-                .returning(
-                    outbox.c.id,
-                    outbox.c.salesforce_id,
-                    outbox.c.object,
-                    outbox.c.email,
-                    outbox.c.received_at,
-                    outbox.c.attempts,
-                    outbox.c.value,
-                    outbox.c.seq,
-                    outbox.c.fence,
-                    outbox.c.stuck_at,
-                )
-            )
-        )
-    return claimed
-
-
-def _claim_rows_sqlite(conn: Connection, ids: Sequence[int], token: str, expires: float) -> list[OutboxRow]:
-    """Lease the rows ``ids`` (fence bumped) and return them, chunk by chunk (SQLite, the write lock held)."""
+def _claim_rows(conn: Connection, ids: Sequence[int], token: str, expires: float, *, pg: bool) -> list[OutboxRow]:
+    """Lease the rows ``ids`` (fence bumped) and return them, chunk by chunk, as driver SQL (the rows locked on
+    PostgreSQL, the write lock held on SQLite): each chunk's rows become OutboxRows at once, so a Bulk-sized
+    claim never holds its result rows and the OutboxRows together."""
     raw = driver_connection(conn)
     out: list[OutboxRow] = []
     intern = sys.intern
     for chunk in chunks(ids):
-        cursor = raw.execute(_SQLITE_CLAIM_ROWS, (token, expires, json.dumps(list(chunk))))
+        if pg:
+            cursor = raw.execute(_PG_CLAIM_ROWS, (token, expires, list(chunk)))
+        else:
+            cursor = raw.execute(_SQLITE_CLAIM_ROWS, (token, expires, json.dumps(list(chunk))))
         out.extend(
             OutboxRow(rid, sid, intern(obj), email, received, attempts, bool(value), seq, fence, stuck is not None)
             for rid, sid, obj, email, received, attempts, value, seq, fence, stuck in cursor.fetchall()
