@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import kopf
 
+from tests.fixtures.api import minimal_with_token_key
 from tests.fixtures.kube import USYNC_RESOURCE, RunningCluster
 from unsubscribe_sync.api.constants import GROUP, PLURAL, VERSION
 from unsubscribe_sync.controller.kubeapi import KubeApi
@@ -44,15 +45,7 @@ async def test_transition_times_follow_the_injected_clock(kube: RunningCluster) 
     try:
         await api.create(
             f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}",
-            {
-                "apiVersion": "optout.dev/v1alpha1",
-                "kind": "UnsubscribeSync",
-                "metadata": {"name": "acme", "namespace": NS},
-                "spec": {
-                    "salesforce": {"credentialsSecretRef": {"name": "acme-salesforce"}},
-                    "pushWorker": {"webhookSecretRef": {"name": "acme-webhook", "key": "token"}},
-                },
-            },
+            minimal_with_token_key(),
         )
         owner = kube.emulator.get(USYNC_RESOURCE, NS, "acme")
         assert owner is not None

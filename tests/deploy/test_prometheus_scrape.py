@@ -20,6 +20,7 @@ import pytest
 import requests
 import yaml
 
+from tests.fixtures.api import minimal_with_token_key
 from tests.fixtures.common import free_port
 from tests.fixtures.deploy import ALERTS_FILE, DASHBOARD_FILE, metric_names
 from tests.fixtures.kube import RunningCluster, start_operator
@@ -170,15 +171,7 @@ async def create_unsubscribe_sync(cluster: RunningCluster) -> None:
         ("/api/v1/namespaces/sales/secrets", secret("acme-webhook", token="hook")),
         (
             "/apis/optout.dev/v1alpha1/namespaces/sales/unsubscribesyncs",
-            {
-                "apiVersion": "optout.dev/v1alpha1",
-                "kind": "UnsubscribeSync",
-                "metadata": {"name": "acme", "namespace": NS},
-                "spec": {
-                    "salesforce": {"credentialsSecretRef": {"name": "acme-salesforce"}},
-                    "pushWorker": {"webhookSecretRef": {"name": "acme-webhook", "key": "token"}},
-                },
-            },
+            minimal_with_token_key(),
         ),
     ]
     async with aiohttp.ClientSession() as session:
