@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.nightly import Env, Interrupt, build_world, opted_out
+from tests.fixtures.nightly import Env, Interrupt, OnPhase, build_world, opted_out
 from tests.fixtures.nightly import env as env  # re-exported: the fixture is also importable from here
 from unsubscribe_sync.ledger import PushOutcome, Resubscribe, Unsubscribe
 from unsubscribe_sync.logs import mask_email
@@ -147,6 +147,39 @@ def test_marketo_field_both_directions(env: Env) -> None:
     finally:
         ledger.close()
     assert email_only
+
+
+def test_writes_held_by_a_configuration_problem_stay_queued_for_every_object(env: Env) -> None:
+    s = env.state
+    for sobject in ("Contact", "Lead"):
+        s.configure_field(sobject, MARKETO, label="Marketo Sales Opt Out")
+    records = {"c1@example.com": s.add_record("Contact", "c1@example.com")}
+    records["c2@example.com"] = s.add_record("Contact", "c2@example.com")
+    records["l1@example.com"] = s.add_record("Lead", "l1@example.com")
+    ledger = env.ledger()
+    ledger.ingest([Unsubscribe(e, rid, "Lead" if e.startswith("l") else "Contact") for e, rid in records.items()])
+    ledger.close()
+
+    def hide_the_field() -> None:  # an admin removes the integration user's access once the run has planned
+        for sobject in ("Contact", "Lead"):
+            s.configure_field(sobject, MARKETO, label="Marketo Sales Opt Out", hidden=True)
+
+    config = env.config(optOut__target="MarketoSalesOptOut")
+    summary = run_nightly(config, dry_run=False, progress=OnPhase("write to Salesforce", hide_the_field))
+
+    assert summary["outcome"] == "Failed" and summary["toSalesforce"] == 0 and summary["failed"] == 0
+    assert summary["objects"]["Contact"]["retryLater"] == 2 and summary["objects"]["Lead"]["retryLater"] == 1
+    assert env.writes() == 0
+    ledger = env.ledger()
+    try:  # nothing given up: every write is still queued
+        assert ledger.queued_true(list(records.values()))[0] == set(records.values())
+    finally:
+        ledger.close()
+    for sobject in ("Contact", "Lead"):
+        s.configure_field(sobject, MARKETO, label="Marketo Sales Opt Out")
+    again = run_nightly(config, dry_run=False)
+    assert again["outcome"] == "Succeeded" and again["toSalesforce"] == 3
+    assert all(opted_out(env, rid, MARKETO) and env.state.write_count(rid) == 1 for rid in records.values())
 
 
 def test_nightly_disabled_is_a_failed_requirement(env: Env) -> None:

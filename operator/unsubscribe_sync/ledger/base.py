@@ -272,15 +272,10 @@ class LedgerBase:
         """How many write transactions this process has committed (a mark for ``wait_for_commit``)."""
         return self._commits
 
-    @property
-    def sees_every_writer(self) -> bool:
-        """Whether every writer of this ledger is in this process (SQLite), so ``wait_for_commit`` sees them all.
-        On PostgreSQL other replicas and jobs write too: a waiter polls."""
-        return not self._pg
-
     def wait_for_commit(self, seen: int, timeout: float) -> int:
         """Wait until this process commits a write transaction after the mark ``seen``, or ``timeout`` seconds;
-        returns the new mark (``seen`` when none came)."""
+        returns the new mark (``seen`` when none came). Writers of other processes are not seen (PostgreSQL
+        replicas and jobs, a ``nightly --local`` beside a SQLite worker): a waiter bounds ``timeout``."""
         with self._committed:
             self._committed.wait_for(lambda: self._commits != seen, timeout=max(0.0, timeout))
             return self._commits
@@ -491,8 +486,8 @@ class LedgerBase:
                 refresh.append(row)
         if not self._pg:
             return self._store_writes_sqlite(conn, fresh, refresh, now)
-        stmt = self._insert(outbox)
         if fresh:
+            stmt = pg_insert_rows(outbox, fresh)
             conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=["salesforce_id"],
@@ -508,8 +503,7 @@ class LedgerBase:
                         "last_error": None,
                         "stuck_at": None,
                     },
-                ),
-                fresh,
+                )
             )
             for chunk in chunks([r["salesforce_id"] for r in fresh]):
                 conn.execute(
@@ -518,9 +512,9 @@ class LedgerBase:
                     .values(status="pending", last_error=None, updated_at=now)
                 )
         if refresh:  # the same value from a later act: only the act time moves (a vanished row is queued again)
+            stmt = pg_insert_rows(outbox, refresh)
             conn.execute(
-                stmt.on_conflict_do_update(index_elements=["salesforce_id"], set_={"act_at": stmt.excluded.act_at}),
-                refresh,
+                stmt.on_conflict_do_update(index_elements=["salesforce_id"], set_={"act_at": stmt.excluded.act_at})
             )
         return len(fresh)
 

@@ -14,7 +14,14 @@ from typing import Protocol, TypeVar
 from sqlalchemy import Connection, delete
 
 from unsubscribe_sync.api.addresses import normalize_email
-from unsubscribe_sync.ledger.base import Target, chunks, driver_connection, history_row, sqlite_select_in
+from unsubscribe_sync.ledger.base import (
+    Target,
+    chunks,
+    driver_connection,
+    history_row,
+    pg_insert_rows,
+    sqlite_select_in,
+)
 from unsubscribe_sync.ledger.models import (
     ACTION_PUSH_SKIPPED,
     ACTION_RESUBSCRIBED,
@@ -106,13 +113,10 @@ class IntakeStore(ResolutionStore):
             if new_events:
                 driver_connection(conn).executemany(_SQLITE_INSERT_EVENT, [(e, now) for e in sorted(new_events)])
             event_ids = []
-        stmt = (
-            self._insert(processed_events)
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(processed_events.c.event_id)
-        )
         for chunk in chunks(event_ids):
-            new_events.update(conn.execute(stmt, [{"event_id": e, "received_at": now} for e in chunk]).scalars())
+            stmt = pg_insert_rows(processed_events, [{"event_id": e, "received_at": now} for e in chunk])
+            stmt = stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(processed_events.c.event_id)
+            new_events.update(conn.execute(stmt).scalars())
         kept: list[E] = []
         seen: set[str] = set()
         for item in items:

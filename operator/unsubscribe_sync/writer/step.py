@@ -201,8 +201,8 @@ async def _wait_for_writers(ledger: Ledger, seconds: float, in_thread: InThread)
     """Wait up to ``seconds`` for the rows other writers hold: until this process's ledger writes (another
     writer's completion) come and then pause, the time is up, or ``LONGEST_WAIT_SECONDS`` into a stream of
     writes. A burst of completions (a Bulk claim is completed 2,000 rows at a time) is one wake-up, not one
-    ledger question per transaction. Writers of other processes are not seen (PostgreSQL): the caller bounds
-    ``seconds`` by its poll interval there."""
+    ledger question per transaction. Writers of other processes are not seen: the caller bounds ``seconds`` by
+    its poll interval."""
     start = time.monotonic()
     deadline = start + seconds
     seen = ledger.commits
@@ -264,7 +264,7 @@ async def drain(
             return out
         if claimable_at is not None and claimable_at > now:  # held by another writer, or due later
             wait = min(claimable_at - now, remaining)
-            await _wait_for_writers(ledger, wait if ledger.sees_every_writer else min(wait, poll_seconds), in_thread)
+            await _wait_for_writers(ledger, min(wait, poll_seconds), in_thread)
             continue
         claim = await in_thread(
             ledger.claim,
