@@ -131,6 +131,16 @@ def test_a_record_added_from_salesforce_is_held_as_confirmed_true_since_the_read
     assert found is not None and found["salesforce"][0]["status"] == "pushed"
 
 
+def test_an_opt_out_read_from_salesforce_leaves_a_write_in_flight_to_its_writer(ledger: Ledger) -> None:
+    ledger.ingest([unsub("a@example.com", contact_id(1))])
+    claim = ledger.claim("push", 10, 60)  # the push is writing true to the record
+    # the Salesforce poll reads the record opted out (the push's write landed) before the push completes
+    ledger.add_salesforce_opt_outs([(contact_id(1), "Contact", "a@example.com")], read_at=time.time())
+    completion = ledger.complete(claim, [PushOutcome(claim[0], "pushed", None)], field="HasOptedOutOfEmail")
+    assert (completion.settled, completion.lost) == (1, 0)  # its lease was not taken away: no second write
+    assert ledger.backlog() == 0
+
+
 def test_a_target_is_owed_a_write_while_its_write_of_true_is_queued(ledger: Ledger) -> None:
     ledger.ingest([unsub("a@example.com", contact_id(1)), unsub("b@example.com", contact_id(2))])
     claim = ledger.claim("w", 1, 60)

@@ -80,7 +80,10 @@ def _target_page(pg: bool, include_failed: bool) -> str:
     )
 
 
-_SQLITE_DROP_QUEUED_TRUE = f"DELETE FROM outbox WHERE salesforce_id IN {SQLITE_IN_KEYS} AND value IS 1"
+_SQLITE_DROP_QUEUED_TRUE = (  # not while a writer holds it: its completion settles it
+    "DELETE FROM outbox WHERE value IS 1 AND (lease_expires_at IS NULL OR lease_expires_at < ?)"
+    f" AND salesforce_id IN {SQLITE_IN_KEYS}"
+)
 
 
 def _hold_as_pushed_sqlite(
@@ -92,7 +95,7 @@ def _hold_as_pushed_sqlite(
         held = [sid for sid in chunk if sid not in new]
         if held:
             raw.execute(_SQLITE_HOLD_AS_PUSHED, (now, at, field or None, json.dumps(held)))
-        raw.execute(_SQLITE_DROP_QUEUED_TRUE, (json.dumps(list(chunk)),))
+        raw.execute(_SQLITE_DROP_QUEUED_TRUE, (now, json.dumps(list(chunk))))
 
 
 __all__ = ["Ledger", "normalize_email"]
@@ -290,10 +293,11 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
 
         Each is an unsubscribe act at ``read_at`` on its address (under the address's row lock): the address
         is suppressed, the record held as already pushed, a history row added, and a queued write of true to
-        the record dropped (Salesforce has it). Left alone (counted ``pending_resubscribe``): a record whose id
-        or address has a resubscribe's write of false queued (Salesforce has not seen it yet), one whose write
-        of false Salesforce confirmed after the read began (the read predates it), and one whose address was
-        resubscribed after the read (the later act wins). Records without an email are ignored. Calling it
+        the record dropped (Salesforce has it; one a writer holds is left to its completion). Left alone
+        (counted ``pending_resubscribe``): a record whose id or address has a resubscribe's write of false
+        queued (Salesforce has not seen it yet), one whose write of false Salesforce confirmed after the read
+        began (the read predates it), and one whose address was resubscribed after the read (the later act
+        wins). Records without an email are ignored. Calling it
         again with the same records adds nothing.
         """
         result = OptOutsAdded()
@@ -388,8 +392,10 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
     def _hold_as_pushed(
         conn: Connection, ids: Sequence[str], new: set[str], field: str | None, now: float, at: float
     ) -> None:
-        """The records are held as pushed (Salesforce has true since ``at``); a queued write of true is dropped.
-        Those of ``new`` were inserted so by this transaction: their rows need no update."""
+        """The records are held as pushed (Salesforce has true since ``at``); a queued write of true is dropped
+        unless a writer holds it (its completion settles it: taking the row away would make the writer re-queue
+        it as a lost lease, one more write). Those of ``new`` were inserted so by this transaction: their rows
+        need no update."""
         t = salesforce_targets
         for chunk in chunks(ids):
             held = [sid for sid in chunk if sid not in new]
@@ -405,7 +411,13 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
                     **({"field": field} if field else {}),
                 )
             )
-            conn.execute(delete(outbox).where(pg_in(outbox.c.salesforce_id, chunk), outbox.c.value.is_(True)))
+            conn.execute(
+                delete(outbox).where(
+                    pg_in(outbox.c.salesforce_id, chunk),
+                    outbox.c.value.is_(True),
+                    or_(outbox.c.lease_expires_at.is_(None), outbox.c.lease_expires_at < now),
+                )
+            )
 
     def record_sync_run(
         self,
