@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import BindParameter, Connection, Engine, String, Table, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -109,11 +109,13 @@ def pg_rows(columns: dict[str, Any], rows: Sequence[Sequence[Any]]) -> Any:
     return func.unnest(*arrays).table_valued(*columns).render_derived()
 
 
-def pg_insert_rows(table: Table, rows: Sequence[dict[str, Any]]) -> Any:
-    """PostgreSQL's INSERT of ``rows`` (dicts with the same keys) as one statement over ``pg_rows``; ON
-    CONFLICT and RETURNING apply."""
-    names = list(rows[0])
-    source = pg_rows({n: table.c[n] for n in names}, [[row[n] for n in names] for row in rows])
+def pg_insert_rows(table: Table, rows: Sequence[Any], names: Sequence[str] | None = None) -> Any:
+    """PostgreSQL's INSERT of ``rows`` as one statement over ``pg_rows``; ON CONFLICT and RETURNING apply.
+    ``rows``: dicts with the same keys, or, with ``names``, sequences of those columns' values in that order."""
+    if names is None:
+        names = list(rows[0])
+        rows = [[row[n] for n in names] for row in rows]
+    source = pg_rows({n: table.c[n] for n in names}, rows)
     return pg_dialect.insert(table).from_select(names, select(*(source.c[n] for n in names)))
 
 
@@ -122,7 +124,21 @@ def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-_HISTORY_COLUMNS = ("at", "email", "salesforce_id", "source", "action", "outcome", "detail", "requested_by", "reason")
+class HistoryRow(NamedTuple):
+    """One history row, its fields in the table's column order (bound by position on both databases)."""
+
+    at: float
+    email: str
+    salesforce_id: str | None
+    source: str
+    action: str
+    outcome: str | None = None
+    detail: str | None = None
+    requested_by: str | None = None
+    reason: str | None = None
+
+
+_HISTORY_COLUMNS = HistoryRow._fields
 # SQLite's history insert as driver SQL: the rows go straight to the driver's executemany (SQLAlchemy's
 # per-row parameter processing was most of the insert's cost in a group commit of many small requests)
 _SQLITE_INSERT_HISTORY = (
@@ -183,30 +199,6 @@ def sqlite_select_in(conn: Connection, sql: str, keys: Sequence[Any], *head: Any
     for chunk in chunks(keys):
         rows.extend(raw.execute(sql, (*head, json.dumps(list(chunk)))).fetchall())
     return rows
-
-
-def history_row(
-    at: float,
-    email: str,
-    salesforce_id: str | None,
-    source: str,
-    action: str,
-    outcome: str | None = None,
-    detail: str | None = None,
-    requested_by: str | None = None,
-    reason: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "at": at,
-        "email": email,
-        "salesforce_id": salesforce_id,
-        "source": source,
-        "action": action,
-        "outcome": outcome,
-        "detail": detail,
-        "requested_by": requested_by,
-        "reason": reason,
-    }
 
 
 def _insert_targets_sqlite(conn: Connection, targets: Sequence[Target], rest: tuple[Any, ...]) -> list[str]:
@@ -295,16 +287,15 @@ class LedgerBase:
             return float(conn.execute(text("SELECT EXTRACT(EPOCH FROM clock_timestamp())")).scalar_one())
         return time.time()
 
-    def _insert_history(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        """Append ``history_row`` rows (driver SQL on SQLite, where the columns need no conversion)."""
+    def _insert_history(self, conn: Connection, rows: Sequence[HistoryRow]) -> None:
+        """Append history rows (driver SQL on SQLite, where the columns need no conversion)."""
         if not rows:
             return
         if self._pg:
-            conn.execute(pg_insert_rows(history, rows))
+            conn.execute(pg_insert_rows(history, rows, HistoryRow._fields))
             return
-        driver_connection(conn).executemany(
-            _SQLITE_INSERT_HISTORY, [tuple(row[c] for c in _HISTORY_COLUMNS) for row in rows]
-        )
+        # plain tuples: the driver binds an exact tuple faster than a sequence of another type
+        driver_connection(conn).executemany(_SQLITE_INSERT_HISTORY, map(tuple, rows))
 
     # -- addresses ------------------------------------------------------------------
 

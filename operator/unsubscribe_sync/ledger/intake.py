@@ -15,10 +15,10 @@ from sqlalchemy import Connection, delete
 
 from unsubscribe_sync.api.addresses import normalize_email
 from unsubscribe_sync.ledger.base import (
+    HistoryRow,
     Target,
     chunks,
     driver_connection,
-    history_row,
     pg_insert_rows,
     sqlite_select_in,
 )
@@ -166,7 +166,7 @@ class IntakeStore(ResolutionStore):
                     result.superseded += 1
                     detail = _superseded_detail(states[item.email].state_at)
                     rows.append(
-                        history_row(
+                        HistoryRow(
                             at,
                             item.email,
                             item.salesforce_id,
@@ -181,12 +181,12 @@ class IntakeStore(ResolutionStore):
                 if effect is ActEffect.REPEAT and not new_record:
                     result.repeats += 1  # counted on the address (``repeats``), no history row
                     continue
-                rows.append(history_row(at, item.email, item.salesforce_id, item.source, ACTION_UNSUBSCRIBED))
+                rows.append(HistoryRow(at, item.email, item.salesforce_id, item.source, ACTION_UNSUBSCRIBED))
                 # (Email mode: the resolver records the address's records, or "no matching record")
                 if item.salesforce_id is None and item.email not in with_records and not self.match_by_email:
                     result.skipped_no_salesforce_id += 1
                     rows.append(
-                        history_row(
+                        HistoryRow(
                             now, item.email, None, SOURCE_PUSH, ACTION_PUSH_SKIPPED, "skipped", "no Salesforce ID"
                         )
                     )
@@ -234,7 +234,7 @@ class IntakeStore(ResolutionStore):
                     outcome = OUTCOME_NOT_UNSUBSCRIBED
                     result.not_unsubscribed += 1
                 rows.append(
-                    history_row(
+                    HistoryRow(
                         at,
                         item.email,
                         item.salesforce_id,

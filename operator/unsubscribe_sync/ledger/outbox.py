@@ -20,11 +20,11 @@ from sqlalchemy import Connection, and_, bindparam, case, delete, func, or_, sel
 
 from unsubscribe_sync.ledger.base import (
     SQLITE_IN_KEYS,
+    HistoryRow,
     LedgerBase,
     Unindexed,
     chunks,
     driver_connection,
-    history_row,
     pg_in,
     pg_rows,
     sqlite_select_in,
@@ -224,7 +224,7 @@ class OutboxStore(LedgerBase):
                 _mark_records_sqlite(conn, done, replaced, field, now)
             rows = [self._push_history(now, o, field, source) for o in answered]
             rows += [
-                history_row(
+                HistoryRow(
                     now,
                     o.row.email,
                     o.row.salesforce_id,
@@ -343,12 +343,12 @@ class OutboxStore(LedgerBase):
             )
 
     @staticmethod
-    def _push_history(now: float, outcome: PushOutcome, field: str, source: str) -> dict[str, Any]:
+    def _push_history(now: float, outcome: PushOutcome, field: str, source: str) -> HistoryRow:
         row = outcome.row
         if outcome.status == "pushed":
             detail = _pushed_detail(field, row.value)
-            return history_row(now, row.email, row.salesforce_id, source, ACTION_PUSHED, "success", detail)
-        return history_row(now, row.email, row.salesforce_id, source, ACTION_PUSH_FAILED, "failed", outcome.error)
+            return HistoryRow(now, row.email, row.salesforce_id, source, ACTION_PUSHED, "success", detail)
+        return HistoryRow(now, row.email, row.salesforce_id, source, ACTION_PUSH_FAILED, "failed", outcome.error)
 
     def requeue_lost(self, rows: Sequence[OutboxRow]) -> int:
         """Rows whose lease was lost while their write was in flight: have them written again, due now.

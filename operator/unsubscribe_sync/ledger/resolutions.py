@@ -18,10 +18,10 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
 
-from unsubscribe_sync.ledger.base import LedgerBase, Target, chunks, history_row
+from unsubscribe_sync.ledger.base import HistoryRow, LedgerBase, Target, chunks
 from unsubscribe_sync.ledger.models import ACTION_PUSH_SKIPPED, SOURCE_PUSH
 from unsubscribe_sync.ledger.policy import Merge, QueuedWrite, merge_queued_write
-from unsubscribe_sync.ledger.schema import history, outbox, resolutions, salesforce_targets, unsubscribes
+from unsubscribe_sync.ledger.schema import outbox, resolutions, salesforce_targets, unsubscribes
 
 ACTION_EMAIL_MATCHED = "email_matched"  # a record found by the address (history: record ID, object)
 DETAIL_NO_MATCH = "no matching record"
@@ -181,12 +181,12 @@ class ResolutionStore(LedgerBase):
                         ).all()
                     )  # fmt: skip
                 told = [
-                    history_row(now, row.email, None, SOURCE_PUSH, ACTION_RESOLVE_FAILED, "failed", reason)
+                    HistoryRow(now, row.email, None, SOURCE_PUSH, ACTION_RESOLVE_FAILED, "failed", reason)
                     for row in claim.rows
                     if row.id in before and before[row.id][0] == row.fence and before[row.id][1] != reason
                 ]
                 if told:
-                    conn.execute(history.insert(), told)
+                    self._insert_history(conn, told)
             conn.execute(
                 update(r)
                 .where(r.c.id == bindparam("b_id"), r.c.fence == bindparam("b_fence"))
@@ -238,7 +238,7 @@ class ResolutionStore(LedgerBase):
             result.lost = len(claim.rows) - len(held)
             targets: list[Target] = []
             writes: list[tuple[Target, bool, float]] = []
-            rows: list[dict[str, Any]] = []
+            rows: list[HistoryRow] = []
             for row in held:
                 found = sorted(set(matches.get(row.email, ())))
                 result.matches_per_address.append(len(found))
@@ -247,19 +247,18 @@ class ResolutionStore(LedgerBase):
                     targets.append(target)
                     writes.append((target, row.value, row.act_at))
                     result.matched_by_object[obj] = result.matched_by_object.get(obj, 0) + 1
-                    rows.append(history_row(now, row.email, sid, SOURCE_PUSH, ACTION_EMAIL_MATCHED, "matched", obj))
+                    rows.append(HistoryRow(now, row.email, sid, SOURCE_PUSH, ACTION_EMAIL_MATCHED, "matched", obj))
                 if not found:
                     result.unmatched += 1
                     rows.append(
-                        history_row(now, row.email, None, SOURCE_PUSH, ACTION_PUSH_SKIPPED, "skipped", DETAIL_NO_MATCH)
+                        HistoryRow(now, row.email, None, SOURCE_PUSH, ACTION_PUSH_SKIPPED, "skipped", DETAIL_NO_MATCH)
                     )
             # a record already confirmed at this value with nothing queued needs no second write (the act's own
             # fan-out, or the record named by salesforceId, wrote it already)
             done_ids = self._confirmed_unqueued(conn, [(t[0], v) for t, v, _ in writes])
             self._insert_targets(conn, targets, "pending", None, now)
             result.queued_writes = self._queue_writes(conn, [w for w in writes if w[0][0] not in done_ids], now)
-            if rows:
-                conn.execute(history.insert(), rows)
+            self._insert_history(conn, rows)
             done = [row.id for row in held if current[row.id][1] == row.seq]
             replaced = [row.id for row in held if current[row.id][1] != row.seq]
             for id_chunk in chunks(done):

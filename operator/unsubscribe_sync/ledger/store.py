@@ -19,10 +19,10 @@ from sqlalchemy import Connection, delete, func, or_, select, update
 from unsubscribe_sync.api.addresses import normalize_email
 from unsubscribe_sync.ledger.base import (
     SQLITE_IN_KEYS,
+    HistoryRow,
     Target,
     chunks,
     driver_connection,
-    history_row,
     pg_in,
     sqlite_select_in,
 )
@@ -340,7 +340,7 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
             added = [x for x in applied if x[0] in new_ids or x[0] in suppressed_again]
             self._insert_history(
                 conn,
-                [history_row(now, email, sid, source, ACTION_UNSUBSCRIBED, "in_salesforce") for sid, _, email in added],
+                [HistoryRow(now, email, sid, source, ACTION_UNSUBSCRIBED, "in_salesforce") for sid, _, email in added],
             )
             result.added = len(added)
         return result
