@@ -22,6 +22,9 @@ With ``--ledger postgresql`` (``BENCH_BACKLOG_LEDGER=postgresql``) the ledger is
 and the nightly runs the way it does there, in a process of its own (a CronJob's pod): here, this bench's
 process calls ``run_nightly`` while the worker's pusher drains in the worker's process.
 
+``--pusher-alone``: the same backlog drained by the pusher with no nightly beside it, timed the same way (from
+the worker's readiness): the floor of the nightly's wall, which ends only once the records it owes are written.
+
 Aims (issue 13): the nightly <= 2.0x the raw Bulk download, <= 40 API calls in all (nightly + pusher),
 <= 1.1 Salesforce writes per changed record.
 Scale: ``BENCH_BACKLOG_SCALE=0.5 python -m bench nightly_backlog`` or ``python -m bench.bench_nightly_backlog
@@ -229,10 +232,15 @@ def ledger_server(tmp: Path, ledger: str, stack: ExitStack) -> str:
 
 
 def main(
-    scale: float | None = None, log: Path | None = None, profile: Path | None = None, ledger: str | None = None
+    scale: float | None = None,
+    log: Path | None = None,
+    profile: Path | None = None,
+    ledger: str | None = None,
+    pusher_alone: bool = False,
 ) -> None:
     """``log``: keep the worker's log (level info) in this file; ``profile``: py-spy's raw stacks of the worker;
-    ``ledger``: sqlite (default) or postgresql."""
+    ``ledger``: sqlite (default) or postgresql; ``pusher_alone``: only the pusher's drain of the backlog, no
+    nightly (the floor of the nightly's wall beside it)."""
     if scale is None:
         scale = float(os.environ.get("BENCH_BACKLOG_SCALE", "1"))
     ledger = ledger or os.environ.get("BENCH_BACKLOG_LEDGER", "sqlite")
@@ -283,6 +291,15 @@ def main(
             wait_ready(base, worker)
             spy = start_profile(worker.pid, profile) if profile is not None else None
             started = time.perf_counter()  # the pusher started draining at the worker's start-up, just before
+            if pusher_alone:  # the floor of the nightly's wall: it waits for the pusher's writes of the backlog
+                while backlog_of(ledger_url) > 0 and time.perf_counter() - started < 600:
+                    time.sleep(0.01)
+                drained = time.perf_counter() - started
+                lost, missing, targets = agreement(ledger_url, admin)
+                print(f"pusher alone (no nightly): backlog drained after {drained:.2f} s ({drained / baseline:.2f}x "
+                      f"the raw Bulk download), {sum(pusher_calls(base).values())} API calls, "
+                      f"{admin.writes()['total'] - writes_before} Salesforce writes, {lost} lost")  # fmt: skip
+                return
             summary, wall, status = run_beside(base, config, ledger)
             while backlog_of(ledger_url) > 0 and time.perf_counter() - started < 600:
                 time.sleep(0.05)
@@ -336,5 +353,8 @@ if __name__ == "__main__":
     parser.add_argument("--log", type=Path, default=None, help="keep the worker's log (level info) in this file")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy's raw stacks of the worker, to this file")
     parser.add_argument("--ledger", choices=("sqlite", "postgresql"), default=None, help="default sqlite or env")
+    parser.add_argument(
+        "--pusher-alone", action="store_true", help="only the pusher's drain, no nightly: the floor of the nightly"
+    )
     args = parser.parse_args()
-    main(args.scale, args.log, args.profile, args.ledger)
+    main(args.scale, args.log, args.profile, args.ledger, args.pusher_alone)
