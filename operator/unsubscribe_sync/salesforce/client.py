@@ -100,9 +100,19 @@ def _parse_job_error(message: str) -> str | None:
     return head if re.fullmatch(r"[A-Z_]+", head) else None
 
 
-def _bulk_row_id(row: dict[str, str]) -> str:
-    """The record ID of a Bulk ingest result row."""
-    return row.get("Id") or row.get("sf__Id") or ""
+def _bulk_results(text: str, column: str | None = None) -> Iterator[tuple[str, str]]:
+    """(record ID, the value of ``column`` or "") of each row of a Bulk ingest result CSV: the ID from its Id
+    column, else from sf__Id. Read by position (a dict per row cost twice as much at Bulk volume)."""
+    rows = csv.reader(_lines(text))
+    header = next(rows, None)
+    if header is None:
+        return
+    positions = [header.index(name) for name in ("Id", "sf__Id") if name in header]
+    at = header.index(column) if column is not None and column in header else -1
+    for row in rows:
+        size = len(row)
+        record_id = next((row[i] for i in positions if i < size and row[i]), "")
+        yield record_id, row[at] if 0 <= at < size else ""
 
 
 def _lines(text: str) -> Iterator[str]:
@@ -482,13 +492,13 @@ class SalesforceClient:
         # 15-character ID), successes as a set of keys: at Bulk volume no object per success is held
         # beside the result list, and the CSV text is read line by line in place.
         ok_csv = self._call(op, lambda sf: self._bulk(sf, object_name).get_ingest_results(job_id, "successfulResults"))
-        succeeded = {_bulk_row_id(row)[:15] for row in csv.DictReader(_lines(ok_csv))}
+        succeeded = {record_id[:15] for record_id, _ in _bulk_results(ok_csv)}
         del ok_csv
         failed: dict[str, RecordResult] = {}
         failed_csv = self._call(op, lambda sf: self._bulk(sf, object_name).get_ingest_results(job_id, "failedResults"))
-        for row in csv.DictReader(_lines(failed_csv)):
-            code, message = _bulk_error(row.get("sf__Error") or "")
-            failed[_bulk_row_id(row)[:15]] = RecordResult("", False, code, message, classify(code))
+        for record_id, error in _bulk_results(failed_csv, "sf__Error"):
+            code, message = _bulk_error(error)
+            failed[record_id[:15]] = RecordResult("", False, code, message, classify(code))
         results = []
         for record_id in ids:
             key = record_id[:15]
