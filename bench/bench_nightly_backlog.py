@@ -240,7 +240,23 @@ def main(
 ) -> None:
     """``log``: keep the worker's log (level info) in this file; ``profile``: py-spy's raw stacks of the worker;
     ``ledger``: sqlite (default) or postgresql; ``pusher_alone``: only the pusher's drain of the backlog, no
-    nightly (the floor of the nightly's wall beside it)."""
+    nightly. Without it the pusher alone runs first, on a backlog of its own, as the floor of the nightly's
+    wall beside it (the nightly ends only once the records it owes are written)."""
+    if pusher_alone:
+        run(scale, log, profile, ledger, pusher_alone=True)
+        return
+    floor, floor_baseline = run(scale, None, None, ledger, pusher_alone=True)
+    wall, baseline = run(scale, log, profile, ledger, pusher_alone=False)
+    print(
+        f"the nightly beside the pusher {wall / baseline:.2f}x the raw Bulk download; the pusher alone "
+        f"{floor / floor_baseline:.2f}x (its floor); the nightly's wall / the pusher alone {wall / floor:.2f}"
+    )
+
+
+def run(
+    scale: float | None, log: Path | None, profile: Path | None, ledger: str | None, *, pusher_alone: bool
+) -> tuple[float, float]:
+    """One run on a fresh sandbox and ledger: (seconds measured, seconds of the raw Bulk download)."""
     if scale is None:
         scale = float(os.environ.get("BENCH_BACKLOG_SCALE", "1"))
     ledger = ledger or os.environ.get("BENCH_BACKLOG_LEDGER", "sqlite")
@@ -299,7 +315,7 @@ def main(
                 print(f"pusher alone (no nightly): backlog drained after {drained:.2f} s ({drained / baseline:.2f}x "
                       f"the raw Bulk download), {sum(pusher_calls(base).values())} API calls, "
                       f"{admin.writes()['total'] - writes_before} Salesforce writes, {lost} lost")  # fmt: skip
-                return
+                return drained, baseline
             summary, wall, status = run_beside(base, config, ledger)
             while backlog_of(ledger_url) > 0 and time.perf_counter() - started < 600:
                 time.sleep(0.05)
@@ -339,6 +355,7 @@ def main(
                   f"{summary2.get('toSalesforce')}, fromSalesforce {summary2.get('fromSalesforce')}, {wall2:.2f} s "
                   f"({wall2 / baseline2:.2f}x the raw Bulk download of {rows2:,}), {summary2.get('apiCalls')} API "
                   f"calls, new Salesforce writes {admin.writes()['total'] - writes['total']}")  # fmt: skip
+            return wall, baseline
         finally:
             if worker is not None:
                 worker.terminate()
