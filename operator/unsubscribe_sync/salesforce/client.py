@@ -34,7 +34,7 @@ from unsubscribe_sync.salesforce.auth import OnRequest, Token, TokenProvider, re
 from unsubscribe_sync.salesforce.errors import classify, classify_job_failure
 from unsubscribe_sync.salesforce.fields import FLS_NOTE, FieldReport, evaluate_fields
 from unsubscribe_sync.salesforce.ids import normalize_id
-from unsubscribe_sync.salesforce.transport import DeadlineExceeded, build_session
+from unsubscribe_sync.salesforce.transport import DeadlineExceeded, build_session, tls_context
 from unsubscribe_sync.salesforce.types import (
     ApiUsage,
     ErrorClass,
@@ -205,11 +205,14 @@ class SalesforceClient:
         """
         credentials = read_credentials(cfg.credentialsDir)
 
+        context = tls_context(ca_file=cfg.caFile, insecure_skip_tls_verify=cfg.insecureSkipTlsVerify)
+
         def session() -> requests.Session:
             return build_session(
                 ca_file=cfg.caFile,
                 insecure_skip_tls_verify=cfg.insecureSkipTlsVerify,
                 timeout=cfg.requestTimeoutSeconds,
+                context=context,
             )
 
         tokens = TokenProvider(

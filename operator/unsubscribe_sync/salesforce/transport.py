@@ -267,19 +267,31 @@ def insecure_context() -> ssl.SSLContext:
     return context
 
 
-def build_session(
-    *, ca_file: Path | None, insecure_skip_tls_verify: bool, timeout: float, pool_maxsize: int = 16
-) -> requests.Session:
-    """A requests session whose every call has ``timeout`` seconds in all and trusts certifi's roots + ``ca_file``.
-
-    Proxies come from the environment (``trust_env`` stays on); see the module docstring.
-    """
+def tls_context(*, ca_file: Path | None, insecure_skip_tls_verify: bool) -> ssl.SSLContext:
+    """The TLS context of the connector's sessions: certifi's roots + ``ca_file`` (loading them takes ~20 ms, so
+    one client's sessions share one), or none verified (``insecureSkipTlsVerify``, said in a warning)."""
     if insecure_skip_tls_verify:
         log.warning("salesforce.tls_verification_disabled", reason="salesforce.insecureSkipTlsVerify is true")
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        context = insecure_context()
-    else:
-        context = trust_context(ca_file)
+        return insecure_context()
+    return trust_context(ca_file)
+
+
+def build_session(
+    *,
+    ca_file: Path | None,
+    insecure_skip_tls_verify: bool,
+    timeout: float,
+    pool_maxsize: int = 16,
+    context: ssl.SSLContext | None = None,
+) -> requests.Session:
+    """A requests session whose every call has ``timeout`` seconds in all and trusts certifi's roots + ``ca_file``
+    (or uses ``context``, a ``tls_context`` built for them).
+
+    Proxies come from the environment (``trust_env`` stays on); see the module docstring.
+    """
+    if context is None:
+        context = tls_context(ca_file=ca_file, insecure_skip_tls_verify=insecure_skip_tls_verify)
     session = requests.Session()
     adapter = DeadlineAdapter(timeout, context, pool_maxsize=pool_maxsize)
     session.mount("https://", adapter)
