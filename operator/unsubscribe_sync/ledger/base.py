@@ -428,8 +428,9 @@ class LedgerBase:
             return _insert_targets_sqlite(conn, targets, rest)
         added: list[str] = []
         for chunk in chunks(sorted(targets)):
-            rows = [dict(zip(_TARGET_COLUMNS, (*target, *rest), strict=True)) for target in chunk]
-            stmt = pg_insert_rows(salesforce_targets, rows).on_conflict_do_nothing(index_elements=["salesforce_id"])
+            rows = [(*target, *rest) for target in chunk]
+            stmt = pg_insert_rows(salesforce_targets, rows, _TARGET_COLUMNS)
+            stmt = stmt.on_conflict_do_nothing(index_elements=["salesforce_id"])
             added.extend(conn.execute(stmt.returning(salesforce_targets.c.salesforce_id)).scalars())
         return added
 

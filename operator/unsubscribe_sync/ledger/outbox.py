@@ -539,7 +539,7 @@ class OutboxStore(LedgerBase):
                     )
                 ).all():
                     found.add(sid)
-                    earliest = at if earliest is None else min(earliest, at)
+                    earliest = _earliest(earliest, at)
         return found, earliest
 
     def count_queued_true(self, ids: Sequence[str]) -> tuple[int, float | None, float | None]:

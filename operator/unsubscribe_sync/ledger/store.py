@@ -399,18 +399,19 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
         t = salesforce_targets
         for chunk in chunks(ids):
             held = [sid for sid in chunk if sid not in new]
-            conn.execute(
-                update(t)
-                .where(pg_in(t.c.salesforce_id, held))
-                .values(
-                    status="pushed",
-                    last_error=None,
-                    updated_at=now,
-                    confirmed_value=True,
-                    confirmed_at=at,
-                    **({"field": field} if field else {}),
+            if held:
+                conn.execute(
+                    update(t)
+                    .where(pg_in(t.c.salesforce_id, held))
+                    .values(
+                        status="pushed",
+                        last_error=None,
+                        updated_at=now,
+                        confirmed_value=True,
+                        confirmed_at=at,
+                        **({"field": field} if field else {}),
+                    )
                 )
-            )
             conn.execute(
                 delete(outbox).where(
                     pg_in(outbox.c.salesforce_id, chunk),
