@@ -71,6 +71,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc (0 where /proc is not there)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _calls(admin: SandboxAdmin) -> dict[str, int]:
     return {k: v for k, v in admin.calls().items() if not k.startswith("refused:")}
 
@@ -307,19 +316,24 @@ def run(
             wait_ready(base, worker)
             spy = start_profile(worker.pid, profile) if profile is not None else None
             started = time.perf_counter()  # the pusher started draining at the worker's start-up, just before
+            pids = (worker.pid, sandbox.pid)
+            cpu_before = [cpu_seconds(p) for p in pids]
             if pusher_alone:  # the floor of the nightly's wall: it waits for the pusher's writes of the backlog
                 while backlog_of(ledger_url) > 0 and time.perf_counter() - started < 600:
                     time.sleep(0.01)
                 drained = time.perf_counter() - started
+                worker_cpu, sandbox_cpu = (cpu_seconds(p) - b for p, b in zip(pids, cpu_before, strict=True))
                 lost, missing, targets = agreement(ledger_url, admin)
                 print(f"pusher alone (no nightly): backlog drained after {drained:.2f} s ({drained / baseline:.2f}x "
                       f"the raw Bulk download), {sum(pusher_calls(base).values())} API calls, "
-                      f"{admin.writes()['total'] - writes_before} Salesforce writes, {lost} lost")  # fmt: skip
+                      f"{admin.writes()['total'] - writes_before} Salesforce writes, {lost} lost; CPU: worker "
+                      f"{worker_cpu:.2f} s, Salesforce stand-in {sandbox_cpu:.2f} s")  # fmt: skip
                 return drained, baseline
             summary, wall, status = run_beside(base, config, ledger)
             while backlog_of(ledger_url) > 0 and time.perf_counter() - started < 600:
                 time.sleep(0.05)
             drained = time.perf_counter() - started
+            worker_cpu, sandbox_cpu = (cpu_seconds(p) - b for p, b in zip(pids, cpu_before, strict=True))
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=60)
@@ -341,6 +355,8 @@ def run(
             ratio = wall / baseline
             print(f"  wall of the nightly   {wall:7.2f} s   ({ratio:.2f}x the raw Bulk download; aim <= 2.0x)")
             print(f"  backlog drained after {drained:7.2f} s")
+            print(f"  CPU                   {worker_cpu:7.2f} s   of the worker (pusher and, on SQLite, nightly); "
+                  f"the Salesforce stand-in {sandbox_cpu:.2f} s; {os.cpu_count()} CPUs")  # fmt: skip
             print(f"  API calls             {nightly_calls + pusher_total:7d}     nightly {nightly_calls} + pusher "
                   f"{pusher_total} {pushed} (aim <= 40); the sandbox counted {sandbox_calls} {by_op}")  # fmt: skip
             print(f"  Salesforce writes     {written:7d}     for {changed:,} changed records: "

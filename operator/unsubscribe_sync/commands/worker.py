@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from unsubscribe_sync.api.config import Config, ConfigError
-from unsubscribe_sync.commands.common import BAD_CONFIG_EXIT, load_config_for
+from unsubscribe_sync.commands.common import BAD_CONFIG_EXIT, load_config_for, settle_collector
 from unsubscribe_sync.ledger import Ledger
 from unsubscribe_sync.ledger.connect import open_ledger
 from unsubscribe_sync.logs import get_logger, redact_text
@@ -47,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"unsubscribe-sync worker: cannot open the ledger: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     try:
-        return run_worker(config, nightly_runner_for(config, ledger), ledger=ledger)
+        runner = nightly_runner_for(config, ledger)
+        settle_collector()
+        return run_worker(config, runner, ledger=ledger)
     except ConfigError as exc:  # a sender or one-click secret file that cannot be used
         print(f"unsubscribe-sync worker: {exc}", file=sys.stderr)
         return 2
