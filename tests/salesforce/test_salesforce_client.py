@@ -367,6 +367,30 @@ def test_bulk_ingest_maps_results_per_id(sandbox: SandboxHandle, make_client: Ma
     assert sandbox.state.call_counts()["bulkIngestCreate"] == 1
 
 
+def test_bulk_ingest_where_every_record_succeeded_downloads_no_results(
+    sandbox: SandboxHandle, make_client: MakeClient
+) -> None:
+    client, _ = make_client()
+    ids = contacts(sandbox, 300)
+    before = sandbox.state.call_counts()
+    results = client.bulk_write_opt_outs("Contact", ids, EMAIL_FIELD)
+    assert [r.id for r in results] == ids and all(r.success for r in results)
+    assert sandbox.state.count("Contact", HasOptedOutOfEmail=True) == 300
+    calls = sandbox.state.call_counts()
+    assert calls.get("bulkIngestResults", 0) == before.get("bulkIngestResults", 0)  # the job's counts said so
+    assert calls["bulkIngestCreate"] == before.get("bulkIngestCreate", 0) + 1
+
+
+def test_bulk_ingest_with_a_failed_record_reads_the_results(sandbox: SandboxHandle, make_client: MakeClient) -> None:
+    client, _ = make_client()
+    ids = contacts(sandbox, 50)
+    sandbox.state.delete_record(ids[3])
+    before = sandbox.state.call_counts().get("bulkIngestResults", 0)
+    results = client.bulk_write_opt_outs("Contact", ids, EMAIL_FIELD)
+    assert [r.id for r in results if not r.success] == [ids[3]]
+    assert sandbox.state.call_counts()["bulkIngestResults"] == before + 2  # successes and failures
+
+
 def test_bulk_ingest_with_15_character_ids(sandbox: SandboxHandle, make_client: MakeClient) -> None:
     client, _ = make_client()
     ids = [i[:15] for i in contacts(sandbox, 3)]

@@ -18,7 +18,7 @@ import functools
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import requests
@@ -113,6 +113,18 @@ def _bulk_results(text: str, column: str | None = None) -> Iterator[tuple[str, s
         size = len(row)
         record_id = next((row[i] for i in positions if i < size and row[i]), "")
         yield record_id, row[at] if 0 <= at < size else ""
+
+
+def every_record_succeeded(job: Mapping[str, Any], uploaded: int) -> bool:
+    """A finished Bulk 2.0 ingest job's counts say each of the ``uploaded`` records was written.
+
+    ``numberRecordsProcessed`` counts the failed records too, so every uploaded record processed and none
+    failed means each succeeded, and the job's results (a success CSV as long as the upload: at Bulk volume
+    the largest answer of a push) need not be downloaded. Counts missing or of another shape: not known.
+    """
+    processed, failed = job.get("numberRecordsProcessed"), job.get("numberRecordsFailed")
+    counts = [n for n in (processed, failed) if isinstance(n, int) and not isinstance(n, bool)]
+    return len(counts) == 2 and failed == 0 and processed == uploaded
 
 
 def _lines(text: str) -> Iterator[str]:
@@ -491,6 +503,8 @@ class SalesforceClient:
             raise
         if final.get("state") != "JobComplete":
             raise self._job_failure(op, final)
+        if every_record_succeeded(final, len(ids)):  # nothing to read per record: no results downloaded
+            return [RecordResult(record_id, True) for record_id in ids]
         # Results are keyed by the first 15 characters (Salesforce may echo the 18-character form of a
         # 15-character ID), successes as a set of keys: at Bulk volume no object per success is held
         # beside the result list, and the CSV text is read line by line in place.
