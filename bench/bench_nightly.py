@@ -112,11 +112,11 @@ def build_ledger(url: str, admin: SandboxAdmin, scale: float) -> dict[str, int]:
 def minimum_calls(opted_out: int, to_write: int) -> int:
     """Fewest calls for one object's reads and writes, each with the cheaper of the two APIs:
     read: Bulk 2.0 query (create, one status poll, result pages of 50k) or SOQL pages of 2,000;
-    write: Bulk 2.0 ingest per job of 100k (create, upload, close, one status poll, successful + failed
-    results) or sObject Collections of 200."""
+    write: Bulk 2.0 ingest per job of 100k (create, upload, close, one status poll; no results when every
+    record succeeded, as here: the job's counts say so) or sObject Collections of 200."""
     bulk_read = 2 + max(1, math.ceil(opted_out / BULK_QUERY_PAGE))
     rest_read = max(1, math.ceil(opted_out / 2000))
-    bulk_write = 6 * math.ceil(to_write / BULK_INGEST_JOB)
+    bulk_write = 4 * math.ceil(to_write / BULK_INGEST_JOB)
     rest_write = math.ceil(to_write / 200)
     return min(bulk_read, rest_read) + min(bulk_write, rest_write)
 
