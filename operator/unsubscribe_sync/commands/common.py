@@ -10,7 +10,7 @@ from unsubscribe_sync.logs import configure_logging
 
 BAD_CONFIG_EXIT = 2
 # the cyclic collector's generation thresholds in the worker (Python's default: 700, 10, 10)
-COLLECTOR_THRESHOLDS = (10_000, 50, 50)
+COLLECTOR_THRESHOLDS = (10_000, 10, 10)
 
 
 def load_config_for(command: str, path: str, *, log_level: str | None = None) -> Config | None:
@@ -32,7 +32,8 @@ def settle_collector() -> None:
     700 allocations and, now and then, walks every object of the process, the imported modules included.
     Those are frozen (never walked again) and the young generation collected every 10,000 allocations: about
     15% less CPU for a Bulk-sized push beside a nightly (bench/README.md). Reference counting still frees
-    every row at once; only objects in reference cycles wait for a collection. The nightly job's own process
+    every row at once; only objects in reference cycles wait for a collection, and the older generations keep
+    Python's ratios (a full collection is considered every ~1M allocations). The nightly job's own process
     keeps the defaults: its peak memory (the 1M-record run) is the figure that matters there.
     """
     gc.freeze()
