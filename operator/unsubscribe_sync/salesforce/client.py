@@ -123,8 +123,8 @@ def every_record_succeeded(job: Mapping[str, Any], uploaded: int) -> bool:
     the largest answer of a push) need not be downloaded. Counts missing or of another shape: not known.
     """
     processed, failed = job.get("numberRecordsProcessed"), job.get("numberRecordsFailed")
-    counts = [n for n in (processed, failed) if isinstance(n, int) and not isinstance(n, bool)]
-    return len(counts) == 2 and failed == 0 and processed == uploaded
+    counted = all(isinstance(n, int) and not isinstance(n, bool) for n in (processed, failed))
+    return counted and failed == 0 and processed == uploaded
 
 
 def _lines(text: str) -> Iterator[str]:
