@@ -8,7 +8,6 @@ arrives after an unsubscribe stamped 12:00 is recorded as superseded and changes
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Protocol, TypeVar
 
 from sqlalchemy import Connection, delete
@@ -60,7 +59,7 @@ def _normalized(items: Sequence[A]) -> list[A]:
     out: list[A] = []
     for item in items:
         email = normalize_email(item.email)
-        out.append(item if email == item.email else replace(item, email=email))
+        out.append(item if email == item.email else item._replace(email=email))
     return out
 
 

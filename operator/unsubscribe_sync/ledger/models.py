@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 PushStatus = Literal["pending", "pushed", "failed"]
 
@@ -26,8 +26,7 @@ SOURCE_PUSH = "push"
 SOURCE_SALESFORCE_SYNC = "salesforce-sync"
 
 
-@dataclass(frozen=True, slots=True)
-class Unsubscribe:
+class Unsubscribe(NamedTuple):
     """One validated unsubscribe to store (email normalised, ID in its 18-character form)."""
 
     email: str
@@ -38,8 +37,7 @@ class Unsubscribe:
     event_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Resubscribe:
+class Resubscribe(NamedTuple):
     """One validated resubscribe: an explicit act naming who asked for it and why."""
 
     email: str
@@ -72,8 +70,7 @@ class IngestResult:
     repeats: int = 0  # stored items that changed nothing (the address was unsubscribed already)
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
+class OutboxRow(NamedTuple):
     """A claimed push: one Salesforce record to set."""
 
     id: int
@@ -88,8 +85,7 @@ class OutboxRow:
     stuck: bool = False  # already reported stuck (retried past worker.maxAttempts)
 
 
-@dataclass(frozen=True, slots=True)
-class PushOutcome:
+class PushOutcome(NamedTuple):
     """What happened to a claimed row: pushed, failed for good, retry at ``next_attempt_at``, or held.
 
     ``held``: a configuration problem (field hidden, credentials refused) stopped the write; the row goes back

@@ -16,18 +16,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class AddressState:
+class AddressState(NamedTuple):
     """An address as the ledger holds it: suppressed or not, and when the act that set it happened."""
 
     unsubscribed: bool
     state_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class Act:
+class Act(NamedTuple):
     """An unsubscribe (``unsubscribe=True``) or resubscribe of an address, at its occurredAt."""
 
     unsubscribe: bool
@@ -62,8 +61,7 @@ def state_after(current: AddressState | None, act: Act) -> AddressState:
     return current
 
 
-@dataclass(frozen=True, slots=True)
-class QueuedWrite:
+class QueuedWrite(NamedTuple):
     """A write owed to one Salesforce record: the value, and the time of the act it comes from."""
 
     value: bool

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from unsubscribe_sync.salesforce.types import OptedOutRecord
 
@@ -38,8 +39,7 @@ class UnsortedInputError(ValueError):
     """One side was not sorted ascending by Salesforce id."""
 
 
-@dataclass(frozen=True, slots=True)
-class PlanEntry:
+class PlanEntry(NamedTuple):
     action: Action
     object: str
     salesforce_id: str

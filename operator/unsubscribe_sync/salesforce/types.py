@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class ErrorClass(StrEnum):
@@ -27,8 +28,7 @@ class RecordResult:
     error_class: ErrorClass | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class OptedOutRecord:
+class OptedOutRecord(NamedTuple):
     """A Salesforce Contact/Lead whose opt-out field is true."""
 
     id: str  # 18 characters
