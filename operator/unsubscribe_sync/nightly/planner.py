@@ -94,10 +94,9 @@ def _grouped_ledger(targets: Iterable[tuple[str, str]]) -> Iterator[tuple[str, t
 
 
 def _both(object_name: str, record: OptedOutRecord, count: int, emails: tuple[str, ...]) -> PlanEntry:
-    known = {_norm(e) for e in emails}
     email = record.email
     # when the id is unsubscribed with another address, the address Salesforce holds must be suppressed too
-    action = Action.IN_SYNC if email is None or _norm(email) in known else Action.FROM_SALESFORCE
+    action = Action.IN_SYNC if email is None or _norm(email) in map(_norm, emails) else Action.FROM_SALESFORCE
     return PlanEntry(action, object_name, record.id, email, emails, count)
 
 

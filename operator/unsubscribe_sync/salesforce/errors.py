@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from unsubscribe_sync.salesforce.types import ErrorClass, RecordResult
 
@@ -163,8 +163,7 @@ def _describe(result: RecordResult) -> str:
     return ": ".join(p for p in (result.error_code, result.message) if p) or "unknown error"
 
 
-@dataclass(frozen=True, slots=True)
-class WriteDecision:
+class WriteDecision(NamedTuple):
     """What one record's answer means for its queued write."""
 
     status: str  # pushed | failed | retry | held

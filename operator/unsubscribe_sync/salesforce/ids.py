@@ -28,7 +28,10 @@ _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _CASE_BITS = str.maketrans(
     {**{c: "0" for c in string.ascii_lowercase + string.digits}, **{c: "1" for c in string.ascii_uppercase}}
 )
+# each five characters' case bits, in character order (the first the lowest bit) -> their suffix character
+_SUFFIX_CHAR = {format(n, "05b")[::-1]: _ALPHABET[n] for n in range(32)}
 _ID_RE = re.compile(r"[0-9A-Za-z]+")
+_SUFFIX_RE = re.compile(r"[A-Z0-5]{3}")  # an upper-cased suffix of ID characters that is in the alphabet
 _OBJECT_BY_PREFIX = {prefix: name for name, prefix in KEY_PREFIXES.items()}
 
 
@@ -40,7 +43,7 @@ def case_safe_suffix(id15: str) -> str:
     """The three suffix characters of the 18-character form of a 15-character ID (of the characters 0-9, A-Z,
     a-z): each five characters, upper case as 1, read as binary with the first character lowest."""
     bits = id15.translate(_CASE_BITS)
-    return _ALPHABET[int(bits[4::-1], 2)] + _ALPHABET[int(bits[9:4:-1], 2)] + _ALPHABET[int(bits[14:9:-1], 2)]
+    return _SUFFIX_CHAR[bits[:5]] + _SUFFIX_CHAR[bits[5:10]] + _SUFFIX_CHAR[bits[10:15]]
 
 
 def _restore_case(id15: str, suffix: str) -> str | None:
@@ -71,7 +74,7 @@ def normalize_id(value: str) -> str:
     if len(value) == 15:
         return value + case_safe_suffix(value)
     id15, suffix = value[:15], value[15:].upper()
-    if any(char not in _ALPHABET for char in suffix):
+    if not _SUFFIX_RE.fullmatch(suffix):
         raise InvalidSalesforceId(f"Salesforce ID {value!r} has an invalid case-safe suffix {value[15:]!r}")
     if case_safe_suffix(id15) == suffix:
         return id15 + suffix

@@ -17,8 +17,7 @@ class ErrorClass(StrEnum):
     CONFIGURATION = "configuration"  # affects every record: stop and report
 
 
-@dataclass(frozen=True, slots=True)
-class RecordResult:
+class RecordResult(NamedTuple):
     """Outcome of one record in a write."""
 
     id: str
