@@ -41,3 +41,10 @@ def test_a_wrong_suffix_is_refused() -> None:
     wrong = id18[:15] + ("AAA" if id18[15:] != "AAA" else "BBB")
     with pytest.raises(InvalidSalesforceId):
         normalize_id(wrong)
+
+
+@pytest.mark.parametrize("suffix", ["A9B", "6AA", "aa7", "ZZ8"])
+def test_a_suffix_character_outside_the_alphabet_is_refused_by_name(suffix: str) -> None:
+    # the suffix alphabet is A-Z and 0-5: a 6-9 cannot come from Salesforce
+    with pytest.raises(InvalidSalesforceId, match=f"invalid case-safe suffix '{suffix}'"):
+        normalize_id("003AbCdE00001xY" + suffix)
