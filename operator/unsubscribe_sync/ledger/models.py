@@ -1,4 +1,10 @@
-"""Values the ledger takes and returns."""
+"""Values the ledger takes and returns.
+
+The values made once per record (unsubscribes, resubscribes, outbox rows, push outcomes) are NamedTuples:
+immutable like a frozen dataclass and about three times cheaper to build (0.3 against 1.0 us), which counts
+at hundreds of thousands per nightly. The same holds for the per-record values of ``ledger.policy``,
+``nightly.planner`` and ``salesforce.types``. Compare them only with values of their own type.
+"""
 
 from __future__ import annotations
 
