@@ -38,8 +38,11 @@ from unsubscribe_sync.ledger.policy import (
     state_after,
 )
 from unsubscribe_sync.ledger.schema import history, outbox, salesforce_targets, unsubscribes
+from unsubscribe_sync.ledger.sqlite_steps import exact_real, insert_rows, select_rows
 
 IN_CHUNK = 500  # keys per IN (...) list: far below SQLite's bound-parameter limit
+# keys per JSON key list (``SQLITE_IN_KEYS``) on SQLite: one parameter, so no bound; few statements, few driver steps
+SQLITE_KEYS = 5_000
 
 # PostgreSQL's selects of the ingest path, built once with an array of keys (``pg_in``): building and coercing
 # the statement on every group commit cost about as much as running it.
@@ -141,19 +144,19 @@ class HistoryRow(NamedTuple):
 _HISTORY_COLUMNS = HistoryRow._fields
 # SQLite's history insert as driver SQL: the rows go straight to the driver's executemany (SQLAlchemy's
 # per-row parameter processing was most of the insert's cost in a group commit of many small requests)
-_SQLITE_INSERT_HISTORY = (
-    f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}) VALUES ({', '.join('?' for _ in _HISTORY_COLUMNS)})"
-)
+_SQLITE_INSERT_HISTORY = f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}) {{values}}"  # sqlite_steps
 
 
 _SQLITE_INSERT_ADDRESS = (
-    "INSERT INTO unsubscribes (email, unsubscribed, state_at, first_seen, last_seen, repeats) VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO unsubscribes (email, unsubscribed, state_at, first_seen, last_seen, repeats) {values}"
 )
 # SQLite's statements of the ingest path as driver SQL, run on the driver's connection inside the transaction
 # (SQLAlchemy's per-statement work was most of a small group commit's CPU). A key list is one JSON array
 # parameter (``json_each``): one statement text whatever the count, the unique index still used per key.
 SQLITE_IN_KEYS = "(SELECT value FROM json_each(?))"
-_SQLITE_LOCK_ADDRESSES = f"SELECT email, unsubscribed, state_at FROM unsubscribes WHERE email IN {SQLITE_IN_KEYS}"
+_SQLITE_LOCK_ADDRESSES = (
+    f"SELECT email, unsubscribed, {exact_real('state_at')} FROM unsubscribes WHERE email IN {SQLITE_IN_KEYS}"
+)
 _SQLITE_UPDATE_ADDRESS = (
     "UPDATE unsubscribes SET unsubscribed = ?, state_at = ?, last_seen = ?, repeats = repeats + ? WHERE email = ?"
 )
@@ -164,16 +167,14 @@ _TARGET_COLUMNS = (
     "salesforce_id", "object", "email", "status", "field", "created_at", "updated_at", "confirmed_value",
     "confirmed_at",
 )  # fmt: skip
-_SQLITE_INSERT_TARGET = (
-    f"INSERT INTO salesforce_targets ({', '.join(_TARGET_COLUMNS)}) VALUES ({', '.join('?' for _ in _TARGET_COLUMNS)})"
+_SQLITE_INSERT_TARGET = f"INSERT INTO salesforce_targets ({', '.join(_TARGET_COLUMNS)}) {{values}}"
+_SQLITE_QUEUED_WRITES = (
+    f"SELECT salesforce_id, value, {exact_real('act_at')} FROM outbox WHERE salesforce_id IN {SQLITE_IN_KEYS}"
 )
-_SQLITE_QUEUED_WRITES = f"SELECT salesforce_id, value, act_at FROM outbox WHERE salesforce_id IN {SQLITE_IN_KEYS}"
 _OUTBOX_COLUMNS = (
     "salesforce_id", "object", "email", "value", "act_at", "seq", "received_at", "attempts", "next_attempt_at"
 )  # fmt: skip
-_SQLITE_INSERT_OUTBOX = (
-    f"INSERT INTO outbox ({', '.join(_OUTBOX_COLUMNS)}) VALUES ({', '.join('?' for _ in _OUTBOX_COLUMNS)})"
-)
+_SQLITE_INSERT_OUTBOX = f"INSERT INTO outbox ({', '.join(_OUTBOX_COLUMNS)}) {{values}}"
 _SQLITE_QUEUE_WRITE = (
     f"{_SQLITE_INSERT_OUTBOX} ON CONFLICT (salesforce_id) DO UPDATE SET object = excluded.object,"
     " email = excluded.email, value = excluded.value, act_at = excluded.act_at, seq = outbox.seq + 1,"
@@ -192,12 +193,14 @@ def driver_connection(conn: Connection) -> Any:
     return conn.connection.driver_connection
 
 
-def sqlite_select_in(conn: Connection, sql: str, keys: Sequence[Any], *head: Any) -> list[Any]:
-    """The rows of a driver select whose last parameter is a key list (``SQLITE_IN_KEYS``), after ``head``."""
+def sqlite_select_in(conn: Connection, sql: str, keys: Sequence[Any], columns: int) -> list[list[Any]]:
+    """The rows of a driver select of ``columns`` columns whose one parameter is a key list (``SQLITE_IN_KEYS``),
+    fetched in one driver step per ``SQLITE_KEYS`` keys (``sqlite_steps.select_rows``: a REAL column is selected
+    as ``exact_real`` text)."""
     raw = driver_connection(conn)
-    rows: list[Any] = []
-    for chunk in chunks(keys):
-        rows.extend(raw.execute(sql, (*head, json.dumps(list(chunk)))).fetchall())
+    rows: list[list[Any]] = []
+    for chunk in chunks(keys, SQLITE_KEYS):
+        rows.extend(select_rows(raw, sql, (json.dumps(list(chunk)),), columns))
     return rows
 
 
@@ -206,14 +209,14 @@ def _insert_targets_sqlite(conn: Connection, targets: Sequence[Target], rest: tu
     inserted by driver ``executemany`` (the first of duplicate ids in id order, as ON CONFLICT DO NOTHING
     would keep)."""
     ordered = sorted(targets)
-    held = {sid for (sid,) in sqlite_select_in(conn, _SQLITE_HELD_TARGETS, sorted({t[0] for t in ordered}))}
+    held = {sid for (sid,) in sqlite_select_in(conn, _SQLITE_HELD_TARGETS, sorted({t[0] for t in ordered}), 1)}
     rows: list[tuple[Any, ...]] = []
     for target in ordered:
         if target[0] not in held:
             held.add(target[0])
             rows.append((*target, *rest))
     if rows:
-        driver_connection(conn).executemany(_SQLITE_INSERT_TARGET, rows)
+        insert_rows(driver_connection(conn), _SQLITE_INSERT_TARGET, rows)
     return [row[0] for row in rows]
 
 
@@ -295,7 +298,7 @@ class LedgerBase:
             conn.execute(pg_insert_rows(history, rows, HistoryRow._fields))
             return
         # plain tuples: the driver binds an exact tuple faster than a sequence of another type
-        driver_connection(conn).executemany(_SQLITE_INSERT_HISTORY, map(tuple, rows))
+        insert_rows(driver_connection(conn), _SQLITE_INSERT_HISTORY, rows)
 
     # -- addresses ------------------------------------------------------------------
 
@@ -342,11 +345,12 @@ class LedgerBase:
         processing in SQLAlchemy was the largest statement cost of a group commit)."""
         stored = {
             e: AddressState(bool(u), float(s if s is not None else 0.0))
-            for e, u, s in sqlite_select_in(conn, _SQLITE_LOCK_ADDRESSES, emails)
+            for e, u, s in sqlite_select_in(conn, _SQLITE_LOCK_ADDRESSES, emails, 3)
         }
         created = {e for e in emails if e not in stored}
         if created:
-            driver_connection(conn).executemany(
+            insert_rows(
+                driver_connection(conn),
                 _SQLITE_INSERT_ADDRESS,
                 [(e, first[e].unsubscribe, first[e].at, now, now, 0) for e in sorted(created)],
             )
@@ -401,7 +405,7 @@ class LedgerBase:
             return []
         if not self._pg:
             sql = _SQLITE_UNPUSHED_TARGETS_OF if unpushed_only else _SQLITE_TARGETS_OF
-            return sorted((sid, obj, email) for sid, obj, email in sqlite_select_in(conn, sql, sorted(set(emails))))
+            return sorted((sid, obj, email) for sid, obj, email in sqlite_select_in(conn, sql, sorted(set(emails)), 3))
         query = _UNPUSHED_TARGETS_OF if unpushed_only else _TARGETS_OF
         found: list[Target] = []
         for chunk in chunks(sorted(set(emails))):
@@ -452,9 +456,11 @@ class LedgerBase:
                 latest[target[0]] = (target, value, act_at)
         ids = sorted(latest)
         if self._pg:
-            rows = [row for chunk in chunks(ids) for row in conn.execute(_QUEUED_WRITES, {"keys": list(chunk)}).all()]
+            rows: Sequence[Sequence[Any]] = [
+                row for chunk in chunks(ids) for row in conn.execute(_QUEUED_WRITES, {"keys": list(chunk)}).all()
+            ]
         else:
-            rows = sqlite_select_in(conn, _SQLITE_QUEUED_WRITES, ids)
+            rows = sqlite_select_in(conn, _SQLITE_QUEUED_WRITES, ids, 3)
         queued = {sid: QueuedWrite(bool(value), float(at if at is not None else 0.0)) for sid, value, at in rows}
         fresh: list[dict[str, Any]] = []
         refresh: list[dict[str, Any]] = []
@@ -516,10 +522,10 @@ class LedgerBase:
         """``_queue_writes``' statements on SQLite, as driver SQL (the same upserts as PostgreSQL's Core)."""
         raw = driver_connection(conn)
         if fresh:
-            raw.executemany(_SQLITE_QUEUE_WRITE, [tuple(r[c] for c in _OUTBOX_COLUMNS) for r in fresh])
+            insert_rows(raw, _SQLITE_QUEUE_WRITE, [tuple(r[c] for c in _OUTBOX_COLUMNS) for r in fresh])
             ids = [r["salesforce_id"] for r in fresh]
-            for chunk in chunks(ids):
+            for chunk in chunks(ids, SQLITE_KEYS):
                 raw.execute(_SQLITE_REQUEUE_TARGETS, (now, json.dumps(list(chunk))))
         if refresh:
-            raw.executemany(_SQLITE_REFRESH_WRITE, [tuple(r[c] for c in _OUTBOX_COLUMNS) for r in refresh])
+            insert_rows(raw, _SQLITE_REFRESH_WRITE, [tuple(r[c] for c in _OUTBOX_COLUMNS) for r in refresh])
         return len(fresh)

@@ -38,10 +38,11 @@ from unsubscribe_sync.ledger.models import (
 from unsubscribe_sync.ledger.policy import Act, ActEffect, AddressState
 from unsubscribe_sync.ledger.resolutions import ResolutionStore
 from unsubscribe_sync.ledger.schema import processed_events
+from unsubscribe_sync.ledger.sqlite_steps import insert_rows
 
 # SQLite's replay check as driver SQL (see ``ledger.base``: one JSON array parameter holds the ids)
 _SQLITE_SEEN_EVENTS = "SELECT event_id FROM processed_events WHERE event_id IN (SELECT value FROM json_each(?))"
-_SQLITE_INSERT_EVENT = "INSERT INTO processed_events (event_id, received_at) VALUES (?, ?)"
+_SQLITE_INSERT_EVENT = "INSERT INTO processed_events (event_id, received_at) {values}"  # sqlite_steps.insert_rows
 
 
 class _Event(Protocol):
@@ -107,10 +108,10 @@ class IntakeStore(ResolutionStore):
         event_ids = sorted({item.event_id for item in items if item.event_id})
         new_events: set[str] = set()
         if event_ids and not self._pg:  # the write lock held: the ids seen are read, the new ones inserted
-            seen_before = {e for (e,) in sqlite_select_in(conn, _SQLITE_SEEN_EVENTS, event_ids)}
+            seen_before = {e for (e,) in sqlite_select_in(conn, _SQLITE_SEEN_EVENTS, event_ids, 1)}
             new_events = {e for e in event_ids if e not in seen_before}
             if new_events:
-                driver_connection(conn).executemany(_SQLITE_INSERT_EVENT, [(e, now) for e in sorted(new_events)])
+                insert_rows(driver_connection(conn), _SQLITE_INSERT_EVENT, [(e, now) for e in sorted(new_events)])
             event_ids = []
         for chunk in chunks(event_ids):
             stmt = pg_insert_rows(processed_events, [{"event_id": e, "received_at": now} for e in chunk])

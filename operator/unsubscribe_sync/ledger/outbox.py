@@ -19,7 +19,9 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, case, delete, func, or_, select, update
 
 from unsubscribe_sync.ledger.base import (
+    IN_CHUNK,
     SQLITE_IN_KEYS,
+    SQLITE_KEYS,
     HistoryRow,
     LedgerBase,
     Unindexed,
@@ -27,7 +29,6 @@ from unsubscribe_sync.ledger.base import (
     driver_connection,
     pg_in,
     pg_rows,
-    sqlite_select_in,
 )
 from unsubscribe_sync.ledger.models import (
     ACTION_PUSH_FAILED,
@@ -40,6 +41,7 @@ from unsubscribe_sync.ledger.models import (
 )
 from unsubscribe_sync.ledger.policy import Merge, QueuedWrite, claim_size, merge_queued_write
 from unsubscribe_sync.ledger.schema import outbox, salesforce_targets, unsubscribes
+from unsubscribe_sync.ledger.sqlite_steps import exact_real, select_rows
 
 
 class Claim(list[OutboxRow]):
@@ -137,15 +139,18 @@ class OutboxStore(LedgerBase):
             bulk, limit = size.bulk, size.rows
             ids: list[int] = []
             for scope in scopes:
-                ids.extend(
-                    conn.execute(
-                        select(outbox.c.id)
-                        .where(where(scope, *same))
-                        .order_by(outbox.c.next_attempt_at, outbox.c.id)
-                        .limit(limit - len(ids))
-                        .with_for_update(skip_locked=True)
-                    ).scalars()
+                chosen = (
+                    select(outbox.c.id)
+                    .where(where(scope, *same))
+                    .order_by(outbox.c.next_attempt_at, outbox.c.id)
+                    .limit(limit - len(ids))
+                    .with_for_update(skip_locked=True)
                 )
+                if self._pg:
+                    ids.extend(conn.execute(chosen).scalars())
+                else:  # one driver step, not one per row (sqlite_steps)
+                    inner = chosen.subquery()
+                    ids.extend(json.loads(conn.execute(select(func.json_group_array(inner.c.id))).scalar_one()))
                 if len(ids) >= limit:
                     break
             if not ids:
@@ -164,6 +169,13 @@ class OutboxStore(LedgerBase):
         with self._write() as conn:
             expires = self._db_now(conn) + lease_seconds
             held: set[int] = set()
+            if not self._pg:  # a lease renewed and read back in a few driver steps (sqlite_steps)
+                raw = driver_connection(conn)
+                for chunk in chunks([r.id for r in claim.rows], SQLITE_KEYS):
+                    keys = json.dumps(list(chunk))
+                    raw.execute(_SQLITE_RENEW, (expires, keys, claim.token))
+                    held.update(i for (i,) in select_rows(raw, _SQLITE_HELD, (keys, claim.token), 1))
+                return held, expires
             for chunk in chunks([r.id for r in claim.rows]):
                 held.update(
                     conn.execute(
@@ -575,12 +587,19 @@ class OutboxStore(LedgerBase):
 # SQLite's statements of a claim and a completion as driver SQL, run on the driver's connection inside the
 # transaction (SQLAlchemy's per-row processing of a Bulk-sized claim and of its completion, tens of thousands
 # of rows, was most of their cost). The same statements as PostgreSQL's Core, key lists as one JSON array.
-_CLAIM_ROWS = (
-    "UPDATE outbox SET fence = fence + 1, lease_owner = {p}, lease_expires_at = {p} WHERE id {keys}"
+_PG_CLAIM_ROWS = (
+    "UPDATE outbox SET fence = fence + 1, lease_owner = %s, lease_expires_at = %s WHERE id = ANY(%s)"
     " RETURNING id, salesforce_id, object, email, received_at, attempts, value, seq, fence, stuck_at"
 )
-_SQLITE_CLAIM_ROWS = _CLAIM_ROWS.format(p="?", keys=f"IN {SQLITE_IN_KEYS}")
-_PG_CLAIM_ROWS = _CLAIM_ROWS.format(p="%s", keys="= ANY(%s)")
+_SQLITE_LEASE_ROWS = (
+    f"UPDATE outbox SET fence = fence + 1, lease_owner = ?, lease_expires_at = ? WHERE id IN {SQLITE_IN_KEYS}"
+)
+_SQLITE_CLAIMED_ROWS = (
+    f"SELECT id, salesforce_id, object, email, {exact_real('received_at')}, attempts, value, seq, fence,"
+    f" stuck_at IS NOT NULL FROM outbox WHERE id IN {SQLITE_IN_KEYS}"
+)
+_SQLITE_RENEW = f"UPDATE outbox SET lease_expires_at = ? WHERE id IN {SQLITE_IN_KEYS} AND lease_owner = ?"
+_SQLITE_HELD = f"SELECT id FROM outbox WHERE id IN {SQLITE_IN_KEYS} AND lease_owner = ?"
 _SQLITE_CURRENT = f"SELECT id, fence, seq FROM outbox WHERE id IN {SQLITE_IN_KEYS}"
 _SQLITE_DELETE_ROWS = f"DELETE FROM outbox WHERE id IN {SQLITE_IN_KEYS}"
 _SQLITE_RELEASE_DUE_NOW = (
@@ -610,21 +629,33 @@ def _claim_rows(conn: Connection, ids: Sequence[int], token: str, expires: float
     raw = driver_connection(conn)
     out: list[OutboxRow] = []
     intern = sys.intern
-    for chunk in chunks(ids):
+    for chunk in chunks(ids, SQLITE_KEYS if not pg else IN_CHUNK):
         if pg:
-            cursor = raw.execute(_PG_CLAIM_ROWS, (token, expires, list(chunk)))
-        else:
-            cursor = raw.execute(_SQLITE_CLAIM_ROWS, (token, expires, json.dumps(list(chunk))))
+            out.extend(
+                OutboxRow(rid, sid, intern(obj), email, received, attempts, bool(value), seq, fence, stuck is not None)
+                for rid, sid, obj, email, received, attempts, value, seq, fence, stuck in raw.execute(
+                    _PG_CLAIM_ROWS, (token, expires, list(chunk))
+                ).fetchall()
+            )
+            continue
+        keys = json.dumps(list(chunk))
+        raw.execute(_SQLITE_LEASE_ROWS, (token, expires, keys))  # the write lock is held: read back below
         out.extend(
-            OutboxRow(rid, sid, intern(obj), email, received, attempts, bool(value), seq, fence, stuck is not None)
-            for rid, sid, obj, email, received, attempts, value, seq, fence, stuck in cursor.fetchall()
+            OutboxRow(rid, sid, intern(obj), email, float(received), attempts, bool(value), seq, fence, bool(stuck))
+            for rid, sid, obj, email, received, attempts, value, seq, fence, stuck in select_rows(
+                raw, _SQLITE_CLAIMED_ROWS, (keys,), 10
+            )
         )
     return out
 
 
 def _current_sqlite(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[int, int]]:
     """``OutboxStore._current`` on SQLite (the transaction holds the write lock: nothing to lock per row)."""
-    return {i: (f, q) for i, f, q in sqlite_select_in(conn, _SQLITE_CURRENT, sorted(ids))}
+    raw = driver_connection(conn)
+    found: dict[int, tuple[int, int]] = {}
+    for chunk in chunks(sorted(ids), SQLITE_KEYS):
+        found.update((i, (f, q)) for i, f, q in select_rows(raw, _SQLITE_CURRENT, (json.dumps(list(chunk)),), 3))
+    return found
 
 
 def _settle_sqlite(
@@ -638,9 +669,9 @@ def _settle_sqlite(
     """A completion's outbox statements on SQLite: settled rows deleted, replaced and held rows released due
     now (only while this claim still leases them), retried rows given their next attempt."""
     raw = driver_connection(conn)
-    for chunk in chunks([o.row.id for o in done]):
+    for chunk in chunks([o.row.id for o in done], SQLITE_KEYS):
         raw.execute(_SQLITE_DELETE_ROWS, (json.dumps(list(chunk)),))
-    for chunk in chunks([o.row.id for o in release]):
+    for chunk in chunks([o.row.id for o in release], SQLITE_KEYS):
         raw.execute(_SQLITE_RELEASE_DUE_NOW, (now, json.dumps(list(chunk)), token))
     if retries:
         raw.executemany(
@@ -657,10 +688,10 @@ def _mark_records_sqlite(
     raw = driver_connection(conn)
     for value in (True, False):
         pushed = [o.row.salesforce_id for o in done if o.status == "pushed" and bool(o.row.value) == value]
-        for chunk in chunks(pushed):
+        for chunk in chunks(pushed, SQLITE_KEYS):
             raw.execute(_SQLITE_MARK_PUSHED, (field, now, value, now, json.dumps(list(chunk))))
         confirmed = [o.row.salesforce_id for o in replaced if o.status == "pushed" and bool(o.row.value) == value]
-        for chunk in chunks(confirmed):
+        for chunk in chunks(confirmed, SQLITE_KEYS):
             raw.execute(_SQLITE_MARK_CONFIRMED, (value, now, json.dumps(list(chunk))))
     failed = [(o.error, now, o.row.salesforce_id) for o in done if o.status == "failed"]
     if failed:

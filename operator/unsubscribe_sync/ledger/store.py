@@ -47,6 +47,7 @@ from unsubscribe_sync.ledger.schema import (
     sync_runs,
     unsubscribes,
 )
+from unsubscribe_sync.ledger.sqlite_steps import exact_real, select_rows
 
 DEFAULT_HISTORY_LIMIT = 100
 
@@ -54,8 +55,8 @@ DEFAULT_HISTORY_LIMIT = 100
 _SQLITE_QUEUED_FALSE = "SELECT salesforce_id, email FROM outbox WHERE value IS 0"
 _SQLITE_ANY_RESOLVING_FALSE = "SELECT 1 FROM resolutions WHERE value IS 0 LIMIT 1"  # none: nothing to look up
 _SQLITE_CONFIRMED_FALSE = (
-    f"SELECT salesforce_id, confirmed_at FROM salesforce_targets WHERE salesforce_id IN {SQLITE_IN_KEYS}"
-    " AND confirmed_value IS 0"
+    f"SELECT salesforce_id, {exact_real('confirmed_at')} FROM salesforce_targets"
+    f" WHERE salesforce_id IN {SQLITE_IN_KEYS} AND confirmed_value IS 0"
 )
 _SQLITE_HOLD_AS_PUSHED = (
     "UPDATE salesforce_targets SET status = 'pushed', last_error = NULL, updated_at = ?, confirmed_value = 1,"
@@ -238,7 +239,15 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
         after = ""
         while True:
             with self._read() as conn:
-                page = driver_connection(conn).execute(sql, (object_name, after, page_size)).fetchall()
+                raw = driver_connection(conn)
+                if self._pg:
+                    page = raw.execute(sql, (object_name, after, page_size)).fetchall()
+                else:  # one driver step per page (sqlite_steps), sorted here: an aggregate keeps no promised order
+                    page = [
+                        (sid, email, bool(owed))
+                        for sid, email, owed in select_rows(raw, sql, (object_name, after, page_size), 3)
+                    ]
+                    page.sort()
             yield from page
             if len(page) < page_size:
                 return
@@ -385,7 +394,11 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
                 clearing.update((sid, email))
         if raw.execute(_SQLITE_ANY_RESOLVING_FALSE).fetchone() is not None:  # Email mode: records not found yet
             clearing.update(self._resolving_false(conn, sorted(wanted_emails)))
-        confirmed_false = {sid: at for sid, at in sqlite_select_in(conn, _SQLITE_CONFIRMED_FALSE, list(ids))}
+        confirmed_false = {
+            sid: float(at)
+            for sid, at in sqlite_select_in(conn, _SQLITE_CONFIRMED_FALSE, list(ids), 2)
+            if at is not None
+        }
         return clearing, confirmed_false
 
     @staticmethod

@@ -23,7 +23,9 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
+from unsubscribe_sync.ledger.sqlite_steps import insert_rows, select_rows
 from unsubscribe_sync.salesforce.types import OptedOutRecord
 
 _FETCH = 5_000
@@ -78,11 +80,7 @@ class SortedStage:
         read = 0
         self._db.execute("BEGIN")
         while batch := [(r.id, r.email) for r in islice(remaining, _FETCH)]:
-            self._db.executemany(
-                "INSERT INTO salesforce (id, email) VALUES (?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET email = COALESCE(salesforce.email, excluded.email)",
-                batch,
-            )
+            insert_rows(self._db, _INSERT_SALESFORCE, batch)
             read += len(batch)
             if on_rows is not None:
                 on_rows(len(batch))
@@ -101,7 +99,7 @@ class SortedStage:
         read = 0
         self._ledger_db.execute("BEGIN")
         while batch := list(islice(remaining, _FETCH)):
-            self._ledger_db.executemany("INSERT OR IGNORE INTO ledger (id, email, owed) VALUES (?, ?, ?)", batch)
+            insert_rows(self._ledger_db, _INSERT_LEDGER, batch)
             read += len(batch)
             if on_rows is not None:
                 on_rows(len(batch))
@@ -120,21 +118,44 @@ class SortedStage:
 
     def salesforce(self) -> Iterator[OptedOutRecord]:
         """The staged Salesforce records, one per id, in code-point order of the id."""
-        cur = self._db.execute("SELECT id, email FROM salesforce ORDER BY id")
-        while rows := cur.fetchmany(_FETCH):
-            for salesforce_id, email in rows:
-                yield OptedOutRecord(id=salesforce_id, object=self.object_name, email=email)
+        name = self.object_name
+        for salesforce_id, email in _pages(self._db, _SALESFORCE_PAGE, 2, key=1):
+            yield OptedOutRecord(salesforce_id, name, email)
 
     def ledger(self) -> Iterator[tuple[str, str]]:
         """The staged ledger pairs, in code-point order of (id, email)."""
-        cur = self._ledger_db.execute("SELECT id, email FROM ledger ORDER BY id, email")
-        while rows := cur.fetchmany(_FETCH):
-            yield from rows
+        for salesforce_id, email in _pages(self._ledger_db, _LEDGER_PAGE, 2, key=2):  # noqa: UP028  # as tuples
+            yield salesforce_id, email
 
     def owed(self) -> AscendingMembership:
         """The staged ids already owed a write of true, asked about in ascending order of id (as planned)."""
-        cur = self._ledger_db.execute("SELECT DISTINCT id FROM ledger WHERE owed ORDER BY id")
-        return AscendingMembership(sid for rows in iter(lambda: cur.fetchmany(_FETCH), []) for (sid,) in rows)
+        return AscendingMembership(sid for (sid,) in _pages(self._ledger_db, _OWED_PAGE, 1, key=1))
+
+
+# Keyset pages of the staged sides, each fetched in one driver step (``ledger.sqlite_steps``: the nightly runs
+# beside the push worker's threads) and sorted here (an aggregate keeps no promised order). Both tables are keyed
+# by what they are ordered by, and the page's last key is where the next begins.
+_INSERT_SALESFORCE = (
+    "INSERT INTO salesforce (id, email) {values} ON CONFLICT (id) DO UPDATE SET"
+    " email = COALESCE(salesforce.email, excluded.email)"
+)
+_INSERT_LEDGER = "INSERT OR IGNORE INTO ledger (id, email, owed) {values}"
+_SALESFORCE_PAGE = "SELECT id, email FROM salesforce WHERE id > ? ORDER BY id LIMIT ?"
+_LEDGER_PAGE = "SELECT id, email FROM ledger WHERE (id, email) > (?, ?) ORDER BY id, email LIMIT ?"
+_OWED_PAGE = "SELECT DISTINCT id FROM ledger WHERE owed AND id > ? ORDER BY id LIMIT ?"
+
+
+def _pages(db: sqlite3.Connection, sql: str, columns: int, *, key: int) -> Iterator[list[Any]]:
+    """The rows of a keyset-paged select of ``columns`` columns, the first ``key`` of them its order (its
+    parameters: the last row's ``key`` values, then the page size)."""
+    after: list[Any] = [""] * key
+    while True:
+        rows = select_rows(db, sql, (*after, _FETCH), columns)
+        rows.sort()
+        yield from rows
+        if len(rows) < _FETCH:
+            return
+        after = rows[-1][:key]
 
 
 class AscendingMembership:
