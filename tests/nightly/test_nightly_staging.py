@@ -92,3 +92,29 @@ def test_the_ids_already_owed_a_write_are_told_apart_in_ascending_order(tmp_path
         owed = stage.owed()
         assert [sid in owed for sid in ids] == [k % 3 == 0 for k in range(10)]
         assert "003999999999999999" not in owed  # past the last one
+
+
+def test_pages_of_the_staged_sides_lose_no_row_where_one_id_spans_pages(tmp_path: Path) -> None:
+    # 7,000 addresses on one id: the keyset (id, email) must carry on inside it from one page of 5,000 to the next
+    many = [("003000000000001AAA", f"a{k:05d}@x.io", k % 2 == 0) for k in range(7_000)]
+    few = [(f"003{k:015d}", f"b{k}@x.io", True) for k in range(2, 6_000)]
+    rows = many + few
+    random.Random(7).shuffle(rows)
+    with SortedStage("Contact", tmp_path) as stage:
+        stage.load_ledger(rows)
+        assert list(stage.ledger()) == sorted((sid, email) for sid, email, _ in rows)
+        owed = stage.owed()
+        assert all(sid in owed for sid in sorted({sid for sid, _, is_owed in rows if is_owed}))
+
+
+def test_email_matches_come_in_address_order_across_pages(tmp_path: Path) -> None:
+    from unsubscribe_sync.nightly.email_mode import AddressStage
+
+    records = [{"Id": f"003{k:012d}", "Email": f"m{k % 6_500:05d}@x.io"} for k in range(13_000)]
+    with AddressStage(tmp_path) as stage:
+        stage.load_records([records[:7_000], records[7_000:]])
+        stage.load_addresses(f"m{k:05d}@x.io" for k in range(0, 6_500, 1))
+        matches = list(stage.matches())
+    assert len(matches) == 13_000
+    assert [email for _, email in matches] == sorted(email for _, email in matches)
+    assert len(set(matches)) == 13_000

@@ -12,6 +12,7 @@ other thread keeps running meanwhile. The helpers:
 
 - ``insert_rows``: an ``INSERT`` whose rows go in multi-row ``VALUES`` lists of up to ``ROWS_PER_INSERT`` rows
   (fewer where the connection allows fewer parameters).
+- ``insert_stream``: the same over a stream of rows, a batch at a time.
 - ``select_rows``: a select's rows as one JSON array that SQLite builds (``json_group_array``), parsed in
   one call. JSON has no REAL with all its digits (SQLite prints 15 significant digits), so a select hands a REAL
   column over as ``printf('%!.17g', column)`` text (``exact_real``), and the caller reads it with ``float``.
@@ -22,8 +23,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
-from itertools import chain
+from collections.abc import Iterable, Sequence
+from itertools import chain, islice
 from typing import Any
 
 ROWS_PER_INSERT = 2_000  # rows per multi-row VALUES statement, within the connection's limit of parameters
@@ -50,6 +51,13 @@ def insert_rows(raw: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]
         chunk = rows[start : start + per]
         values = "VALUES " + ", ".join([one] * len(chunk))
         raw.execute(head.format(values=values), list(chain.from_iterable(chunk)))
+
+
+def insert_stream(raw: sqlite3.Connection, head: str, rows: Iterable[Sequence[Any]], batch: int = 5_000) -> None:
+    """``insert_rows`` over a stream of rows, ``batch`` rows held at a time."""
+    remaining = iter(rows)
+    while chunk := list(islice(remaining, batch)):
+        insert_rows(raw, head, chunk)
 
 
 def select_rows(raw: sqlite3.Connection, sql: str, params: Sequence[Any], columns: int) -> list[list[Any]]:

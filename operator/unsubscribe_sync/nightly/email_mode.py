@@ -18,11 +18,16 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from unsubscribe_sync.api.addresses import normalize_email
-from unsubscribe_sync.nightly.staging import open_scratch_db
+from unsubscribe_sync.ledger.sqlite_steps import insert_stream
+from unsubscribe_sync.nightly.staging import keyset_pages, open_scratch_db
 from unsubscribe_sync.salesforce.ids import normalize_id
 from unsubscribe_sync.salesforce.matching import all_with_email_soql
 
-_FETCH = 5_000
+# the matches in (address, record id) order, a keyset page at a time (``staging.keyset_pages``)
+_MATCHES_PAGE = (
+    "SELECT r.email, r.id FROM records r JOIN addresses a ON a.email = r.email"
+    " WHERE (r.email, r.id) > (?, ?) ORDER BY r.email, r.id LIMIT ?"
+)
 
 
 class EmailQueryClient(Protocol):
@@ -74,7 +79,7 @@ class AddressStage:
                 page.clear()
 
         self._db.execute("BEGIN")
-        self._db.executemany("INSERT OR IGNORE INTO records (email, id) VALUES (?, ?)", rows())
+        insert_stream(self._db, "INSERT OR IGNORE INTO records (email, id) {values}", rows())
         self._db.execute("COMMIT")
         return read
 
@@ -88,17 +93,14 @@ class AddressStage:
                 yield (email,)
 
         self._db.execute("BEGIN")
-        self._db.executemany("INSERT OR IGNORE INTO addresses (email) VALUES (?)", rows())
+        insert_stream(self._db, "INSERT OR IGNORE INTO addresses (email) {values}", rows())
         self._db.execute("COMMIT")
         return read
 
     def matches(self) -> Iterator[tuple[str, str]]:
         """(record id, address) of every record whose address is unsubscribed, in address order."""
-        cur = self._db.execute(
-            "SELECT r.id, r.email FROM records r JOIN addresses a ON a.email = r.email ORDER BY r.email, r.id"
-        )
-        while rows := cur.fetchmany(_FETCH):
-            yield from rows
+        for email, record_id in keyset_pages(self._db, _MATCHES_PAGE, 2, key=2):
+            yield record_id, email
 
 
 def email_matches(
@@ -135,7 +137,7 @@ class MatchedAddresses:
 
     def add(self, emails: Iterable[str]) -> None:
         self._db.execute("BEGIN")
-        self._db.executemany("INSERT OR IGNORE INTO found (email) VALUES (?)", ((e,) for e in emails))
+        insert_stream(self._db, "INSERT OR IGNORE INTO found (email) {values}", ((e,) for e in emails))
         self._db.execute("COMMIT")
 
     def count_missing(self, emails: Iterable[str]) -> int:

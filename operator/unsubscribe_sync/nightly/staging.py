@@ -119,17 +119,17 @@ class SortedStage:
     def salesforce(self) -> Iterator[OptedOutRecord]:
         """The staged Salesforce records, one per id, in code-point order of the id."""
         name = self.object_name
-        for salesforce_id, email in _pages(self._db, _SALESFORCE_PAGE, 2, key=1):
+        for salesforce_id, email in keyset_pages(self._db, _SALESFORCE_PAGE, 2, key=1):
             yield OptedOutRecord(salesforce_id, name, email)
 
     def ledger(self) -> Iterator[tuple[str, str]]:
         """The staged ledger pairs, in code-point order of (id, email)."""
-        for salesforce_id, email in _pages(self._ledger_db, _LEDGER_PAGE, 2, key=2):  # noqa: UP028  # as tuples
+        for salesforce_id, email in keyset_pages(self._ledger_db, _LEDGER_PAGE, 2, key=2):  # noqa: UP028  # as tuples
             yield salesforce_id, email
 
     def owed(self) -> AscendingMembership:
         """The staged ids already owed a write of true, asked about in ascending order of id (as planned)."""
-        return AscendingMembership(sid for (sid,) in _pages(self._ledger_db, _OWED_PAGE, 1, key=1))
+        return AscendingMembership(sid for (sid,) in keyset_pages(self._ledger_db, _OWED_PAGE, 1, key=1))
 
 
 # Keyset pages of the staged sides, each fetched in one driver step (``ledger.sqlite_steps``: the nightly runs
@@ -145,7 +145,7 @@ _LEDGER_PAGE = "SELECT id, email FROM ledger WHERE (id, email) > (?, ?) ORDER BY
 _OWED_PAGE = "SELECT DISTINCT id FROM ledger WHERE owed AND id > ? ORDER BY id LIMIT ?"
 
 
-def _pages(db: sqlite3.Connection, sql: str, columns: int, *, key: int) -> Iterator[list[Any]]:
+def keyset_pages(db: sqlite3.Connection, sql: str, columns: int, *, key: int) -> Iterator[list[Any]]:
     """The rows of a keyset-paged select of ``columns`` columns, the first ``key`` of them its order (its
     parameters: the last row's ``key`` values, then the page size)."""
     after: list[Any] = [""] * key
