@@ -13,7 +13,14 @@ import pytest
 
 from tests.fixtures.ledgers import contact_id
 from unsubscribe_sync.ledger import Ledger, PushOutcome, Resubscribe, Unsubscribe
-from unsubscribe_sync.ledger.sqlite_steps import exact_real, insert_rows, select_rows
+from unsubscribe_sync.ledger.sqlite_steps import (
+    ROWS_PER_INSERT,
+    exact_real,
+    insert_json_rows,
+    insert_rows,
+    json_columns,
+    select_rows,
+)
 
 # a time whose 16 significant digits JSON's 15 would round (to ...635.54969: 4 us later)
 PRECISE = 1_796_664_635.549686
@@ -40,6 +47,19 @@ def test_insert_rows_keeps_a_conflict_clause_after_the_values() -> None:
     assert db.execute("SELECT k, n FROM t ORDER BY k").fetchall() == [("a", 11), ("b", 2)]
 
 
+def test_insert_rows_uses_a_few_statement_sizes_whatever_the_batch_sizes() -> None:
+    # the driver keeps every statement text it ran prepared: sizes that vary with each batch would pile up
+    db = _table()
+    texts: set[str] = set()
+    db.set_trace_callback(lambda sql: texts.add(sql.split(" VALUES ")[0] + str(sql.count("("))))
+    for n in range(1, 301):
+        db.execute("DELETE FROM t")
+        insert_rows(db, "INSERT INTO t (k, n, x, flag) {values}", [(f"k{i}", i, 0.0, True) for i in range(n)])
+        assert db.execute("SELECT count(*) FROM t").fetchone() == (n,)
+    inserts = {t for t in texts if t.startswith("INSERT")}
+    assert len(inserts) <= ROWS_PER_INSERT.bit_length()  # powers of two up to the largest
+
+
 def test_insert_rows_of_nothing_runs_nothing() -> None:
     db = _table()
     insert_rows(db, "INSERT INTO t (k) {values}", [])
@@ -56,6 +76,24 @@ def test_select_rows_returns_every_row_with_reals_exact_through_exact_real() -> 
     # the plain column through JSON would not be exact: why exact_real exists
     (plain,) = select_rows(db, "SELECT x FROM t WHERE k = ?", ("a",), 1)[0]
     assert plain != PRECISE
+
+
+def test_insert_json_rows_keeps_text_exact_and_binds_the_shared_real() -> None:
+    db = _table()
+    sql = f"INSERT INTO t (x, k, n, flag) SELECT ?, {json_columns(3)} FROM json_each(?)"
+    rows = [("ünïcødé ✓", 1, True), ('quote " and \\ back', None, False), ("tab\tnew\nline", 3, None)]
+    insert_json_rows(db, sql, (PRECISE,), rows, batch=2)
+    got = db.execute("SELECT k, n, flag, x FROM t ORDER BY rowid").fetchall()
+    assert got == [(k, n, None if f is None else int(f), PRECISE) for k, n, f in rows]
+
+
+def test_insert_json_rows_refuses_text_the_driver_cannot_encode() -> None:
+    # a lone surrogate must fail the statement, as a bound value does, not be stored as an escape
+    db = _table()
+    sql = f"INSERT INTO t (x, k, n, flag) SELECT ?, {json_columns(3)} FROM json_each(?)"
+    with pytest.raises(UnicodeEncodeError):
+        insert_json_rows(db, sql, (0.0,), [("bad\ud800", 1, True)])
+    assert db.execute("SELECT count(*) FROM t").fetchone() == (0,)
 
 
 def test_select_rows_of_no_rows_is_an_empty_list() -> None:

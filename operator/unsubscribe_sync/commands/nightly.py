@@ -35,7 +35,7 @@ import requests
 from sqlalchemy.engine import make_url
 
 from unsubscribe_sync.api.config import Config, ConfigError
-from unsubscribe_sync.commands.common import BAD_CONFIG_EXIT, load_config_for
+from unsubscribe_sync.commands.common import BAD_CONFIG_EXIT, limit_malloc_arenas, load_config_for
 from unsubscribe_sync.logs import get_logger, redact_text
 from unsubscribe_sync.nightly.report import contract_line, termination_log_path, write_termination_log
 
@@ -158,6 +158,7 @@ def print_plan(summary: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    limit_malloc_arenas()  # before the job's threads start
     config = load_config_for("nightly", args.config)
     if config is None:
         return BAD_CONFIG_EXIT

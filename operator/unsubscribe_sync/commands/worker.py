@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from unsubscribe_sync.api.config import Config, ConfigError
-from unsubscribe_sync.commands.common import BAD_CONFIG_EXIT, load_config_for, settle_collector
+from unsubscribe_sync.commands.common import BAD_CONFIG_EXIT, limit_malloc_arenas, load_config_for, settle_collector
 from unsubscribe_sync.ledger import Ledger
 from unsubscribe_sync.ledger.connect import open_ledger
 from unsubscribe_sync.logs import get_logger, redact_text
@@ -32,6 +32,7 @@ def nightly_runner_for(config: Config, ledger: Ledger) -> Callable[[bool], dict[
 
 
 def run(args: argparse.Namespace) -> int:
+    limit_malloc_arenas()  # before the worker's threads start
     config = load_config_for("worker", args.config)
     if config is None:
         return BAD_CONFIG_EXIT

@@ -38,7 +38,7 @@ from unsubscribe_sync.ledger.policy import (
     state_after,
 )
 from unsubscribe_sync.ledger.schema import history, outbox, salesforce_targets, unsubscribes
-from unsubscribe_sync.ledger.sqlite_steps import exact_real, insert_rows, select_rows
+from unsubscribe_sync.ledger.sqlite_steps import exact_real, insert_json_rows, insert_rows, json_columns, select_rows
 
 IN_CHUNK = 500  # keys per IN (...) list: far below SQLite's bound-parameter limit
 # keys per JSON key list (``SQLITE_IN_KEYS``) on SQLite: one parameter, so no bound; few statements, few driver steps
@@ -144,7 +144,11 @@ class HistoryRow(NamedTuple):
 _HISTORY_COLUMNS = HistoryRow._fields
 # SQLite's history insert as driver SQL: the rows go straight to the driver's executemany (SQLAlchemy's
 # per-row parameter processing was most of the insert's cost in a group commit of many small requests)
-_SQLITE_INSERT_HISTORY = f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}) {{values}}"  # sqlite_steps
+# sqlite_steps.insert_json_rows: the time bound once, the other columns from JSON
+_SQLITE_INSERT_HISTORY = (
+    f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)})"
+    f" SELECT ?, {json_columns(len(_HISTORY_COLUMNS) - 1)} FROM json_each(?)"
+)
 
 
 _SQLITE_INSERT_ADDRESS = (
@@ -167,7 +171,10 @@ _TARGET_COLUMNS = (
     "salesforce_id", "object", "email", "status", "field", "created_at", "updated_at", "confirmed_value",
     "confirmed_at",
 )  # fmt: skip
-_SQLITE_INSERT_TARGET = f"INSERT INTO salesforce_targets ({', '.join(_TARGET_COLUMNS)}) {{values}}"
+_SQLITE_INSERT_TARGET = (  # sqlite_steps.insert_json_rows: (id, object, email) from JSON, the rest bound once
+    f"INSERT INTO salesforce_targets ({', '.join(_TARGET_COLUMNS[3:])}, {', '.join(_TARGET_COLUMNS[:3])})"
+    f" SELECT {', '.join('?' for _ in _TARGET_COLUMNS[3:])}, {json_columns(3)} FROM json_each(?)"
+)
 _SQLITE_QUEUED_WRITES = (
     f"SELECT salesforce_id, value, {exact_real('act_at')} FROM outbox WHERE salesforce_id IN {SQLITE_IN_KEYS}"
 )
@@ -210,13 +217,13 @@ def _insert_targets_sqlite(conn: Connection, targets: Sequence[Target], rest: tu
     would keep)."""
     ordered = sorted(targets)
     held = {sid for (sid,) in sqlite_select_in(conn, _SQLITE_HELD_TARGETS, sorted({t[0] for t in ordered}), 1)}
-    rows: list[tuple[Any, ...]] = []
+    rows: list[Target] = []
     for target in ordered:
         if target[0] not in held:
             held.add(target[0])
-            rows.append((*target, *rest))
+            rows.append(target)
     if rows:
-        insert_rows(driver_connection(conn), _SQLITE_INSERT_TARGET, rows)
+        insert_json_rows(driver_connection(conn), _SQLITE_INSERT_TARGET, rest, rows)
     return [row[0] for row in rows]
 
 
@@ -298,7 +305,12 @@ class LedgerBase:
             conn.execute(pg_insert_rows(history, rows, HistoryRow._fields))
             return
         # plain tuples: the driver binds an exact tuple faster than a sequence of another type
-        insert_rows(driver_connection(conn), _SQLITE_INSERT_HISTORY, rows)
+        raw = driver_connection(conn)
+        by_time: dict[float, list[tuple[Any, ...]]] = {}
+        for row in rows:  # the rows of one call share their time, as a rule
+            by_time.setdefault(row[0], []).append(row[1:])
+        for at, same in by_time.items():
+            insert_json_rows(raw, _SQLITE_INSERT_HISTORY, (at,), same)
 
     # -- addresses ------------------------------------------------------------------
 

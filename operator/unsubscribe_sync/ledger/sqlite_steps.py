@@ -10,9 +10,12 @@ to get the GIL back, for up to the switch interval (5 ms). Measured on 2 cores (
 As one step, the statement waits for the GIL once and SQLite does the rows' work without holding it, so the
 other thread keeps running meanwhile. The helpers:
 
-- ``insert_rows``: an ``INSERT`` whose rows go in multi-row ``VALUES`` lists of up to ``ROWS_PER_INSERT`` rows
-  (fewer where the connection allows fewer parameters).
+- ``insert_rows``: an ``INSERT`` whose rows go in multi-row ``VALUES`` lists of up to ``ROWS_PER_INSERT`` rows,
+  in a few sizes only (see there).
 - ``insert_stream``: the same over a stream of rows, a batch at a time.
+- ``insert_json_rows``: an ``INSERT ... SELECT`` of rows sent as one JSON array, whose REAL values are the same for
+  every row and bound apart (the history's time, a target's times): one step and one statement text whatever the
+  count.
 - ``select_rows``: a select's rows as one JSON array that SQLite builds (``json_group_array``), parsed in
   one call. JSON has no REAL with all its digits (SQLite prints 15 significant digits), so a select hands a REAL
   column over as ``printf('%!.17g', column)`` text (``exact_real``), and the caller reads it with ``float``.
@@ -27,7 +30,11 @@ from collections.abc import Iterable, Sequence
 from itertools import chain, islice
 from typing import Any
 
-ROWS_PER_INSERT = 2_000  # rows per multi-row VALUES statement, within the connection's limit of parameters
+# Rows per multi-row VALUES statement (fewer where the connection's limit of parameters says so). The driver keeps
+# every statement text it ran prepared (up to 128 per connection), and a prepared 2,000-row insert of 9 columns
+# holds ~2.7 MB: so statements come in a few sizes only, the largest ROWS_PER_INSERT rows and the rest powers of
+# two below it (a batch of 300 rows is 256 + 32 + 8 + 4), about 0.35 MB per table and connection in all.
+ROWS_PER_INSERT = 64
 
 
 def exact_real(column: str) -> str:
@@ -46,11 +53,13 @@ def insert_rows(raw: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]
         return
     width = len(rows[0])
     one = "(" + ", ".join("?" * width) + ")"
-    per = max(1, min(ROWS_PER_INSERT, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
-    for start in range(0, len(rows), per):
-        chunk = rows[start : start + per]
-        values = "VALUES " + ", ".join([one] * len(chunk))
-        raw.execute(head.format(values=values), list(chain.from_iterable(chunk)))
+    largest = max(1, min(ROWS_PER_INSERT, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
+    start = 0
+    while start < len(rows):
+        size = min(largest, 1 << ((len(rows) - start).bit_length() - 1))  # the largest allowed power of two
+        chunk = rows[start : start + size]
+        raw.execute(head.format(values="VALUES " + ", ".join([one] * size)), list(chain.from_iterable(chunk)))
+        start += size
 
 
 def insert_stream(raw: sqlite3.Connection, head: str, rows: Iterable[Sequence[Any]], batch: int = 5_000) -> None:
@@ -58,6 +67,26 @@ def insert_stream(raw: sqlite3.Connection, head: str, rows: Iterable[Sequence[An
     remaining = iter(rows)
     while chunk := list(islice(remaining, batch)):
         insert_rows(raw, head, chunk)
+
+
+def json_columns(count: int) -> str:
+    """The select list of ``count`` columns read from each JSON array of ``json_each(?)`` (see ``insert_json_rows``)."""
+    return ", ".join(f"json_extract(value, '$[{i}]')" for i in range(count))
+
+
+def insert_json_rows(
+    raw: sqlite3.Connection, sql: str, shared: Sequence[Any], rows: Sequence[Sequence[Any]], batch: int = 5_000
+) -> None:
+    """Run ``sql`` (``INSERT INTO t (...) SELECT ?, ..., {json_columns(n)} FROM json_each(?)``) over ``rows``, one
+    step and one JSON array parameter per ``batch`` rows, after the ``shared`` parameters.
+
+    One statement text whatever the count (no prepared statement per size). The rows hold text, integers, booleans
+    and None only: a REAL goes in ``shared`` (a value every row has, bound exactly), never through JSON.
+    """
+    for start in range(0, len(rows), batch):
+        # not ASCII-escaped: text the driver cannot encode (a lone surrogate) fails the statement, as a bound value
+        # would, instead of reaching SQLite as an escape it would store
+        raw.execute(sql, (*shared, json.dumps(rows[start : start + batch], ensure_ascii=False)))
 
 
 def select_rows(raw: sqlite3.Connection, sql: str, params: Sequence[Any], columns: int) -> list[list[Any]]:
