@@ -4,8 +4,9 @@ Python's sqlite3 driver lets go of the GIL around each step, and each row of an 
 one step. Beside a thread running Python, each step waits to get the GIL back (up to the switch interval, 5 ms).
 Measured in one run, side by side:
 
-1. the driver's own way (``executemany`` of history rows, ``fetchall`` of outbox rows) against
-   ``ledger.sqlite_steps`` (multi-row VALUES, one JSON array), alone and beside a thread running Python;
+1. the driver's own way (``executemany`` of history rows, ``fetchall`` of rows) against ``ledger.sqlite_steps``
+   (multi-row VALUES, rows sent as one JSON array, a select as one JSON array), alone and beside a thread
+   running Python;
 2. the ledger's claim and completion of a Bulk-sized claim (24,000 rows, SQLite), alone and beside that thread.
 
 The busy thread stands for the worker's event loop parsing a campaign's webhooks, or the nightly planning in the
@@ -25,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from unsubscribe_sync.ledger import Ledger, PushOutcome, Unsubscribe
-from unsubscribe_sync.ledger.sqlite_steps import insert_rows, select_rows
+from unsubscribe_sync.ledger.sqlite_steps import insert_json_rows, insert_rows, json_columns, select_rows
 from unsubscribe_sync.salesforce.ids import normalize_id
 
 CLAIM_ROWS = 24_000
@@ -81,12 +82,20 @@ def driver_steps(directory: Path, rows: int) -> None:
         insert_rows(db, head + " {values}", history)
         db.execute("COMMIT")
 
+    def json_insert() -> None:  # the history's way: the shared time bound once, the rest as one JSON array
+        db.execute("BEGIN")
+        insert_json_rows(
+            db, f"{head} SELECT ?, {json_columns(4)} FROM json_each(?)", (history[0][0],), [r[1:] for r in history]
+        )
+        db.execute("COMMIT")
+
     select = "SELECT id, email, sid, action FROM h ORDER BY id DESC LIMIT ?"
     print(f"part 1: {rows:,} rows per statement, {os.cpu_count()} CPUs, SQLite {sqlite3.sqlite_version}")
     print(f"  {'statement':34s} {'alone':>9s} {'beside a busy thread':>22s} {'slowdown':>9s}")
     for name, fn in (
         ("insert, executemany (per row)", per_row_insert),
         ("insert, multi-row VALUES", one_step_insert),
+        ("insert, one JSON array", json_insert),
         ("select, fetchall (per row)", lambda: db.execute(select, (rows,)).fetchall()),
         ("select, one JSON array", lambda: select_rows(db, select, (rows,), 4)),
     ):
