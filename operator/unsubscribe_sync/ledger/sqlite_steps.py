@@ -5,7 +5,8 @@ Python's sqlite3 driver lets go of the GIL around each step of a statement, and 
 (the event loop parsing requests, the nightly planning, a pusher lane deciding outcomes), each step has to wait
 to get the GIL back, for up to the switch interval (5 ms). Measured on 2 cores (``bench/bench_sqlite_steps.py``):
 - inserting 2,000 history rows by ``executemany`` took 11 ms alone and 7.9 s beside a thread running Python;
-- fetching 24,000 rows took 20 ms alone and 9.1 s beside it.
+- fetching 24,000 rows took 20 ms alone and 9.1 s beside it;
+- the ledger's claim of 24,000 rows took 42 s beside it, its completion 79 s (0.4 s and 0.9 s this way).
 
 As one step, the statement waits for the GIL once and SQLite does the rows' work without holding it, so the
 other thread keeps running meanwhile. The helpers:
@@ -33,7 +34,7 @@ from typing import Any
 # Rows per multi-row VALUES statement (fewer where the connection's limit of parameters says so). The driver keeps
 # every statement text it ran prepared (up to 128 per connection), and a prepared 2,000-row insert of 9 columns
 # holds ~2.7 MB: so statements come in a few sizes only, the largest ROWS_PER_INSERT rows and the rest powers of
-# two below it (a batch of 300 rows is 256 + 32 + 8 + 4), about 0.35 MB per table and connection in all.
+# two below it (a batch of 300 rows is 4 x 64 + 32 + 8 + 4), about 0.17 MB per 9-column table and connection.
 ROWS_PER_INSERT = 64
 
 
