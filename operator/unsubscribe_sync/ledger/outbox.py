@@ -29,6 +29,7 @@ from unsubscribe_sync.ledger.base import (
     driver_connection,
     pg_in,
     pg_rows,
+    sqlite_select_in,
 )
 from unsubscribe_sync.ledger.models import (
     ACTION_PUSH_FAILED,
@@ -586,7 +587,8 @@ class OutboxStore(LedgerBase):
 
 # SQLite's statements of a claim and a completion as driver SQL, run on the driver's connection inside the
 # transaction (SQLAlchemy's per-row processing of a Bulk-sized claim and of its completion, tens of thousands
-# of rows, was most of their cost). The same statements as PostgreSQL's Core, key lists as one JSON array.
+# of rows, was most of their cost). The same statements as PostgreSQL's Core, key lists as one JSON array; a
+# claim's rows are leased, then read back as one JSON array (``sqlite_steps``), not returned row by row.
 _PG_CLAIM_ROWS = (
     "UPDATE outbox SET fence = fence + 1, lease_owner = %s, lease_expires_at = %s WHERE id = ANY(%s)"
     " RETURNING id, salesforce_id, object, email, received_at, attempts, value, seq, fence, stuck_at"
@@ -651,11 +653,7 @@ def _claim_rows(conn: Connection, ids: Sequence[int], token: str, expires: float
 
 def _current_sqlite(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[int, int]]:
     """``OutboxStore._current`` on SQLite (the transaction holds the write lock: nothing to lock per row)."""
-    raw = driver_connection(conn)
-    found: dict[int, tuple[int, int]] = {}
-    for chunk in chunks(sorted(ids), SQLITE_KEYS):
-        found.update((i, (f, q)) for i, f, q in select_rows(raw, _SQLITE_CURRENT, (json.dumps(list(chunk)),), 3))
-    return found
+    return {i: (f, q) for i, f, q in sqlite_select_in(conn, _SQLITE_CURRENT, sorted(ids), 3)}
 
 
 def _settle_sqlite(
