@@ -314,6 +314,15 @@ class LedgerBase:
 
     # -- addresses ------------------------------------------------------------------
 
+    def _lock_addresses(self, conn: Connection, emails: Sequence[str]) -> None:
+        """Lock the stored addresses of ``emails`` for this transaction, in email order (PostgreSQL; SQLite's
+        transaction holds the write lock already): checks made next see every act committed before them, and
+        none commits meanwhile. ``_apply_acts`` takes the same locks again, already held."""
+        if not self._pg:
+            return
+        for chunk in chunks(sorted(set(emails))):
+            conn.execute(_LOCK_ADDRESSES, {"keys": list(chunk)}).all()
+
     def _apply_acts(
         self, conn: Connection, acts: Sequence[tuple[str, Act]], now: float
     ) -> tuple[list[ActEffect], dict[str, AddressState]]:

@@ -320,6 +320,9 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
             now = self._db_now(conn)
             at = now if read_at is None else read_at
             ids = sorted(items)
+            # the addresses first: a resubscribe committing between the checks and the act would otherwise be
+            # missed by the checks (its write of false queued) and lose to this older read
+            self._lock_addresses(conn, [t[2] for t in items.values()])
             check = self._opt_out_checks if self._pg else self._opt_out_checks_sqlite
             clearing, confirmed_false = check(conn, ids, items)
             current = [
