@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -345,3 +346,39 @@ def test_a_salesforce_opt_out_read_before_a_resubscribe_does_not_undo_it(postgre
 )
 def test_claim_size(behaviour: str, waiting: int, bulk_threshold: int | None, bulk_limit: int, size: ClaimSize) -> None:
     assert claim_size(waiting, limit=200, bulk_threshold=bulk_threshold, bulk_limit=bulk_limit) == size, behaviour
+
+
+def test_a_salesforce_read_does_not_undo_a_resubscribe_committed_while_it_was_checked(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A resubscribe's transaction is open (its address locked, its write of false not yet committed) when a
+    # Salesforce read of the still-opted-out record is added. Checked before it locks the address, the addition
+    # missed the write of false that committed right after its check, and its read (later than the resubscribe's
+    # receipt) suppressed the address again.
+    sid = contact_id(40)
+    ledger.ingest([unsub("race@example.com", sid, at=T0)])
+    locked, checked = threading.Event(), threading.Event()
+    queue_writes = type(ledger)._queue_writes
+    checks = type(ledger)._opt_out_checks if ledger._pg else type(ledger)._opt_out_checks_sqlite
+
+    def held_queue_writes(self: Ledger, *args: Any, **kwargs: Any) -> Any:
+        locked.set()
+        checked.wait(1.0)  # the addition's check has run (or, when it waits for the lock, a second has passed)
+        return queue_writes(self, *args, **kwargs)
+
+    def signalled_checks(self: Ledger, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return checks(self, *args, **kwargs)
+        finally:
+            checked.set()
+
+    monkeypatch.setattr(type(ledger), "_queue_writes", held_queue_writes)
+    monkeypatch.setattr(type(ledger), "_opt_out_checks" if ledger._pg else "_opt_out_checks_sqlite", signalled_checks)
+    resubscribing = threading.Thread(target=lambda: ledger.resubscribe([resub("race@example.com")]))
+    resubscribing.start()
+    assert locked.wait(10)
+    added = ledger.add_salesforce_opt_outs([(sid, "Contact", "race@example.com")], read_at=time.time())
+    resubscribing.join(10)
+    assert added.added == 0 and added.pending_resubscribe == 1
+    found = ledger.lookup("race@example.com")
+    assert found is not None and found["unsubscribed"] is False
