@@ -407,3 +407,62 @@ def test_nightly_queue_leaves_out_addresses_resubscribed_since_the_plan(ledger: 
     planned = [contact_id(11), contact_id(10)]
     ledger.resubscribe([resub("gone@example.com")])
     assert ledger.queue_nightly_writes(planned) == ([contact_id(10)], 1, 0)
+
+
+def test_each_answered_write_leaves_one_history_row_with_its_own_address_record_source_and_detail(
+    ledger: Ledger,
+) -> None:
+    """A completion's history, whatever path builds it: each settled write names its address, record, source and
+    the value written; a failure its reason; a write whose row a newer act replaced is still recorded (with the
+    address it was claimed for); a retry records nothing."""
+    emails = [f"h{i}@example.com" for i in range(6)]
+    ledger.ingest([unsub(email, contact_id(100 + i)) for i, email in enumerate(emails)])
+    claim = ledger.claim("w", 10, 60)
+    by_email = {r.email: r for r in claim}
+    ledger.resubscribe([resub("h3@example.com")])  # h3's row moves on to a write of false while true is in flight
+    outcomes = [
+        PushOutcome(by_email["h0@example.com"], "pushed"),
+        PushOutcome(by_email["h1@example.com"], "pushed"),
+        PushOutcome(by_email["h2@example.com"], "failed", "ENTITY_IS_DELETED: gone"),
+        PushOutcome(by_email["h3@example.com"], "pushed"),
+        PushOutcome(by_email["h4@example.com"], "retry", "UNABLE_TO_LOCK_ROW: busy", time.time() + 30),
+        PushOutcome(by_email["h5@example.com"], "held", "INSUFFICIENT_ACCESS: field"),
+    ]
+    before = ledger.table_counts()["history"]
+    result = ledger.complete(claim, outcomes, field="HasOptedOutOfEmail", source="salesforce-sync")
+    assert (result.settled, result.replaced, result.lost) == (3, 1, 0)
+    assert ledger.table_counts()["history"] == before + 4
+
+    def last(email: str) -> dict[str, object]:
+        found = ledger.lookup(email)
+        assert found is not None
+        return found["history"][0]  # type: ignore[no-any-return]
+
+    for i in (0, 1):
+        assert last(emails[i]) == {
+            "at": last(emails[i])["at"],
+            "source": "salesforce-sync",
+            "action": "pushed",
+            "salesforceId": contact_id(100 + i),
+            "outcome": "success",
+            "detail": "HasOptedOutOfEmail",
+        }
+    failed = last(emails[2])
+    assert (failed["action"], failed["outcome"], failed["salesforceId"]) == ("push_failed", "failed", contact_id(102))
+    assert failed["detail"] == "ENTITY_IS_DELETED: gone"
+    replaced = ledger.lookup(emails[3])
+    assert replaced is not None
+    assert [(h["action"], h.get("detail")) for h in replaced["history"][:2]] == [
+        ("pushed", "HasOptedOutOfEmail"),
+        ("resubscribed", "by jane: asked"),
+    ]
+    assert [h["action"] for h in reversed(ledger.lookup(emails[4])["history"])] == ["unsubscribed"]  # type: ignore[index]
+    assert [h["action"] for h in reversed(ledger.lookup(emails[5])["history"])] == ["unsubscribed"]  # type: ignore[index]
+    # the false write of the resubscribe, settled: its detail says the value
+    again = ledger.claim("w2", 10, 60)
+    if again and again[0].value:  # h5's held write of true, released due now, came first (one value per claim)
+        again = ledger.claim("w2", 10, 60)
+    (clear,) = again
+    assert (clear.email, clear.value) == ("h3@example.com", False)
+    ledger.complete(again, [PushOutcome(clear, "pushed")], field="HasOptedOutOfEmail")
+    assert (last(emails[3])["detail"], last(emails[3])["source"]) == ("HasOptedOutOfEmail = false", "push")

@@ -228,9 +228,13 @@ class OutboxStore(LedgerBase):
                     held.append(o)
             if self._pg:
                 self._settle_core(conn, claim.token, now, done, replaced + held, retries)
+                answered = [o for o in done + replaced if o.status in ("pushed", "failed")]
             else:
+                # the settled writes' history rows are copied from their outbox rows in SQL, before the delete
+                _push_history_sqlite(conn, now, [o for o in done if o.status == "pushed"], field, source)
                 _settle_sqlite(conn, claim.token, now, done, replaced + held, retries)
-            answered = [o for o in done + replaced if o.status in ("pushed", "failed")]
+                answered = [o for o in done if o.status == "failed"]
+                answered += [o for o in replaced if o.status in ("pushed", "failed")]
             if self._pg:
                 self._mark_records(conn, done, replaced, field, now)
             else:
@@ -608,6 +612,11 @@ _SQLITE_RELEASE_DUE_NOW = (
     "UPDATE outbox SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?"
     f" WHERE id IN {SQLITE_IN_KEYS} AND lease_owner = ?"
 )
+_SQLITE_PUSHED_HISTORY = (
+    "INSERT INTO history (at, email, salesforce_id, source, action, outcome, detail)"
+    f" SELECT ?, email, salesforce_id, ?, ?, 'success', ? FROM outbox WHERE id IN {SQLITE_IN_KEYS}"
+    " ORDER BY salesforce_id"
+)
 _SQLITE_RETRY = (
     "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,"
     " stuck_at = coalesce(stuck_at, ?), lease_owner = NULL, lease_expires_at = NULL WHERE id = ?"
@@ -654,6 +663,18 @@ def _claim_rows(conn: Connection, ids: Sequence[int], token: str, expires: float
 def _current_sqlite(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[int, int]]:
     """``OutboxStore._current`` on SQLite (the transaction holds the write lock: nothing to lock per row)."""
     return {i: (f, q) for i, f, q in sqlite_select_in(conn, _SQLITE_CURRENT, sorted(ids), 3)}
+
+
+def _push_history_sqlite(conn: Connection, now: float, pushed: Sequence[PushOutcome], field: str, source: str) -> None:
+    """The history rows of settled successful writes (``OutboxStore._push_history``), each copied from its outbox
+    row (its act: the seq the write carried) by SQLite, in Salesforce id order, before the rows are deleted."""
+    raw = driver_connection(conn)
+    for value in (True, False):
+        ids = [o.row.id for o in pushed if bool(o.row.value) == value]
+        for chunk in chunks(ids, SQLITE_KEYS):
+            raw.execute(
+                _SQLITE_PUSHED_HISTORY, (now, source, ACTION_PUSHED, _pushed_detail(field, value), json.dumps(chunk))
+            )
 
 
 def _settle_sqlite(
