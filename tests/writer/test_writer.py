@@ -240,3 +240,32 @@ def test_a_drain_waiting_for_rows_another_writer_holds_returns_once_that_writer_
     pusher.join()
     assert result.left == set() and result.pushed == {} and client.calls == []  # written once, by its holder
     assert time.monotonic() - started < 30  # not when the holder's lease would have expired
+
+
+def test_a_drain_wakes_for_a_completion_committed_between_its_count_and_its_wait(ledger: Ledger) -> None:
+    """The holder's last completion commits just after the drain counted its rows as still held, before the
+    drain starts to wait: the wait sees that commit (its mark is from before the count), not the next poll."""
+    sids = queue(ledger, 3)
+    held = ledger.claim("push", 10, 600)  # its lease outlasts the test
+    count = ledger.count_queued_true
+    calls = 0
+
+    def count_then_holder_completes(ids: Sequence[str]) -> tuple[int, float | None, float | None]:
+        nonlocal calls
+        calls += 1
+        answer = count(ids)
+        if calls == 1:  # the holder commits after the count was read: the drain's answer is already stale
+            ledger.complete(held, [PushOutcome(r, "pushed", None) for r in held.rows], field=FIELD)
+        return answer
+
+    ledger.count_queued_true = count_then_holder_completes  # type: ignore[method-assign]
+    client = Client()
+    started = time.monotonic()
+    result = asyncio.run(
+        drain(
+            ledger, client, FIELD, "nightly", sids, SETTINGS, batch_size=200, bulk_threshold=10_000,
+            bulk_limit=100_000, timeout_seconds=120, in_thread=in_thread, poll_seconds=60,
+        )
+    )  # fmt: skip
+    assert result.left == set() and client.calls == [] and calls == 2  # asked again at once, then done
+    assert time.monotonic() - started < 30  # not at the next poll, 60 s on

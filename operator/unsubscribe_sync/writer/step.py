@@ -197,15 +197,15 @@ QUIET_SECONDS = 0.03  # a drain waiting for another writer asks again once the l
 LONGEST_WAIT_SECONDS = 0.5  # ... or after this long in a stream of writes
 
 
-async def _wait_for_writers(ledger: Ledger, seconds: float, in_thread: InThread) -> None:
+async def _wait_for_writers(ledger: Ledger, seen: int, seconds: float, in_thread: InThread) -> None:
     """Wait up to ``seconds`` for the rows other writers hold: until this process's ledger writes (another
-    writer's completion) come and then pause, the time is up, or ``LONGEST_WAIT_SECONDS`` into a stream of
-    writes. A burst of completions (a Bulk claim is completed 2,000 rows at a time) is one wake-up, not one
-    ledger question per transaction. Writers of other processes are not seen: the caller bounds ``seconds`` by
-    its poll interval."""
+    writer's completion) come after the mark ``seen`` and then pause, the time is up, or
+    ``LONGEST_WAIT_SECONDS`` into a stream of writes. ``seen`` is the mark taken before the caller asked the
+    ledger what is held, so a completion committed between that question and this wait wakes it at once. A burst
+    of completions (a Bulk claim is completed 2,000 rows at a time) is one wake-up, not one ledger question per
+    transaction. Writers of other processes are not seen: the caller bounds ``seconds`` by its poll interval."""
     start = time.monotonic()
     deadline = start + seconds
-    seen = ledger.commits
     mark = await in_thread(ledger.wait_for_commit, seen, seconds)
     while mark != seen:
         now = time.monotonic()
@@ -253,6 +253,7 @@ async def drain(
     deadline = time.monotonic() + timeout_seconds
     failures = 0
     while True:
+        seen = ledger.commits  # before the question: a commit after it is a reason to ask again
         waiting, due_at, claimable_at = await in_thread(ledger.count_queued_true, ordered)
         remaining = deadline - time.monotonic()
         if not waiting or remaining <= 0:
@@ -264,7 +265,7 @@ async def drain(
             return out
         if claimable_at is not None and claimable_at > now:  # held by another writer, or due later
             wait = min(claimable_at - now, remaining)
-            await _wait_for_writers(ledger, min(wait, poll_seconds), in_thread)
+            await _wait_for_writers(ledger, seen, min(wait, poll_seconds), in_thread)
             continue
         claim = await in_thread(
             ledger.claim,
@@ -276,7 +277,7 @@ async def drain(
             among=ordered,
         )
         if not claim.rows:  # another writer claimed them first
-            await _wait_for_writers(ledger, min(remaining, poll_seconds), in_thread)
+            await _wait_for_writers(ledger, seen, min(remaining, poll_seconds), in_thread)
             continue
         report = await write_claim(ledger, client, claim, field_name, settings, in_thread)
         if report.error is not None:
