@@ -207,6 +207,20 @@ def test_the_count_of_queued_writes_of_true_agrees_with_their_set(ledger: Ledger
     assert ledger.count_queued_true([contact_id(9_999)]) == (0, None, None)
 
 
+def test_the_count_and_the_set_of_queued_writes_of_true_agree_across_key_pages(ledger: Ledger) -> None:
+    """More ids than one statement takes (SQLite's key lists hold 5,000): every page is asked, the earliest
+    times are exact and the same both ways."""
+    sids = queue(ledger, 5_003)
+    ledger.resubscribe([Resubscribe(email="w5001@example.com", requested_by="ops", reason="asked")])  # now false
+    held = ledger.claim("push", 2, 30)
+    asked = sorted([*sids, contact_id(99_999)])
+    left, earliest = ledger.queued_true(asked)
+    assert left == set(sids) - {sids[5_001]}
+    count, due, free = ledger.count_queued_true(asked)
+    assert (count, due) == (5_002, earliest) and earliest is not None and free is not None
+    assert due <= free < held.lease_expires_at  # rows nobody holds are claimable now
+
+
 def test_rows_another_writer_holds_can_be_claimed_once_its_lease_expires(ledger: Ledger) -> None:
     sids = queue(ledger, 2)
     due = ledger.queued_true(sids)[1]

@@ -549,6 +549,11 @@ class OutboxStore(LedgerBase):
         found: set[str] = set()
         earliest: float | None = None
         with self._read() as conn:
+            if not self._pg:  # a few driver steps (sqlite_steps), not one per row
+                for sid, at in sqlite_select_in(conn, _SQLITE_QUEUED_TRUE, sorted(set(ids)), 2):
+                    found.add(sid)
+                    earliest = _earliest(earliest, float(at))
+                return found, earliest
             for chunk in chunks(sorted(set(ids))):
                 for sid, at in conn.execute(
                     select(outbox.c.salesforce_id, outbox.c.next_attempt_at).where(
@@ -571,12 +576,16 @@ class OutboxStore(LedgerBase):
         )
         count, due, free = 0, None, None
         with self._read() as conn:
-            for chunk in chunks(ids):
-                n, due_at, free_at = conn.execute(
-                    select(func.count(), func.min(outbox.c.next_attempt_at), func.min(claimable)).where(
-                        self._in(outbox.c.salesforce_id, chunk), outbox.c.value.is_(True)
-                    )
-                ).one()
+            raw = None if self._pg else driver_connection(conn)
+            for chunk in chunks(ids, IN_CHUNK if raw is None else SQLITE_KEYS):
+                if raw is not None:  # one statement per SQLITE_KEYS ids (a drain asks this between claims)
+                    n, due_at, free_at = raw.execute(_SQLITE_COUNT_QUEUED_TRUE, (json.dumps(list(chunk)),)).fetchone()
+                else:
+                    n, due_at, free_at = conn.execute(
+                        select(func.count(), func.min(outbox.c.next_attempt_at), func.min(claimable)).where(
+                            self._in(outbox.c.salesforce_id, chunk), outbox.c.value.is_(True)
+                        )
+                    ).one()
                 count += n
                 due = _earliest(due, due_at)
                 free = _earliest(free, free_at)
@@ -607,6 +616,14 @@ _SQLITE_CLAIMED_ROWS = (
 _SQLITE_RENEW = f"UPDATE outbox SET lease_expires_at = ? WHERE id IN {SQLITE_IN_KEYS} AND lease_owner = ?"
 _SQLITE_HELD = f"SELECT id FROM outbox WHERE id IN {SQLITE_IN_KEYS} AND lease_owner = ?"
 _SQLITE_CURRENT = f"SELECT id, fence, seq FROM outbox WHERE id IN {SQLITE_IN_KEYS}"
+_SQLITE_QUEUED_TRUE = (
+    f"SELECT salesforce_id, {exact_real('next_attempt_at')} FROM outbox WHERE salesforce_id IN {SQLITE_IN_KEYS}"
+    " AND value IS 1"
+)
+_SQLITE_COUNT_QUEUED_TRUE = (
+    "SELECT count(*), min(next_attempt_at), min(CASE WHEN lease_expires_at > next_attempt_at THEN lease_expires_at"
+    f" ELSE next_attempt_at END) FROM outbox WHERE salesforce_id IN {SQLITE_IN_KEYS} AND value IS 1"
+)
 _SQLITE_DELETE_ROWS = f"DELETE FROM outbox WHERE id IN {SQLITE_IN_KEYS}"
 _SQLITE_RELEASE_DUE_NOW = (
     "UPDATE outbox SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?"
