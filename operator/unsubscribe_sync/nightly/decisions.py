@@ -65,7 +65,9 @@ def being_cleared(entry: PlanEntry, clearing: PendingClears) -> bool:
     if entry.action is not Action.FROM_SALESFORCE:
         return False
     email = entry.salesforce_email
-    return entry.salesforce_id in clearing.ids or (email is not None and normalize_email(email) in clearing.emails)
+    if entry.salesforce_id in clearing.ids:
+        return True
+    return bool(clearing.emails) and email is not None and normalize_email(email) in clearing.emails
 
 
 def decide(entry: PlanEntry, *, clearing: PendingClears, suppressed: bool) -> Decision:
@@ -80,4 +82,7 @@ def decide(entry: PlanEntry, *, clearing: PendingClears, suppressed: bool) -> De
         return Decision.PENDING_RESUBSCRIBE
     if entry.action is Action.NO_EMAIL:
         return Decision.NO_EMAIL
-    return Decision(entry.action.value)
+    return _DECISION_OF_ACTION[entry.action]
+
+
+_DECISION_OF_ACTION = {action: Decision(action.value) for action in Action}  # the planner's action, decided
