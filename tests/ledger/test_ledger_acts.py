@@ -16,12 +16,14 @@ from unsubscribe_sync.ledger.policy import (
     ActEffect,
     AddressState,
     ClaimSize,
+    Confirmed,
     Merge,
     QueuedWrite,
+    SalesforceRead,
     act_effect,
     claim_size,
+    judge_salesforce_read,
     merge_queued_write,
-    salesforce_read_is_current,
 )
 from unsubscribe_sync.salesforce.errors import decide_write
 from unsubscribe_sync.salesforce.types import RecordResult
@@ -75,19 +77,52 @@ def test_merge_queued_write(behaviour: str, existing: QueuedWrite | None, new: Q
 
 
 @pytest.mark.parametrize(
-    ("behaviour", "clearing", "confirmed_false_at", "current"),
+    ("behaviour", "clearing", "confirmed", "read"),
     [
-        ("an opt-out read with nothing of ours pending is news", False, None, True),
-        ("a queued write of false means Salesforce has not seen the resubscribe", True, None, False),
-        ("a write of false confirmed after the read began makes the read stale", False, T0 + 1, False),
-        ("a write of false confirmed before the read: the opt-out is new", False, T0 - 1, True),
+        ("an opt-out read with nothing of ours pending is news", False, None, SalesforceRead.NEWS),
+        (
+            "a queued write of false means Salesforce has not seen the resubscribe",
+            True,
+            None,
+            SalesforceRead.PENDING_RESUBSCRIBE,
+        ),
+        (
+            "a write of false confirmed after the read began makes the read stale",
+            False,
+            Confirmed(False, T0 + 1, "a@example.com"),
+            SalesforceRead.PENDING_RESUBSCRIBE,
+        ),
+        (
+            "a write of false confirmed before the read: the opt-out is new",
+            False,
+            Confirmed(False, T0 - 1, "a@example.com"),
+            SalesforceRead.NEWS,
+        ),
+        (
+            "the true this ledger wrote for the record and address, read back, is no act",
+            False,
+            Confirmed(True, T0 - 60, "a@example.com"),
+            SalesforceRead.OWN_VALUE,
+        ),
+        (
+            "a true confirmed for the record under another address: the address read is news",
+            False,
+            Confirmed(True, T0 - 60, "old@example.com"),
+            SalesforceRead.NEWS,
+        ),
+        (
+            "a queued write of false outranks the ledger's own true",
+            True,
+            Confirmed(True, T0 - 60, "a@example.com"),
+            SalesforceRead.PENDING_RESUBSCRIBE,
+        ),
     ],
 )
-def test_salesforce_read_is_current(
-    behaviour: str, clearing: bool, confirmed_false_at: float | None, current: bool
+def test_judge_salesforce_read(
+    behaviour: str, clearing: bool, confirmed: Confirmed | None, read: SalesforceRead
 ) -> None:
-    got = salesforce_read_is_current(clearing_queued=clearing, confirmed_false_at=confirmed_false_at, read_at=T0)
-    assert got is current, behaviour
+    got = judge_salesforce_read(clearing_queued=clearing, confirmed=confirmed, email="a@example.com", read_at=T0)
+    assert got is read, behaviour
 
 
 @pytest.mark.parametrize(
@@ -160,6 +195,58 @@ def test_a_later_unsubscribe_wins_over_an_earlier_resubscribe_whatever_the_arriv
     x, y = ledger.lookup("x@example.com"), ledger.lookup("y@example.com")
     assert x is not None and x["unsubscribed"] is True
     assert y is not None and y["unsubscribed"] is False
+
+
+def _pushed(ledger: Ledger, value: bool, status: str = "pushed", error: str | None = None) -> None:
+    claim = ledger.claim("w", 10, 60)
+    assert [r.value for r in claim] == [value]
+    ledger.complete(claim, [PushOutcome(claim[0], status, error)], field="HasOptedOutOfEmail")  # type: ignore[arg-type]
+
+
+def test_a_read_of_the_opt_out_this_ledger_wrote_is_no_new_act_so_a_late_resubscribe_still_wins(
+    ledger: Ledger,
+) -> None:
+    """Unsubscribed at T0 and pushed; a poll at T0 + 300 reads the record's true (the value the push wrote);
+    the person's resubscribe of T0 + 60 arrives after the poll. The read is the ledger's own value, not an act
+    at the time of the read: the resubscribe is the latest act and wins."""
+    ledger.ingest([unsub("echo@example.com", contact_id(30), at=T0)])
+    _pushed(ledger, True)
+    read = ledger.add_salesforce_opt_outs(
+        [(contact_id(30), "Contact", "Echo@Example.com")], "salesforce-poll", field="HasOptedOutOfEmail",
+        read_at=T0 + 300,
+    )  # fmt: skip
+    assert (read.added, read.pending_resubscribe, read.in_sync) == (0, 0, 1)
+    late = ledger.resubscribe([resub("echo@example.com", at=T0 + 60)])
+    assert (late.resubscribed, late.superseded) == (1, 0)
+    found = ledger.lookup("echo@example.com")
+    assert found is not None and found["unsubscribed"] is False
+    assert [r.value for r in ledger.claim("w", 10, 60)] == [False]  # Salesforce is told
+
+
+def test_a_resubscribe_whose_write_of_false_failed_for_good_is_not_undone_by_reading_the_old_true(
+    ledger: Ledger,
+) -> None:
+    """The write of false was refused for a permanent reason (recorded as failed): Salesforce still holds the
+    true this ledger wrote. Reading that true is not a new opt-out: the address stays resubscribed."""
+    ledger.ingest([unsub("kept@example.com", contact_id(31), at=T0)])
+    _pushed(ledger, True)
+    ledger.resubscribe([resub("kept@example.com", at=T0 + 60)])
+    _pushed(ledger, False, "failed", "FIELD_CUSTOM_VALIDATION_EXCEPTION: refused")
+    read = ledger.add_salesforce_opt_outs([(contact_id(31), "Contact", "kept@example.com")], read_at=T0 + 300)
+    assert (read.added, read.in_sync) == (0, 1)
+    found = ledger.lookup("kept@example.com")
+    assert found is not None and found["unsubscribed"] is False
+    assert found["salesforce"][0]["status"] == "failed"
+
+
+def test_a_record_read_under_another_address_than_the_one_written_is_news(ledger: Ledger) -> None:
+    """The record's Email changed in Salesforce since the push: its opt-out suppresses the new address too."""
+    ledger.ingest([unsub("old@example.com", contact_id(32), at=T0)])
+    _pushed(ledger, True)
+    read = ledger.add_salesforce_opt_outs([(contact_id(32), "Contact", "new@example.com")], read_at=T0 + 300)
+    assert (read.added, read.in_sync) == (1, 0)
+    found = ledger.lookup("new@example.com")
+    assert found is not None and found["unsubscribed"] is True
 
 
 # -- item 2: fenced leases -------------------------------------------------------------------------------

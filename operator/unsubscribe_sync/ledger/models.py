@@ -140,6 +140,7 @@ class OptOutsAdded:
 
     added: int = 0  # records new to the ledger, or suppressing an address again
     pending_resubscribe: int = 0  # left alone: a resubscribe's write of false is queued or newer than the read
+    in_sync: int = 0  # left alone: the true this ledger wrote or confirmed for the record and address, read back
 
 
 def to_rfc3339(ts: float) -> str:

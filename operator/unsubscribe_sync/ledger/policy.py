@@ -8,8 +8,11 @@ the ordering rules live:
   later arrival wins. An act older than the address's current state is recorded and changes nothing.
 - A queued write is replaced only by the write of an act at least as recent; a write of the same value
   only refreshes the act time.
-- A Salesforce opt-out the nightly read is a new opt-out only when the read is newer than everything we
-  did to that record (no write of false queued, none confirmed after the read).
+- A Salesforce opt-out the nightly or the poll read is a new opt-out only when the read is newer than
+  everything we did to that record (no write of false queued, none confirmed after the read), and when it is
+  not the value this ledger itself wrote or confirmed for that record and address (reading back our own true is
+  no act: taking it as one, at the time of the read, would make a resubscribe that happened before the read
+  but arrives after it lose).
 """
 
 from __future__ import annotations
@@ -86,15 +89,37 @@ def merge_queued_write(existing: QueuedWrite | None, new: QueuedWrite) -> Merge:
     return Merge.REPLACE
 
 
-def salesforce_read_is_current(*, clearing_queued: bool, confirmed_false_at: float | None, read_at: float) -> bool:
-    """Whether an opt-out read from Salesforce at ``read_at`` is news (a new opt-out made there).
+class SalesforceRead(StrEnum):
+    NEWS = "news"  # a new opt-out made in Salesforce: an unsubscribe act at the time of the read
+    PENDING_RESUBSCRIBE = "pendingResubscribe"  # Salesforce has not seen a resubscribe yet, or the read predates it
+    OWN_VALUE = "ownValue"  # the true this ledger wrote or confirmed for the record and address: no act
 
-    Not when a write of false (a resubscribe) is still queued for the record or its address: Salesforce has
-    not seen it yet. Not when Salesforce confirmed a write of false after the read began: the read predates it.
+
+class Confirmed(NamedTuple):
+    """What Salesforce last confirmed for a record this ledger targets: the value, when, for which address."""
+
+    value: bool
+    at: float
+    email: str
+
+
+def judge_salesforce_read(
+    *, clearing_queued: bool, confirmed: Confirmed | None, email: str, read_at: float
+) -> SalesforceRead:
+    """What an opt-out read from Salesforce at ``read_at`` for the address ``email`` (normalised) means.
+
+    Pending a resubscribe when a write of false is still queued for the record or its address (Salesforce has not
+    seen it yet), or when Salesforce confirmed a write of false after the read began (the read predates it).
+    This ledger's own value when the record's last confirmed value is true for the same address: it was read
+    back, nothing happened. News otherwise.
     """
     if clearing_queued:
-        return False
-    return confirmed_false_at is None or confirmed_false_at < read_at
+        return SalesforceRead.PENDING_RESUBSCRIBE
+    if confirmed is not None and not confirmed.value and confirmed.at >= read_at:
+        return SalesforceRead.PENDING_RESUBSCRIBE
+    if confirmed is not None and confirmed.value and confirmed.email == email:
+        return SalesforceRead.OWN_VALUE
+    return SalesforceRead.NEWS
 
 
 @dataclass(frozen=True, slots=True)

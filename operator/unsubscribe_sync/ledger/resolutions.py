@@ -116,7 +116,7 @@ class ResolutionStore(LedgerBase):
         """Addresses with a resubscribe's resolution still queued: a write of false owed to records not found yet.
 
         Salesforce still shows those records true, so an opt-out read from them meanwhile is not news (the
-        same rule as a write of false queued in the outbox; see ``salesforce_read_is_current``).
+        same rule as a write of false queued in the outbox; see ``judge_salesforce_read``).
         """
         found: set[str] = set()
         for chunk in chunks(sorted(set(emails))):

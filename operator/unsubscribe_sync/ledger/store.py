@@ -36,7 +36,7 @@ from unsubscribe_sync.ledger.models import (
     to_rfc3339,
 )
 from unsubscribe_sync.ledger.outbox import OutboxStore
-from unsubscribe_sync.ledger.policy import Act, ActEffect, salesforce_read_is_current
+from unsubscribe_sync.ledger.policy import Act, ActEffect, Confirmed, SalesforceRead, judge_salesforce_read
 from unsubscribe_sync.ledger.poll_state import PollStateStore
 from unsubscribe_sync.ledger.schema import (
     history,
@@ -54,9 +54,9 @@ DEFAULT_HISTORY_LIMIT = 100
 # ``add_salesforce_opt_outs``' statements on SQLite as driver SQL (key lists as one JSON array, ``SQLITE_IN_KEYS``)
 _SQLITE_QUEUED_FALSE = "SELECT salesforce_id, email FROM outbox WHERE value IS 0"
 _SQLITE_ANY_RESOLVING_FALSE = "SELECT 1 FROM resolutions WHERE value IS 0 LIMIT 1"  # none: nothing to look up
-_SQLITE_CONFIRMED_FALSE = (
-    f"SELECT salesforce_id, {exact_real('confirmed_at')} FROM salesforce_targets"
-    f" WHERE salesforce_id IN {SQLITE_IN_KEYS} AND confirmed_value IS 0"
+_SQLITE_CONFIRMED = (
+    f"SELECT salesforce_id, confirmed_value, {exact_real('confirmed_at')}, email FROM salesforce_targets"
+    f" WHERE salesforce_id IN {SQLITE_IN_KEYS} AND confirmed_value IS NOT NULL"
 )
 _SQLITE_HOLD_AS_PUSHED = (
     "UPDATE salesforce_targets SET status = 'pushed', last_error = NULL, updated_at = ?, confirmed_value = 1,"
@@ -324,17 +324,21 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
             # missed by the checks (its write of false queued) and lose to this older read
             self._lock_addresses(conn, [t[2] for t in items.values()])
             check = self._opt_out_checks if self._pg else self._opt_out_checks_sqlite
-            clearing, confirmed_false = check(conn, ids, items)
-            current = [
-                items[sid]
-                for sid in ids
-                if salesforce_read_is_current(
+            clearing, confirmed = check(conn, ids, items)
+            current: list[Target] = []
+            for sid in ids:
+                read = judge_salesforce_read(
                     clearing_queued=sid in clearing or items[sid][2] in clearing,
-                    confirmed_false_at=confirmed_false.get(sid),
+                    confirmed=confirmed.get(sid),
+                    email=items[sid][2],
                     read_at=at,
                 )
-            ]
-            result.pending_resubscribe = len(items) - len(current)
+                if read is SalesforceRead.NEWS:
+                    current.append(items[sid])
+                elif read is SalesforceRead.OWN_VALUE:
+                    result.in_sync += 1
+                else:
+                    result.pending_resubscribe += 1
             if not current:
                 return result
             effects, _ = self._apply_acts(conn, [(t[2], Act(True, at)) for t in current], now)
@@ -359,10 +363,10 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
 
     def _opt_out_checks(
         self, conn: Connection, ids: Sequence[str], items: dict[str, Target]
-    ) -> tuple[set[str], dict[str, float]]:
-        """(ids and addresses with a write of false queued or resolving, ids Salesforce confirmed false: when)."""
+    ) -> tuple[set[str], dict[str, Confirmed]]:
+        """(ids and addresses with a write of false queued or resolving, what Salesforce confirmed per id)."""
         clearing: set[str] = set()
-        confirmed_false: dict[str, float] = {}
+        confirmed: dict[str, Confirmed] = {}
         for chunk in chunks(ids):
             chunk_emails = sorted({items[sid][2] for sid in chunk})
             for sid, email in conn.execute(
@@ -373,19 +377,20 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
             ).all():
                 clearing.update((sid, email))
             clearing.update(self._resolving_false(conn, chunk_emails))  # Email mode: records not found yet
-            confirmed_false.update(
-                conn.execute(
-                    select(salesforce_targets.c.salesforce_id, salesforce_targets.c.confirmed_at).where(
-                        self._in(salesforce_targets.c.salesforce_id, chunk),
-                        salesforce_targets.c.confirmed_value.is_(False),
+            t = salesforce_targets
+            confirmed.update(
+                _confirmed(sid, value, at, email)
+                for sid, value, at, email in conn.execute(
+                    select(t.c.salesforce_id, t.c.confirmed_value, t.c.confirmed_at, t.c.email).where(
+                        self._in(t.c.salesforce_id, chunk), t.c.confirmed_value.is_not(None)
                     )
                 ).all()
             )
-        return clearing, confirmed_false
+        return clearing, confirmed
 
     def _opt_out_checks_sqlite(
         self, conn: Connection, ids: Sequence[str], items: dict[str, Target]
-    ) -> tuple[set[str], dict[str, float]]:
+    ) -> tuple[set[str], dict[str, Confirmed]]:
         """``_opt_out_checks`` on SQLite as driver SQL (the write lock held). The outbox has no index on the
         address, so its writes of false are read in one pass (they are few) instead of one scan per chunk."""
         wanted_ids = set(ids)
@@ -397,12 +402,11 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
                 clearing.update((sid, email))
         if raw.execute(_SQLITE_ANY_RESOLVING_FALSE).fetchone() is not None:  # Email mode: records not found yet
             clearing.update(self._resolving_false(conn, sorted(wanted_emails)))
-        confirmed_false = {
-            sid: float(at)
-            for sid, at in sqlite_select_in(conn, _SQLITE_CONFIRMED_FALSE, list(ids), 2)
-            if at is not None
-        }
-        return clearing, confirmed_false
+        confirmed = dict(
+            _confirmed(sid, value, None if at is None else float(at), email)
+            for sid, value, at, email in sqlite_select_in(conn, _SQLITE_CONFIRMED, list(ids), 4)
+        )
+        return clearing, confirmed
 
     @staticmethod
     def _hold_as_pushed(
@@ -498,3 +502,9 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
                 ).where(sync_runs.c.dry_run.is_(False))
             ).one()
         return {"toSalesforce": int(to_sf), "fromSalesforce": int(from_sf)}
+
+
+def _confirmed(sid: str, value: Any, at: float | None, email: str) -> tuple[str, Confirmed]:
+    """A target's confirmed value as ``judge_salesforce_read`` takes it (a value confirmed at no known time: as
+    old as can be, so it never makes a read stale)."""
+    return sid, Confirmed(bool(value), float("-inf") if at is None else at, email)

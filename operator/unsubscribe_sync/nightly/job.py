@@ -407,6 +407,7 @@ class NightlySync:
         result = self.ledger.add_salesforce_opt_outs(records, field=field_name, read_at=totals.read_at)
         totals.fromSalesforce += result.added
         totals.pendingResubscribe += result.pending_resubscribe
+        totals.inSync += result.in_sync  # the true this ledger wrote, read back under its address
 
     def _decided(self, entries: Iterable[PlanEntry]) -> Iterator[tuple[PlanEntry, Decision]]:
         """Each plan entry with its decision (``decisions.decide``), ``LEDGER_CHUNK`` entries at a time.
