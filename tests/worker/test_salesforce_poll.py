@@ -14,7 +14,7 @@ import yaml
 
 from tests.fixtures.sandbox import SandboxHandle
 from unsubscribe_sync.api.config import Config, load_config
-from unsubscribe_sync.ledger import Ledger, Resubscribe
+from unsubscribe_sync.ledger import Ledger, PushOutcome, Resubscribe, Unsubscribe
 from unsubscribe_sync.salesforce.client import SalesforceClient
 from unsubscribe_sync.salesforce.ids import normalize_id
 from unsubscribe_sync.salesforce.poll import parse_stamp
@@ -162,6 +162,36 @@ def test_a_queued_resubscribe_is_left_alone(
         assert len(poll_history(ledger, "resub@example.com")) == 1
         assert sid
     finally:
+        ledger.close()
+
+
+def test_a_poll_reading_back_the_pushed_true_does_not_outrank_a_delayed_resubscribe(
+    tmp_path: Path, sandbox: SandboxHandle, sqlite_url: str, executor: ThreadPoolExecutor
+) -> None:
+    """Unsubscribed ten minutes ago and pushed; the poll then reads the record's true (the value the push
+    wrote); the person's resubscribe of five minutes ago arrives only now (a sender's delayed webhook). The
+    resubscribe is the latest act: it wins and its write of false is queued."""
+    config = make_config(tmp_path, sandbox, sqlite_url)
+    ledger = Ledger.open(sqlite_url)
+    client = SalesforceClient.from_config(config.salesforce)
+    try:
+        sid = normalize_id(sandbox.admin.add_record("Contact", "delayed@example.com", opted_out=False))
+        now = time.time()
+        ledger.ingest([Unsubscribe("delayed@example.com", sid, "Contact", occurred_at=now - 600)])
+        claim = ledger.claim("push", 10, 60)
+        (result,) = client.write_opt_outs("Contact", [r.salesforce_id for r in claim], "HasOptedOutOfEmail")
+        assert result.success
+        ledger.complete(claim, [PushOutcome(claim[0], "pushed")], field="HasOptedOutOfEmail")
+        p = poller(config, ledger, executor, "a")
+        assert p.tick(force=True).polled  # reads the pushed true back
+        assert poll_history(ledger, "delayed@example.com") == []  # nothing new happened in Salesforce
+        late = ledger.resubscribe([Resubscribe("delayed@example.com", "ops", "re-consented", occurred_at=now - 300)])
+        assert (late.resubscribed, late.superseded, late.enqueued) == (1, 0, 1)
+        assert not unsubscribed(ledger, "delayed@example.com")
+        assert p.tick(force=True).polled  # Salesforce still says true until the write of false lands
+        assert not unsubscribed(ledger, "delayed@example.com")
+    finally:
+        client.close()
         ledger.close()
 
 
