@@ -422,6 +422,38 @@ def test_nightly_never_sets_a_resubscribed_address(env: Env) -> None:
     assert env.writes() == 0 and not opted_out(env, record)
 
 
+def test_a_resubscribe_whose_write_of_false_failed_for_good_is_not_undone_by_the_nightly(env: Env) -> None:
+    """Salesforce still holds the true the push wrote (a validation rule refused the write of false): the
+    nightly reads that true back, counts it in sync and leaves the address resubscribed."""
+    s = env.state
+    record = s.add_record("Contact", "resub.refused@example.com", opted_out=True)  # the true the push wrote
+    ledger = env.ledger()
+    try:
+        ledger.ingest([Unsubscribe("resub.refused@example.com", record, "Contact")])
+        claim = ledger.claim("w", 10, 60)
+        ledger.complete(claim, [PushOutcome(claim[0], "pushed")], field="HasOptedOutOfEmail")
+        ledger.resubscribe([Resubscribe("resub.refused@example.com", "ops", "re-consented")])
+        claim = ledger.claim("w", 10, 60)
+        refused = PushOutcome(claim[0], "failed", "FIELD_CUSTOM_VALIDATION_EXCEPTION: refused")
+        ledger.complete(claim, [refused], field="HasOptedOutOfEmail")
+    finally:
+        ledger.close()
+
+    summary = run_nightly(env.config(), dry_run=False)
+
+    assert summary["outcome"] == "Succeeded", summary.get("error")
+    assert counts(summary) == {"toSalesforce": 0, "fromSalesforce": 0, "skippedNoSalesforceId": 0, "failed": 0}
+    assert summary["objects"]["Contact"]["inSync"] == 1
+    assert env.writes() == 0
+    ledger = env.ledger()
+    try:
+        found = ledger.lookup("resub.refused@example.com")
+        assert found is not None and found["unsubscribed"] is False
+        assert found["salesforce"][0]["status"] == "failed"  # the refusal stays on record
+    finally:
+        ledger.close()
+
+
 def test_a_failed_read_of_one_object_fails_the_run_before_any_write(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     # the objects' sides are staged at once: one failing read ends the run, nothing is planned or written
     from unsubscribe_sync.salesforce.client import SalesforceClient
