@@ -102,6 +102,31 @@ def test_decide(plan_entry: PlanEntry, clearing: PendingClears, suppressed: bool
     assert decide(plan_entry, clearing=clearing, suppressed=suppressed) is expected
 
 
+OWN_VALUE_CASES = [
+    pytest.param(
+        entry(Action.FROM_SALESFORCE, email="b@example.com"), NONE, Decision.IN_SYNC,
+        id="the true the ledger wrote for the record and address, read back: in sync, no act",
+    ),
+    pytest.param(
+        entry(Action.FROM_SALESFORCE, email="b@example.com"), CLEARING_ID, Decision.PENDING_RESUBSCRIBE,
+        id="a queued write of false outranks the ledger's own value: it waits",
+    ),
+    pytest.param(
+        entry(Action.TO_SALESFORCE, ledger=("a@example.com",)), NONE, Decision.TO_SALESFORCE,
+        id="the ledger's own value decides only Salesforce opt-outs",
+    ),
+    pytest.param(
+        entry(Action.NO_EMAIL), NONE, Decision.NO_EMAIL,
+        id="an opt-out with no address stays no email",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("plan_entry", "clearing", "expected"), OWN_VALUE_CASES)
+def test_decide_with_the_ledgers_own_value(plan_entry: PlanEntry, clearing: PendingClears, expected: Decision) -> None:
+    assert decide(plan_entry, clearing=clearing, suppressed=False, own_value=True) is expected
+
+
 @pytest.mark.parametrize(
     ("plan_entry", "expected"),
     [

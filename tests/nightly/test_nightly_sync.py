@@ -439,6 +439,8 @@ def test_a_resubscribe_whose_write_of_false_failed_for_good_is_not_undone_by_the
     finally:
         ledger.close()
 
+    dry = run_nightly(env.config(), dry_run=True)  # the count agrees with what the run does
+    assert counts(dry) == {"toSalesforce": 0, "fromSalesforce": 0, "skippedNoSalesforceId": 0, "failed": 0}
     summary = run_nightly(env.config(), dry_run=False)
 
     assert summary["outcome"] == "Succeeded", summary.get("error")

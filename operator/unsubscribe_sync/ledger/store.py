@@ -275,6 +275,16 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
                 )
         return {email for key in found for email in given[key]}
 
+    def confirmed_true_among(self, records: Iterable[tuple[str, str | None]]) -> set[str]:
+        """Of (Salesforce id, address) pairs, the ids whose record Salesforce last confirmed true for that address
+        (normalised): a Salesforce opt-out that is this ledger's own value (``judge_salesforce_read``)."""
+        wanted = {sid: normalize_email(email) for sid, email in records if email and email.strip()}
+        if not wanted:
+            return set()
+        with self._read() as conn:
+            confirmed = self._confirmed_of(conn, sorted(wanted))
+        return {sid for sid, c in confirmed.items() if c.value and c.email == wanted[sid]}
+
     def count_without_salesforce_id(self) -> int:
         """Unsubscribed addresses with no Salesforce record to write (reported as skipped)."""
         no_target = (
@@ -366,7 +376,6 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
     ) -> tuple[set[str], dict[str, Confirmed]]:
         """(ids and addresses with a write of false queued or resolving, what Salesforce confirmed per id)."""
         clearing: set[str] = set()
-        confirmed: dict[str, Confirmed] = {}
         for chunk in chunks(ids):
             chunk_emails = sorted({items[sid][2] for sid in chunk})
             for sid, email in conn.execute(
@@ -377,16 +386,7 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
             ).all():
                 clearing.update((sid, email))
             clearing.update(self._resolving_false(conn, chunk_emails))  # Email mode: records not found yet
-            t = salesforce_targets
-            confirmed.update(
-                _confirmed(sid, value, at, email)
-                for sid, value, at, email in conn.execute(
-                    select(t.c.salesforce_id, t.c.confirmed_value, t.c.confirmed_at, t.c.email).where(
-                        self._in(t.c.salesforce_id, chunk), t.c.confirmed_value.is_not(None)
-                    )
-                ).all()
-            )
-        return clearing, confirmed
+        return clearing, self._confirmed_of(conn, ids)
 
     def _opt_out_checks_sqlite(
         self, conn: Connection, ids: Sequence[str], items: dict[str, Target]
@@ -402,11 +402,29 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
                 clearing.update((sid, email))
         if raw.execute(_SQLITE_ANY_RESOLVING_FALSE).fetchone() is not None:  # Email mode: records not found yet
             clearing.update(self._resolving_false(conn, sorted(wanted_emails)))
-        confirmed = dict(
-            _confirmed(sid, value, None if at is None else float(at), email)
-            for sid, value, at, email in sqlite_select_in(conn, _SQLITE_CONFIRMED, list(ids), 4)
-        )
-        return clearing, confirmed
+        return clearing, self._confirmed_of(conn, ids)
+
+    def _confirmed_of(self, conn: Connection, ids: Sequence[str]) -> dict[str, Confirmed]:
+        """What Salesforce last confirmed for the targets among ``ids`` (value, when, for which address). A value
+        confirmed at no known time counts as old as can be: it never makes a read stale."""
+        if not self._pg:
+            rows = [
+                (sid, value, None if at is None else float(at), email)
+                for sid, value, at, email in sqlite_select_in(conn, _SQLITE_CONFIRMED, list(ids), 4)
+            ]
+        else:
+            t = salesforce_targets
+            rows = []
+            for chunk in chunks(ids):
+                rows.extend(
+                    conn.execute(
+                        select(t.c.salesforce_id, t.c.confirmed_value, t.c.confirmed_at, t.c.email).where(
+                            self._in(t.c.salesforce_id, chunk), t.c.confirmed_value.is_not(None)
+                        )
+                    ).all()
+                )
+        never = float("-inf")
+        return {sid: Confirmed(bool(value), never if at is None else at, email) for sid, value, at, email in rows}
 
     @staticmethod
     def _hold_as_pushed(
@@ -502,9 +520,3 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
                 ).where(sync_runs.c.dry_run.is_(False))
             ).one()
         return {"toSalesforce": int(to_sf), "fromSalesforce": int(from_sf)}
-
-
-def _confirmed(sid: str, value: Any, at: float | None, email: str) -> tuple[str, Confirmed]:
-    """A target's confirmed value as ``judge_salesforce_read`` takes it (a value confirmed at no known time: as
-    old as can be, so it never makes a read stale)."""
-    return sid, Confirmed(bool(value), float("-inf") if at is None else at, email)

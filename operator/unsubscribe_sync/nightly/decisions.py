@@ -7,11 +7,15 @@ ledger knows beyond the staged sides, in this order:
    another address whose Salesforce address is unsubscribed too): ``IN_SYNC``, nothing to do.
 2. A Salesforce opt-out whose record or address has a resubscribe's write of false still queued:
    ``PENDING_RESUBSCRIBE``, left alone (that write is on its way; opt-out wins once it is done).
+   A Salesforce opt-out that is the true the ledger itself wrote or confirmed for that record and address
+   (read back, e.g. a resubscribe's write of false refused for good): ``IN_SYNC``, no act (the ledger's
+   ``judge_salesforce_read`` rule, known before the apply pass so the count and the guard agree with it).
 3. Opted out in Salesforce with no address to suppress: ``NO_EMAIL``, nothing to do.
 4. Otherwise the planner's action: ``TO_SALESFORCE`` (set the field) or ``FROM_SALESFORCE`` (add to the ledger).
 
 The gatherer asks the ledger, per chunk of entries, which of the addresses ``suppression_address`` names are
-unsubscribed, and reads the queued clears once per pass (``PendingClears``); ``decide`` itself reads nothing.
+unsubscribed and which Salesforce opt-outs are the ledger's own value, and reads the queued clears once per
+pass (``PendingClears``); ``decide`` itself reads nothing.
 """
 
 from __future__ import annotations
@@ -70,16 +74,19 @@ def being_cleared(entry: PlanEntry, clearing: PendingClears) -> bool:
     return bool(clearing.emails) and email is not None and normalize_email(email) in clearing.emails
 
 
-def decide(entry: PlanEntry, *, clearing: PendingClears, suppressed: bool) -> Decision:
+def decide(entry: PlanEntry, *, clearing: PendingClears, suppressed: bool, own_value: bool = False) -> Decision:
     """The one decision for ``entry`` (see the module docstring for the order of the checks).
 
     ``suppressed``: the ledger holds ``suppression_address(entry)`` as unsubscribed; ignored for an entry
-    that address does not decide.
+    that address does not decide. ``own_value``: Salesforce last confirmed true for the entry's record and its
+    Salesforce address (``Ledger.confirmed_true_among``); ignored for an entry that is no Salesforce opt-out.
     """
     if entry.action is Action.IN_SYNC or (suppressed and suppression_address(entry) is not None):
         return Decision.IN_SYNC
     if being_cleared(entry, clearing):
         return Decision.PENDING_RESUBSCRIBE
+    if own_value and entry.action is Action.FROM_SALESFORCE:
+        return Decision.IN_SYNC
     if entry.action is Action.NO_EMAIL:
         return Decision.NO_EMAIL
     return _DECISION_OF_ACTION[entry.action]

@@ -67,7 +67,7 @@ from unsubscribe_sync.nightly.decisions import (
 )
 from unsubscribe_sync.nightly.email_mode import MatchedAddresses, dry_run_skipped, stage_email_matches
 from unsubscribe_sync.nightly.guard import ChangeGuard
-from unsubscribe_sync.nightly.planner import PlanEntry, plan_object
+from unsubscribe_sync.nightly.planner import Action, PlanEntry, plan_object
 from unsubscribe_sync.nightly.progress import NullProgress, Progress
 from unsubscribe_sync.nightly.staging import SortedStage
 from unsubscribe_sync.salesforce.client import SalesforceClient
@@ -421,9 +421,23 @@ class NightlySync:
         while chunk := list(islice(remaining, LEDGER_CHUNK)):
             asked = {address for entry in chunk if (address := suppression_address(entry)) is not None}
             suppressed = self.ledger.unsubscribed_among(asked) if asked else set()
+            opt_outs = [
+                (e.salesforce_id, e.salesforce_email)
+                for e in chunk
+                if e.action is Action.FROM_SALESFORCE and e.salesforce_email
+            ]
+            own = self.ledger.confirmed_true_among(opt_outs) if opt_outs else set()
             for entry in chunk:
                 address = suppression_address(entry)
-                yield entry, decide(entry, clearing=clearing, suppressed=address is not None and address in suppressed)
+                yield (
+                    entry,
+                    decide(
+                        entry,
+                        clearing=clearing,
+                        suppressed=address is not None and address in suppressed,
+                        own_value=entry.salesforce_id in own,
+                    ),
+                )
 
     def _queue(self, object_name: str, ids: list[str], totals: ObjectTotals) -> None:
         """Queue writes of true on ``ids`` into the outbox; records resubscribed since staging are left out."""
