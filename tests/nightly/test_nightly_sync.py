@@ -370,6 +370,17 @@ def test_no_guard_configured_means_no_guard(env: Env) -> None:
     assert opted_out(env, w.c_ledger_only)
 
 
+def dry_run_and_run_change_nothing(env: Env) -> dict[str, Any]:
+    """A dry run and a run that both plan and change nothing (the count agrees with the run); the run's summary."""
+    dry = run_nightly(env.config(), dry_run=True)
+    assert counts(dry) == {"toSalesforce": 0, "fromSalesforce": 0, "skippedNoSalesforceId": 0, "failed": 0}
+    summary = run_nightly(env.config(), dry_run=False)
+    assert summary["outcome"] == "Succeeded", summary.get("error")
+    assert counts(summary) == {"toSalesforce": 0, "fromSalesforce": 0, "skippedNoSalesforceId": 0, "failed": 0}
+    assert env.writes() == 0
+    return summary
+
+
 def test_a_queued_resubscribe_is_not_fought_by_the_nightly(env: Env) -> None:
     s = env.state
     cleared = s.add_record("Contact", "resub.pending@example.com", opted_out=True)  # the push has not run yet
@@ -382,15 +393,9 @@ def test_a_queued_resubscribe_is_not_fought_by_the_nightly(env: Env) -> None:
     finally:
         ledger.close()
 
-    dry = run_nightly(env.config(), dry_run=True)
-    assert counts(dry) == {"toSalesforce": 0, "fromSalesforce": 0, "skippedNoSalesforceId": 0, "failed": 0}
-    summary = run_nightly(env.config(), dry_run=False)
-
-    assert summary["outcome"] == "Succeeded", summary.get("error")
-    assert counts(summary) == {"toSalesforce": 0, "fromSalesforce": 0, "skippedNoSalesforceId": 0, "failed": 0}
+    summary = dry_run_and_run_change_nothing(env)
     assert summary["objects"]["Contact"]["pendingResubscribe"] == 1
     assert summary["objects"]["Lead"]["pendingResubscribe"] == 1
-    assert env.writes() == 0
     ledger = env.ledger()
     try:
         found = ledger.lookup("resub.pending@example.com")
@@ -439,14 +444,8 @@ def test_a_resubscribe_whose_write_of_false_failed_for_good_is_not_undone_by_the
     finally:
         ledger.close()
 
-    dry = run_nightly(env.config(), dry_run=True)  # the count agrees with what the run does
-    assert counts(dry) == {"toSalesforce": 0, "fromSalesforce": 0, "skippedNoSalesforceId": 0, "failed": 0}
-    summary = run_nightly(env.config(), dry_run=False)
-
-    assert summary["outcome"] == "Succeeded", summary.get("error")
-    assert counts(summary) == {"toSalesforce": 0, "fromSalesforce": 0, "skippedNoSalesforceId": 0, "failed": 0}
+    summary = dry_run_and_run_change_nothing(env)
     assert summary["objects"]["Contact"]["inSync"] == 1
-    assert env.writes() == 0
     ledger = env.ledger()
     try:
         found = ledger.lookup("resub.refused@example.com")
