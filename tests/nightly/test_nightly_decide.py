@@ -99,7 +99,7 @@ CASES = [
 
 @pytest.mark.parametrize(("plan_entry", "clearing", "suppressed", "expected"), CASES)
 def test_decide(plan_entry: PlanEntry, clearing: PendingClears, suppressed: bool, expected: Decision) -> None:
-    assert decide(plan_entry, clearing=clearing, suppressed=suppressed) is expected
+    assert decide(plan_entry, clearing=clearing, suppressed=suppressed, own_value=False) is expected
 
 
 OWN_VALUE_CASES = [

@@ -103,6 +103,12 @@ class Confirmed(NamedTuple):
     email: str
 
 
+def is_own_value(confirmed: Confirmed | None, email: str) -> bool:
+    """Salesforce last confirmed true for the record, for the address ``email`` (normalised): a true read back
+    there is the value this ledger wrote or confirmed, not a new opt-out."""
+    return confirmed is not None and confirmed.value and confirmed.email == email
+
+
 def judge_salesforce_read(
     *, clearing_queued: bool, confirmed: Confirmed | None, email: str, read_at: float
 ) -> SalesforceRead:
@@ -117,7 +123,7 @@ def judge_salesforce_read(
         return SalesforceRead.PENDING_RESUBSCRIBE
     if confirmed is not None and not confirmed.value and confirmed.at >= read_at:
         return SalesforceRead.PENDING_RESUBSCRIBE
-    if confirmed is not None and confirmed.value and confirmed.email == email:
+    if is_own_value(confirmed, email):
         return SalesforceRead.OWN_VALUE
     return SalesforceRead.NEWS
 

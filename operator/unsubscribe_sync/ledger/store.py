@@ -36,7 +36,14 @@ from unsubscribe_sync.ledger.models import (
     to_rfc3339,
 )
 from unsubscribe_sync.ledger.outbox import OutboxStore
-from unsubscribe_sync.ledger.policy import Act, ActEffect, Confirmed, SalesforceRead, judge_salesforce_read
+from unsubscribe_sync.ledger.policy import (
+    Act,
+    ActEffect,
+    Confirmed,
+    SalesforceRead,
+    is_own_value,
+    judge_salesforce_read,
+)
 from unsubscribe_sync.ledger.poll_state import PollStateStore
 from unsubscribe_sync.ledger.schema import (
     history,
@@ -283,7 +290,7 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
             return set()
         with self._read() as conn:
             confirmed = self._confirmed_of(conn, sorted(wanted))
-        return {sid for sid, c in confirmed.items() if c.value and c.email == wanted[sid]}
+        return {sid for sid, c in confirmed.items() if is_own_value(c, wanted[sid])}
 
     def count_without_salesforce_id(self) -> int:
         """Unsubscribed addresses with no Salesforce record to write (reported as skipped)."""

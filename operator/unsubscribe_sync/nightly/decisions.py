@@ -74,7 +74,7 @@ def being_cleared(entry: PlanEntry, clearing: PendingClears) -> bool:
     return bool(clearing.emails) and email is not None and normalize_email(email) in clearing.emails
 
 
-def decide(entry: PlanEntry, *, clearing: PendingClears, suppressed: bool, own_value: bool = False) -> Decision:
+def decide(entry: PlanEntry, *, clearing: PendingClears, suppressed: bool, own_value: bool) -> Decision:
     """The one decision for ``entry`` (see the module docstring for the order of the checks).
 
     ``suppressed``: the ledger holds ``suppression_address(entry)`` as unsubscribed; ignored for an entry
