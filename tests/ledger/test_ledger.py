@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, event, text
 
 # contact_id stays importable from here (tests/writer/test_writer.py)
 from tests.fixtures.ledgers import contact_id, lead_id
@@ -271,6 +271,65 @@ def test_concurrent_claims_never_overlap_on_postgres(postgres_url: str) -> None:
     assert len(everything) == 600 and len(set(everything)) == 600
     for led in ledgers:
         led.close()
+
+
+def _claims_beside_one_in_flight(postgres_url: str, limit: int, wait: float) -> tuple[list[str], list[str], bool]:
+    """Claims of two lanes on one PostgreSQL ledger, the second made while the first is in flight (its rows
+    locked, its transaction paused before it commits, for up to ``wait`` seconds of the second's): (objects of the
+    first claim's rows, of the second's, whether the second ended while the first was in flight)."""
+    ledgers = [Ledger.open(postgres_url), Ledger.open(postgres_url)]
+    claimed: list[list[str]] = [[], []]
+    lanes = [
+        threading.Thread(target=lambda n=n: claimed[n].extend(r.object for r in ledgers[n].claim(f"w{n}", limit, 60)))
+        for n in (0, 1)
+    ]
+    in_flight, go_on = threading.Event(), threading.Event()
+
+    def pause_once_locked(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if threading.current_thread() is lanes[0] and "SKIP LOCKED" in statement and not in_flight.is_set():
+            in_flight.set()
+            go_on.wait(30)
+
+    event.listen(Engine, "after_cursor_execute", pause_once_locked)
+    try:
+        lanes[0].start()
+        assert in_flight.wait(30)
+        lanes[1].start()
+        lanes[1].join(wait)
+        ended_beside = not lanes[1].is_alive()
+        go_on.set()
+        for lane in lanes:
+            lane.join(30)
+    finally:
+        go_on.set()
+        event.remove(Engine, "after_cursor_execute", pause_once_locked)
+        for led in ledgers:
+            led.close()
+    return claimed[0], claimed[1], ended_beside
+
+
+@pytest.mark.postgres
+def test_a_claim_beside_another_in_flight_takes_the_next_object_due(postgres_url: str) -> None:
+    """Two lanes claim at once after an outage: while one claim of the due Contacts is in flight, the other
+    lane's claim takes the Leads due at once. It used to pick the oldest due row's object, Contact, find all its
+    rows locked and come back empty: that lane then slept with Leads due."""
+    ledger = Ledger.open(postgres_url)
+    ledger.ingest([unsub(f"c{i}@example.com", contact_id(i)) for i in range(5)])
+    ledger.ingest([unsub(f"l{i}@example.com", lead_id(i)) for i in range(3)])
+    ledger.close()
+    first, second, ended_beside = _claims_beside_one_in_flight(postgres_url, 200, 30)
+    assert (first, second, ended_beside) == (["Contact"] * 5, ["Lead"] * 3, True)
+
+
+@pytest.mark.postgres
+def test_claims_of_one_object_take_turns_and_the_next_takes_the_rows_after(postgres_url: str) -> None:
+    """With only Contacts due, a claim beside one in flight waits for its turn, then takes the rows the first
+    left: never the same rows, and not nothing."""
+    ledger = Ledger.open(postgres_url)
+    ledger.ingest([unsub(f"c{i}@example.com", contact_id(i)) for i in range(8)])
+    ledger.close()
+    first, second, _ = _claims_beside_one_in_flight(postgres_url, 5, 0.2)
+    assert (first, second) == (["Contact"] * 5, ["Contact"] * 3)
 
 
 def test_bad_url_is_refused_without_echoing_it() -> None:

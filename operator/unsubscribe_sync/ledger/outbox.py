@@ -86,7 +86,8 @@ class OutboxStore(LedgerBase):
         bulk_limit: int = 0,
         among: Sequence[str] | None = None,
     ) -> Claim:
-        """Lease up to ``limit`` due writes of one object and one value (those of the oldest due row).
+        """Lease up to ``limit`` due writes of one object and one value: those of the oldest due row (on PostgreSQL,
+        of the oldest due row of a kind no other claim in flight is taking: ``_free_kind``).
 
         With ``bulk_threshold``: when more than that many rows of that object and value are due, up to
         ``bulk_limit`` are leased instead (``Claim.bulk``: one Bulk 2.0 job writes them). ``among``: only rows
@@ -111,18 +112,24 @@ class OutboxStore(LedgerBase):
             def where(scope: Any, *more: Any) -> Any:
                 return and_(due, *more) if scope is None else and_(due, scope, *more)
 
-            first = None
-            for scope in scopes:
-                found = conn.execute(
-                    select(outbox.c.object, outbox.c.value, outbox.c.next_attempt_at, outbox.c.id)
-                    .where(where(scope))
-                    .order_by(outbox.c.next_attempt_at, outbox.c.id)
-                    .limit(1)
-                ).first()
-                if found is not None and (first is None or (found[2], found[3]) < (first[2], first[3])):
-                    first = found
+            def oldest(*more: Any) -> Any:
+                first = None
+                for scope in scopes:
+                    found = conn.execute(
+                        select(outbox.c.object, outbox.c.value, outbox.c.next_attempt_at, outbox.c.id)
+                        .where(where(scope, *more))
+                        .order_by(outbox.c.next_attempt_at, outbox.c.id)
+                        .limit(1)
+                    ).first()
+                    if found is not None and (first is None or (found[2], found[3]) < (first[2], first[3])):
+                        first = found
+                return first
+
+            first = oldest()
             if first is None:
                 return Claim(token, [], expires)
+            if self._pg:
+                first = _free_kind(conn, first, oldest)
             object_name, value = first[0], bool(first[1])
             same = (column(outbox.c.object) == object_name, column(outbox.c.value) == value)
             waiting = 0
@@ -648,6 +655,34 @@ _SQLITE_MARK_FAILED = (
 _SQLITE_MARK_CONFIRMED = (
     f"UPDATE salesforce_targets SET confirmed_value = ?, confirmed_at = ? WHERE salesforce_id IN {SQLITE_IN_KEYS}"
 )
+
+
+CLAIM_LOCK_CLASS = 0x75737963  # the first key of the claims' advisory locks (PostgreSQL)
+
+
+def _claim_lock(object_name: str, value: bool) -> Any:
+    """The advisory lock a claim of one object and value holds until it commits (PostgreSQL)."""
+    return (CLAIM_LOCK_CLASS, func.hashtext(f"{object_name}:{value}"))
+
+
+def _free_kind(conn: Connection, first: Any, oldest: Any) -> Any:
+    """The oldest due row of an object and value no other claim in flight is taking, locked for this claim;
+    when every kind due is being taken, ``first``'s, once that claim commits (PostgreSQL).
+
+    Claims of one kind take turns: the next one sees the rows the last one leased, and takes the rows after
+    them. Without the turns, a claim beside one in flight picked the same object (the oldest row's), found all
+    its rows locked and came back empty, and its lane slept with another object's rows due.
+    """
+    busy: list[Any] = []
+    candidate = first
+    while candidate is not None:
+        key = _claim_lock(candidate[0], bool(candidate[1]))
+        if conn.execute(select(func.pg_try_advisory_xact_lock(*key))).scalar_one():
+            return candidate
+        busy.append(or_(outbox.c.object != candidate[0], outbox.c.value != candidate[1]))
+        candidate = oldest(*busy)
+    conn.execute(select(func.pg_advisory_xact_lock(*_claim_lock(first[0], bool(first[1]))))).scalar_one()
+    return first
 
 
 def _claim_rows(conn: Connection, ids: Sequence[int], token: str, expires: float, *, pg: bool) -> list[OutboxRow]:
