@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import Engine, event, text
 
 # contact_id stays importable from here (tests/writer/test_writer.py)
@@ -330,6 +332,75 @@ def test_claims_of_one_object_take_turns_and_the_next_takes_the_rows_after(postg
     ledger.close()
     first, second, _ = _claims_beside_one_in_flight(postgres_url, 5, 0.2)
     assert (first, second) == (["Contact"] * 5, ["Contact"] * 3)
+
+
+TRICKY_TEXTS = [
+    "",
+    "NULL",
+    "null",
+    'a "quoted" word',
+    "back\\slash\\",
+    '\\"',
+    "a,b",
+    "{braced}",
+    " spaced ",
+    "tab\there",
+    "line\nbreak",
+    "ünïcødé ✓",
+    "\u3000ideographic space",
+    "%s %(x)s",
+    "'single'",
+]
+
+
+@pytest.mark.postgres
+def test_lists_reach_postgresql_exactly(postgres_url: str) -> None:
+    """The ledger binds lists (ids, addresses, errors, times, values) as array parameters through its own
+    dumper: every value comes back as it was, None stays NULL."""
+    from unsubscribe_sync.ledger.engine import create_ledger_engine
+
+    cases: list[tuple[str, list[Any]]] = [
+        ("TEXT[]", TRICKY_TEXTS),
+        ("TEXT[]", [None, *TRICKY_TEXTS, None]),
+        ("TEXT[]", []),
+        ("TEXT[]", [None]),
+        ("VARCHAR[]", ["only"]),
+        ("BIGINT[]", [1, None, -(2**40), 0]),
+        ("DOUBLE PRECISION[]", [1733.123456789012, None, -0.5, 1e-300, float("inf"), float("-inf")]),
+        ("BOOLEAN[]", [True, None, False]),
+        ("TEXT[]", [["nested", "a,b"], ["list", None]]),
+    ]
+    engine = create_ledger_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            for kind, values in cases:
+                got = conn.exec_driver_sql(f"SELECT CAST(%(v)s AS {kind})", {"v": values}).scalar_one()
+                assert got == values, kind
+            with pytest.raises(sqlalchemy.exc.SQLAlchemyError):  # a text PostgreSQL cannot hold: refused, not split
+                conn.exec_driver_sql("SELECT CAST(%(v)s AS TEXT[])", {"v": ["a\x00b", "c"]}).scalar_one()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_failed_write_keeps_its_error_text_exactly(postgres_url: str) -> None:
+    ledger = Ledger.open(postgres_url)
+    try:
+        ledger.ingest([unsub(f"t{i}@example.com", contact_id(i)) for i in range(len(TRICKY_TEXTS))])
+        claim = ledger.claim("w", 200, 60)
+        rows = sorted(claim.rows, key=lambda r: r.salesforce_id)
+        errors = {r.salesforce_id: text for r, text in zip(rows, TRICKY_TEXTS, strict=True)}
+        ledger.complete(
+            claim, [PushOutcome(r, "failed", errors[r.salesforce_id]) for r in rows], field="HasOptedOutOfEmail"
+        )
+        for i in range(len(TRICKY_TEXTS)):
+            found = ledger.lookup(f"t{i}@example.com")
+            assert found is not None
+            target = found["salesforce"][0]
+            assert target["status"] == "failed" and target["lastError"] == errors[contact_id(i)], target
+            assert found["history"][0].get("detail", "") == errors[contact_id(i)]  # (an empty detail is left out)
+    finally:
+        ledger.close()
 
 
 def test_bad_url_is_refused_without_echoing_it() -> None:
