@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -380,6 +383,19 @@ def test_lists_reach_postgresql_exactly(postgres_url: str) -> None:
                 conn.exec_driver_sql("SELECT CAST(%(v)s AS TEXT[])", {"v": ["a\x00b", "c"]}).scalar_one()
     finally:
         engine.dispose()
+
+
+def test_a_sqlite_ledger_never_loads_the_postgresql_driver(tmp_path: Path) -> None:
+    """The worker and the nightly on a SQLite ledger do not import psycopg (~9 MB of a 1M nightly's 200 MB)."""
+    code = (
+        "import sys\n"
+        "import unsubscribe_sync.nightly.job, unsubscribe_sync.worker.app\n"
+        "from unsubscribe_sync.ledger import Ledger\n"
+        f"Ledger.open('sqlite:///{tmp_path}/ledger.db').close()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'psycopg'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.postgres
