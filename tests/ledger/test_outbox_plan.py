@@ -47,5 +47,26 @@ def test_a_claim_scoped_to_ids_never_scans_the_due_index(tmp_path: Path) -> None
                     row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
                 )
                 assert "ix_outbox_due" not in plan and "ix_outbox_next" not in plan, (statement, plan)
+                assert "(salesforce_id=?)" in plan, (statement, plan)  # each id looked up by the id index
+    finally:
+        ledger.close()
+
+
+def test_a_claim_scoped_to_ids_across_key_pages_takes_those_ids_only(tmp_path: Path) -> None:
+    """The ids of a scope are bound as key lists of SQLITE_KEYS ids each: a scope of 5,003 ids (two pages and
+    one more) finds its rows in every page, in due order, and none outside it."""
+    ledger = Ledger.open(f"sqlite:///{tmp_path}/ledger.db")
+    try:
+        ids = [contact_id(i) for i in range(10_010)]
+        for start in range(0, len(ids), 5_000):
+            ledger.ingest(
+                [Unsubscribe(email=f"w{i}@example.com", salesforce_id=ids[i], object="Contact")
+                 for i in range(start, min(start + 5_000, len(ids)))]
+            )  # fmt: skip
+        scope = ids[::2][:5_003]  # every other id: its pages interleave with rows outside it
+        claim = ledger.claim("nightly", 200, 60, bulk_threshold=100, bulk_limit=20_000, among=scope)
+        assert claim.bulk and sorted(r.salesforce_id for r in claim.rows) == sorted(scope)
+        assert [r.salesforce_id for r in claim.rows] == scope  # due order: the order they were received in
+        assert ledger.claim("nightly", 200, 60, among=scope).rows == []  # all leased
     finally:
         ledger.close()
