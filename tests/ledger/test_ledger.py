@@ -526,6 +526,7 @@ def test_schema_v1_ledger_is_migrated_to_v2(ledger_url: str) -> None:
         conn.execute(text("CREATE TABLE schema_versions (version INTEGER PRIMARY KEY, applied_at FLOAT NOT NULL)"))
         conn.execute(text("INSERT INTO schema_versions VALUES (1, 0)"))
         _migrate_v1(conn)
+        conn.execute(text("DROP INDEX ix_outbox_clears"))  # version 6's, on a column version 1 had not
         added = (("outbox", "value"), ("outbox", "seq"), ("history", "requested_by"), ("history", "reason"))
         for table, column in added:
             conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
@@ -538,7 +539,7 @@ def test_schema_v1_ledger_is_migrated_to_v2(ledger_url: str) -> None:
     engine.dispose()
     led = Ledger.open(ledger_url)
     try:
-        assert led.migrate() == LATEST_VERSION == 5
+        assert led.migrate() == LATEST_VERSION == 6
         claim = led.claim("w", 10, 60)
         (row,) = claim
         assert row.value is True and row.seq == 0
@@ -546,6 +547,32 @@ def test_schema_v1_ledger_is_migrated_to_v2(ledger_url: str) -> None:
         assert led.lookup("old@example.com")["history"][0]["requestedBy"] == "jane"  # type: ignore[index]
     finally:
         led.close()
+
+
+def test_a_v5_ledger_gets_the_index_of_queued_writes_of_false(ledger_url: str) -> None:
+    """Version 6 adds ix_outbox_clears (the queued writes of false, by address) to a ledger made before it; the
+    writes of false already queued are found through it."""
+    from sqlalchemy import inspect
+
+    from unsubscribe_sync.ledger.engine import create_ledger_engine
+
+    led = Ledger.open(ledger_url)
+    led.ingest([unsub("back@example.com", contact_id(1)), unsub("stays@example.com", contact_id(2))])
+    led.resubscribe([resub("back@example.com")])
+    led.close()
+    engine = create_ledger_engine(ledger_url)
+    with engine.begin() as conn:  # as a release that knew version 5 left it
+        conn.execute(text("DROP INDEX ix_outbox_clears"))
+        conn.execute(text("DELETE FROM schema_versions WHERE version = 6"))
+    led = Ledger.open(ledger_url)
+    try:
+        assert led.migrate() == LATEST_VERSION == 6
+        with engine.connect() as conn:
+            assert "ix_outbox_clears" in {i["name"] for i in inspect(conn).get_indexes("outbox")}
+        assert led.pending_clears() == ({contact_id(1)}, {"back@example.com"})
+    finally:
+        led.close()
+        engine.dispose()
 
 
 def test_nightly_queue_leaves_out_addresses_resubscribed_since_the_plan(ledger: Ledger) -> None:

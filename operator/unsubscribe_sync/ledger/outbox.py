@@ -41,7 +41,7 @@ from unsubscribe_sync.ledger.models import (
     PushOutcome,
 )
 from unsubscribe_sync.ledger.policy import Merge, QueuedWrite, claim_size, merge_queued_write
-from unsubscribe_sync.ledger.schema import outbox, salesforce_targets, unsubscribes
+from unsubscribe_sync.ledger.schema import QUEUED_FALSE, outbox, salesforce_targets, unsubscribes
 from unsubscribe_sync.ledger.sqlite_steps import exact_real, select_rows
 
 
@@ -611,7 +611,7 @@ class OutboxStore(LedgerBase):
     def pending_clears(self) -> tuple[set[str], set[str]]:
         """(Salesforce ids, emails) of the records, of any object, with a resubscribe's write of false queued."""
         with self._read() as conn:
-            rows = conn.execute(select(outbox.c.salesforce_id, outbox.c.email).where(outbox.c.value.is_(False))).all()
+            rows = conn.execute(select(outbox.c.salesforce_id, outbox.c.email).where(QUEUED_FALSE)).all()
         return {sid for sid, _ in rows}, {email for _, email in rows}
 
 

@@ -46,6 +46,7 @@ from unsubscribe_sync.ledger.policy import (
 )
 from unsubscribe_sync.ledger.poll_state import PollStateStore
 from unsubscribe_sync.ledger.schema import (
+    QUEUED_FALSE,
     history,
     migrate,
     outbox,
@@ -59,7 +60,7 @@ from unsubscribe_sync.ledger.sqlite_steps import exact_real, select_rows
 DEFAULT_HISTORY_LIMIT = 100
 
 # ``add_salesforce_opt_outs``' statements on SQLite as driver SQL (key lists as one JSON array, ``SQLITE_IN_KEYS``)
-_SQLITE_QUEUED_FALSE = "SELECT salesforce_id, email FROM outbox WHERE value IS 0"
+_SQLITE_QUEUED_FALSE = "SELECT salesforce_id, email FROM outbox WHERE value = 0"  # QUEUED_FALSE: ix_outbox_clears
 _SQLITE_ANY_RESOLVING_FALSE = "SELECT 1 FROM resolutions WHERE value IS 0 LIMIT 1"  # none: nothing to look up
 _SQLITE_CONFIRMED = (
     f"SELECT salesforce_id, confirmed_value, {exact_real('confirmed_at')}, email FROM salesforce_targets"
@@ -383,16 +384,15 @@ class Ledger(IntakeStore, OutboxStore, PollStateStore):
     ) -> tuple[set[str], dict[str, Confirmed]]:
         """(ids and addresses with a write of false queued or resolving, what Salesforce confirmed per id)."""
         clearing: set[str] = set()
-        for chunk in chunks(ids):
-            chunk_emails = sorted({items[sid][2] for sid in chunk})
-            for sid, email in conn.execute(
-                select(outbox.c.salesforce_id, outbox.c.email).where(
-                    outbox.c.value.is_(False),
-                    or_(self._in(outbox.c.salesforce_id, chunk), self._in(outbox.c.email, chunk_emails)),
-                )
-            ).all():
-                clearing.update((sid, email))
-            clearing.update(self._resolving_false(conn, chunk_emails))  # Email mode: records not found yet
+        emails = sorted({items[sid][2] for sid in ids})
+        # one statement: the id's unique index and the address's ix_outbox_clears (arrays: one parameter each)
+        for sid, email in conn.execute(
+            select(outbox.c.salesforce_id, outbox.c.email).where(
+                QUEUED_FALSE, or_(pg_in(outbox.c.salesforce_id, ids), pg_in(outbox.c.email, emails))
+            )
+        ).all():
+            clearing.update((sid, email))
+        clearing.update(self._resolving_false(conn, emails))  # Email mode: records not found yet
         return clearing, self._confirmed_of(conn, ids)
 
     def _opt_out_checks_sqlite(
