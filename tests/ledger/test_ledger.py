@@ -551,7 +551,7 @@ def test_schema_v1_ledger_is_migrated_to_v2(ledger_url: str) -> None:
 
 def test_a_v5_ledger_gets_the_index_of_queued_writes_of_false(ledger_url: str) -> None:
     """Version 6 adds ix_outbox_clears (the queued writes of false, by address) to a ledger made before it; the
-    writes of false already queued are found through it."""
+    writes of false queued before are still found."""
     from sqlalchemy import inspect
 
     from unsubscribe_sync.ledger.engine import create_ledger_engine
