@@ -54,7 +54,7 @@ def test_a_claim_scoped_to_ids_never_scans_the_due_index(tmp_path: Path) -> None
 
 
 def test_a_claim_scoped_to_ids_across_key_pages_takes_those_ids_only(tmp_path: Path) -> None:
-    """The ids of a scope are bound as key lists of SQLITE_KEYS ids each: a scope of 5,003 ids (two pages and
+    """The ids of a scope are bound as key lists of KEY_LIST_SIZE ids each: a scope of 5,003 ids (two pages and
     one more) finds its rows in every page, in due order, and none outside it."""
     ledger = Ledger.open(f"sqlite:///{tmp_path}/ledger.db")
     try:

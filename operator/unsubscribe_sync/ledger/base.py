@@ -41,8 +41,9 @@ from unsubscribe_sync.ledger.schema import history, outbox, salesforce_targets, 
 from unsubscribe_sync.ledger.sqlite_steps import exact_real, insert_json_rows, insert_rows, json_columns, select_rows
 
 IN_CHUNK = 500  # keys per IN (...) list: far below SQLite's bound-parameter limit
-# keys per JSON key list (``SQLITE_IN_KEYS``) on SQLite: one parameter, so no bound; few statements, few driver steps
-SQLITE_KEYS = 5_000
+# keys per key list bound as one parameter: SQLite's JSON key list (``SQLITE_IN_KEYS``), PostgreSQL's array
+# (``pg_in``) where a drain asks about many ids; no bound on either, so few statements and few driver steps
+KEY_LIST_SIZE = 5_000
 
 # PostgreSQL's selects of the ingest path, built once with an array of keys (``pg_in``): building and coercing
 # the statement on every group commit cost about as much as running it.
@@ -202,11 +203,11 @@ def driver_connection(conn: Connection) -> Any:
 
 def sqlite_select_in(conn: Connection, sql: str, keys: Sequence[Any], columns: int) -> list[list[Any]]:
     """The rows of a driver select of ``columns`` columns whose one parameter is a key list (``SQLITE_IN_KEYS``),
-    fetched in one driver step per ``SQLITE_KEYS`` keys (``sqlite_steps.select_rows``: a REAL column is selected
+    fetched in one driver step per ``KEY_LIST_SIZE`` keys (``sqlite_steps.select_rows``: a REAL column is selected
     as ``exact_real`` text)."""
     raw = driver_connection(conn)
     rows: list[list[Any]] = []
-    for chunk in chunks(keys, SQLITE_KEYS):
+    for chunk in chunks(keys, KEY_LIST_SIZE):
         rows.extend(select_rows(raw, sql, (json.dumps(list(chunk)),), columns))
     return rows
 
@@ -545,7 +546,7 @@ class LedgerBase:
         if fresh:
             insert_rows(raw, _SQLITE_QUEUE_WRITE, [tuple(r[c] for c in _OUTBOX_COLUMNS) for r in fresh])
             ids = [r["salesforce_id"] for r in fresh]
-            for chunk in chunks(ids, SQLITE_KEYS):
+            for chunk in chunks(ids, KEY_LIST_SIZE):
                 raw.execute(_SQLITE_REQUEUE_TARGETS, (now, json.dumps(list(chunk))))
         if refresh:
             insert_rows(raw, _SQLITE_REFRESH_WRITE, [tuple(r[c] for c in _OUTBOX_COLUMNS) for r in refresh])

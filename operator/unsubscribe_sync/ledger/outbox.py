@@ -20,8 +20,8 @@ from sqlalchemy import Connection, and_, bindparam, case, delete, func, literal_
 
 from unsubscribe_sync.ledger.base import (
     IN_CHUNK,
+    KEY_LIST_SIZE,
     SQLITE_IN_KEYS,
-    SQLITE_KEYS,
     HistoryRow,
     LedgerBase,
     Unindexed,
@@ -102,12 +102,12 @@ class OutboxStore(LedgerBase):
         the row claimable again, with a new fence.
         """
         token = f"{owner}/{uuid.uuid4().hex[:12]}"
-        # scoped to ids: SQLITE_KEYS ids a statement, one parameter (a key list: a drain's 150,000 ids were 300
+        # scoped to ids: KEY_LIST_SIZE ids a statement, one parameter (a key list: a drain's 150,000 ids were 300
         # statements of 500 literal keys each, per step of every claim)
         scopes: list[Any] = (
             [None]
             if among is None
-            else [self._in_key_list(outbox.c.salesforce_id, c) for c in chunks(sorted(among), SQLITE_KEYS)]
+            else [self._in_key_list(outbox.c.salesforce_id, c) for c in chunks(sorted(among), KEY_LIST_SIZE)]
         )
         with self._write() as conn:
             now = self._db_now(conn) if now is None else now
@@ -189,7 +189,7 @@ class OutboxStore(LedgerBase):
             held: set[int] = set()
             if not self._pg:  # a lease renewed and read back in a few driver steps (sqlite_steps)
                 raw = driver_connection(conn)
-                for chunk in chunks([r.id for r in claim.rows], SQLITE_KEYS):
+                for chunk in chunks([r.id for r in claim.rows], KEY_LIST_SIZE):
                     keys = json.dumps(list(chunk))
                     raw.execute(_SQLITE_RENEW, (expires, keys, claim.token))
                     held.update(i for (i,) in select_rows(raw, _SQLITE_HELD, (keys, claim.token), 1))
@@ -571,7 +571,7 @@ class OutboxStore(LedgerBase):
                     found.add(sid)
                     earliest = _earliest(earliest, float(at))
                 return found, earliest
-            for chunk in chunks(sorted(set(ids))):
+            for chunk in chunks(sorted(set(ids)), KEY_LIST_SIZE):
                 for sid, at in conn.execute(
                     select(outbox.c.salesforce_id, outbox.c.next_attempt_at).where(
                         self._in(outbox.c.salesforce_id, chunk), outbox.c.value.is_(True)
@@ -594,8 +594,8 @@ class OutboxStore(LedgerBase):
         count, due, free = 0, None, None
         with self._read() as conn:
             raw = None if self._pg else driver_connection(conn)
-            for chunk in chunks(ids, IN_CHUNK if raw is None else SQLITE_KEYS):
-                if raw is not None:  # one statement per SQLITE_KEYS ids (a drain asks this between claims)
+            for chunk in chunks(ids, KEY_LIST_SIZE):  # one statement per key list: a drain asks this between claims
+                if raw is not None:
                     n, due_at, free_at = raw.execute(_SQLITE_COUNT_QUEUED_TRUE, (json.dumps(list(chunk)),)).fetchone()
                 else:
                     n, due_at, free_at = conn.execute(
@@ -702,7 +702,7 @@ def _claim_rows(conn: Connection, ids: Sequence[int], token: str, expires: float
     raw = driver_connection(conn)
     out: list[OutboxRow] = []
     intern = sys.intern
-    for chunk in chunks(ids, SQLITE_KEYS if not pg else IN_CHUNK):
+    for chunk in chunks(ids, KEY_LIST_SIZE if not pg else IN_CHUNK):
         if pg:
             out.extend(
                 OutboxRow(rid, sid, intern(obj), email, received, attempts, bool(value), seq, fence, stuck is not None)
@@ -733,7 +733,7 @@ def _push_history_sqlite(conn: Connection, now: float, pushed: Sequence[PushOutc
     raw = driver_connection(conn)
     for value in (True, False):
         ids = [o.row.id for o in pushed if bool(o.row.value) == value]
-        for chunk in chunks(ids, SQLITE_KEYS):
+        for chunk in chunks(ids, KEY_LIST_SIZE):
             raw.execute(
                 _SQLITE_PUSHED_HISTORY, (now, source, ACTION_PUSHED, _pushed_detail(field, value), json.dumps(chunk))
             )
@@ -750,9 +750,9 @@ def _settle_sqlite(
     """A completion's outbox statements on SQLite: settled rows deleted, replaced and held rows released due
     now (only while this claim still leases them), retried rows given their next attempt."""
     raw = driver_connection(conn)
-    for chunk in chunks([o.row.id for o in done], SQLITE_KEYS):
+    for chunk in chunks([o.row.id for o in done], KEY_LIST_SIZE):
         raw.execute(_SQLITE_DELETE_ROWS, (json.dumps(list(chunk)),))
-    for chunk in chunks([o.row.id for o in release], SQLITE_KEYS):
+    for chunk in chunks([o.row.id for o in release], KEY_LIST_SIZE):
         raw.execute(_SQLITE_RELEASE_DUE_NOW, (now, json.dumps(list(chunk)), token))
     if retries:
         raw.executemany(
@@ -769,10 +769,10 @@ def _mark_records_sqlite(
     raw = driver_connection(conn)
     for value in (True, False):
         pushed = [o.row.salesforce_id for o in done if o.status == "pushed" and bool(o.row.value) == value]
-        for chunk in chunks(pushed, SQLITE_KEYS):
+        for chunk in chunks(pushed, KEY_LIST_SIZE):
             raw.execute(_SQLITE_MARK_PUSHED, (field, now, value, now, json.dumps(list(chunk))))
         confirmed = [o.row.salesforce_id for o in replaced if o.status == "pushed" and bool(o.row.value) == value]
-        for chunk in chunks(confirmed, SQLITE_KEYS):
+        for chunk in chunks(confirmed, KEY_LIST_SIZE):
             raw.execute(_SQLITE_MARK_CONFIRMED, (value, now, json.dumps(list(chunk))))
     failed = [(o.error, now, o.row.salesforce_id) for o in done if o.status == "failed"]
     if failed:
