@@ -19,7 +19,6 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, case, delete, func, literal_column, or_, select, update
 
 from unsubscribe_sync.ledger.base import (
-    IN_CHUNK,
     KEY_LIST_SIZE,
     SQLITE_IN_KEYS,
     HistoryRow,
@@ -702,7 +701,7 @@ def _claim_rows(conn: Connection, ids: Sequence[int], token: str, expires: float
     raw = driver_connection(conn)
     out: list[OutboxRow] = []
     intern = sys.intern
-    for chunk in chunks(ids, KEY_LIST_SIZE if not pg else IN_CHUNK):
+    for chunk in chunks(ids, KEY_LIST_SIZE):
         if pg:
             out.extend(
                 OutboxRow(rid, sid, intern(obj), email, received, attempts, bool(value), seq, fence, stuck is not None)
