@@ -19,7 +19,20 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import BindParameter, Connection, Engine, String, Table, any_, bindparam, func, select, text, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Engine,
+    String,
+    Table,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.ext.compiler import compiles
@@ -245,6 +258,13 @@ class LedgerBase:
     def _in(self, column: Any, keys: Sequence[Any]) -> ColumnElement[bool]:
         """``column IN keys`` (``pg_in`` on PostgreSQL)."""
         return pg_in(column, keys) if self._pg else column.in_(keys)
+
+    def _in_key_list(self, column: Any, keys: Sequence[str]) -> ColumnElement[bool]:
+        """``column IN keys`` as one parameter whatever the count (callers bind ``KEY_LIST_SIZE`` keys at most):
+        PostgreSQL's array (``pg_in``), SQLite's JSON key list (``SQLITE_IN_KEYS``, in Core)."""
+        if self._pg:
+            return pg_in(column, keys)
+        return column.in_(select(literal_column("value")).select_from(func.json_each(json.dumps(list(keys)))))
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:

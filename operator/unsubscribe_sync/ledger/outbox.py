@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, delete, func, literal_column, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, or_, select, update
 
 from unsubscribe_sync.ledger.base import (
     KEY_LIST_SIZE,
@@ -74,12 +74,6 @@ def _pushed_detail(field: str, value: bool) -> str:
 
 
 class OutboxStore(LedgerBase):
-    def _in_key_list(self, column: Any, keys: Sequence[str]) -> Any:
-        """``column IN keys`` as one parameter: PostgreSQL's array (``pg_in``), SQLite's JSON key list."""
-        if self._pg:
-            return pg_in(column, keys)
-        return column.in_(select(literal_column("value")).select_from(func.json_each(json.dumps(list(keys)))))
-
     def claim(
         self,
         owner: str,
