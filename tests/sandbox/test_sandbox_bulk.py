@@ -118,6 +118,57 @@ def test_bulk_ingest_update_lifecycle(sandbox_api: SandboxApi, sandbox: SandboxH
     assert [row[1].split(":")[0] for row in failed[1:]] == ["ENTITY_IS_DELETED", "MALFORMED_ID"]
 
 
+def _closed_ingest_job(api: SandboxApi, ids: list[str]) -> str:
+    job = api.post("jobs/ingest", json={"object": "Contact", "operation": "update"}).json()
+    body = "Id,HasOptedOutOfEmail\n" + "".join(f"{i},true\n" for i in ids)
+    api.put(f"jobs/ingest/{job['id']}/batches", data=body.encode(), headers={"Content-Type": "text/csv"})
+    assert api.patch(f"jobs/ingest/{job['id']}", json={"state": "UploadComplete"}).status_code == 200
+    return str(job["id"])
+
+
+def _wait_applied(state: Any, ids: list[str], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if all(state.get_record(i)["HasOptedOutOfEmail"] for i in ids):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_bulk_ingest_job_applies_its_records_while_it_runs_not_when_polled(
+    sandbox_api: SandboxApi, sandbox: SandboxHandle
+) -> None:
+    # an org processes a closed job's records during its processing time; the job reports JobComplete only at
+    # its end. Nobody polls the job here: the records are applied all the same.
+    state = sandbox.state
+    state.set_bulk_processing_time(3.0)
+    ids = [state.add_record("Contact", f"c{i}@example.com") for i in range(2_500)]  # more than one step's worth
+    job_id = _closed_ingest_job(sandbox_api, ids)
+    assert _wait_applied(state, ids, 2.0), "the records were not applied while the job ran"
+    info = sandbox_api.get(f"jobs/ingest/{job_id}").json()
+    assert info["state"] == "InProgress" and info["numberRecordsProcessed"] == len(ids)
+    assert sandbox_api.get(f"jobs/ingest/{job_id}/successfulResults/").status_code == 400  # not complete yet
+    assert all(state.write_count(i) == 1 for i in ids)
+    done = _wait(sandbox_api, f"jobs/ingest/{job_id}")
+    assert (done["numberRecordsProcessed"], done["numberRecordsFailed"]) == (len(ids), 0)
+    assert len(_rows(sandbox_api.get(f"jobs/ingest/{job_id}/successfulResults/").text)) == len(ids) + 1
+    assert all(state.write_count(i) == 1 for i in ids)  # completing it writes nothing again
+
+
+def test_bulk_ingest_job_aborted_while_it_runs_keeps_what_it_applied(
+    sandbox_api: SandboxApi, sandbox: SandboxHandle
+) -> None:
+    state = sandbox.state
+    state.set_bulk_processing_time(3.0)
+    ids = [state.add_record("Contact", f"a{i}@example.com") for i in range(3)]
+    job_id = _closed_ingest_job(sandbox_api, ids)
+    assert _wait_applied(state, ids, 2.0)
+    aborted = sandbox_api.patch(f"jobs/ingest/{job_id}", json={"state": "Aborted"})
+    assert aborted.status_code == 200 and aborted.json()["state"] == "Aborted"
+    assert all(state.get_record(i)["HasOptedOutOfEmail"] for i in ids)  # committed changes are not rolled back
+    assert sandbox_api.get(f"jobs/ingest/{job_id}").json()["numberRecordsProcessed"] == len(ids)
+
+
 def test_bulk_ingest_unknown_column_fails_the_job(sandbox_api: SandboxApi, sandbox: SandboxHandle) -> None:
     contact = sandbox.state.add_record("Contact", "c@example.com")
     sandbox.state.configure_field("Contact", "ToutApp__Marketo_Sales_Opt_Out__c", label="Marketo Sales Opt Out",

@@ -25,6 +25,7 @@ from .state import SandboxState, Session, TokenError
 
 log = logging.getLogger(__name__)
 STATE_KEY = web.AppKey("sandbox_state", SandboxState)
+INGEST_RUNS = web.AppKey("sandbox_ingest_runs", set)  # the tasks applying closed ingest jobs' records
 SESSION_KEY = web.RequestKey("sandbox_session", Session)  # the caller's session, for handlers that need it
 OLDEST_VERSION = 20
 NEWEST_VERSION = 68  # Winter '27
@@ -338,7 +339,17 @@ async def bulk_ingest_state(request: web.Request) -> web.Response:
     info = state.set_ingest_state(request.match_info["job_id"], await _json_body(request))
     if info["state"] not in TERMINAL_STATES:
         asyncio.get_running_loop().call_later(state.bulk_processing_s + 0.005, state.advance_jobs)
+        running = request.app[INGEST_RUNS]
+        task = asyncio.get_running_loop().create_task(_process_ingest(state, info["id"]))
+        running.add(task)
+        task.add_done_callback(running.discard)
     return _json(info)
+
+
+async def _process_ingest(state: SandboxState, job_id: str) -> None:
+    """Apply a closed ingest job's records a step at a time, serving other requests between steps."""
+    while state.process_ingest_step(job_id):
+        await asyncio.sleep(0)
 
 
 async def bulk_ingest_info(request: web.Request) -> web.Response:
@@ -370,15 +381,17 @@ async def _job_ticker(app: web.Application) -> AsyncIterator[None]:
 
     task = asyncio.get_running_loop().create_task(tick())
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for running in (task, *app[INGEST_RUNS]):
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
 
 
 def build_app(state: SandboxState, admin_token: str | None = None) -> web.Application:
     """The sandbox as an aiohttp application (serve it over TLS: clients build https:// URLs)."""
     app = web.Application(middlewares=[salesforce_middleware], client_max_size=160 * 1024 * 1024)
     app[STATE_KEY] = state
+    app[INGEST_RUNS] = set()
     app.cleanup_ctx.append(_job_ticker)
     app.router.add_post("/services/oauth2/token", token, name="token")
     app.router.add_route("GET", "/services/oauth2/userinfo", userinfo, name="userinfo")

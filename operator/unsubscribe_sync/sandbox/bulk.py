@@ -114,6 +114,8 @@ class IngestJob(JobBase):
     failed: list[list[str]] = field(default_factory=list)  # sf__Id, sf__Error, original columns
     header: list[str] = field(default_factory=list)
     number_records_failed: int = 0
+    run: IngestRun | None = None  # while processing: the parsed rows and how many are applied
+    failure: str | None = None  # the error the job ends with, decided when its processing starts
 
     def info(self, with_counts: bool = True) -> dict[str, Any]:
         info = self.common_info()
@@ -243,36 +245,54 @@ def line_ending_problem(text: str, line_ending: str) -> str | None:
     return f"ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is {line_ending}"
 
 
-def process_ingest(
-    job: IngestJob, schema: ObjectSchema, update: Callable[[str, dict[str, Any]], str | RecordError]
-) -> None:
-    """Run an uploaded update job: a bad header fails the job; each row goes through `update` (which checks and
-    applies one record, returning its 18-character ID or its error) into the successful or failed results."""
+@dataclass
+class IngestRun:
+    """A running update job: its parsed rows and how far its processing has come."""
+
+    rows: list[list[str]]
+    id_column: int
+    columns: list[tuple[int, FieldDef]]
+    applied: int = 0
+
+    @property
+    def left(self) -> int:
+        return len(self.rows) - self.applied
+
+
+def start_ingest(job: IngestJob, schema: ObjectSchema) -> IngestRun | str:
+    """Parse and check an uploaded update job's data: its run, or the error that fails the job (a bad line
+    ending, CSV or header)."""
     for text in job.uploads:
         problem = line_ending_problem(text, job.line_ending)
         if problem is not None:
-            job.state, job.error_message = "Failed", problem
-            return
+            return problem
     try:
         header, rows = job.parse_uploads()
     except (ValueError, csv.Error) as exc:
-        job.state, job.error_message = "Failed", f"InvalidBatch : {exc}"
-        return
+        return f"InvalidBatch : {exc}"
     job.header = header
     id_column = next((i for i, name in enumerate(header) if name.lower() == "id"), None)
     if id_column is None:
-        job.state, job.error_message = "Failed", "InvalidBatch : Field name not found : Id"
-        return
+        return "InvalidBatch : Field name not found : Id"
     columns: list[tuple[int, FieldDef]] = []
     for index, name in enumerate(header):
         if index == id_column:
             continue
         definition = schema.lookup(name)
         if definition is None:
-            job.state, job.error_message = "Failed", f"InvalidBatch : Field name not found : {name}"
-            return
+            return f"InvalidBatch : Field name not found : {name}"
         columns.append((index, definition))
-    for row in rows:
+    return IngestRun(rows, id_column, columns)
+
+
+def apply_ingest_rows(
+    job: IngestJob, run: IngestRun, update: Callable[[str, dict[str, Any]], str | RecordError], limit: int | None
+) -> None:
+    """Apply the run's next ``limit`` rows (every row left when None): each goes through `update` (which checks
+    and applies one record, returning its 18-character ID or its error) into the successful or failed results."""
+    stop = len(run.rows) if limit is None else min(len(run.rows), run.applied + limit)
+    id_column, columns = run.id_column, run.columns
+    for row in run.rows[run.applied : stop]:
         values = _row_values(row, columns)
         outcome = (
             values
@@ -283,6 +303,6 @@ def process_ingest(
             job.failed.append(["", outcome.as_bulk(), *row])
         else:
             job.successful.append([outcome, "false", *row])
-    job.number_records_processed = len(rows)
+    run.applied = stop
+    job.number_records_processed = stop
     job.number_records_failed = len(job.failed)
-    job.state = "JobComplete"

@@ -5,7 +5,16 @@ from __future__ import annotations
 import time
 from typing import Any, TypeVar
 
-from .bulk import TERMINAL_STATES, IngestJob, JobBase, QueryJob, job_options, process_ingest, query_results_page
+from .bulk import (
+    TERMINAL_STATES,
+    IngestJob,
+    JobBase,
+    QueryJob,
+    apply_ingest_rows,
+    job_options,
+    query_results_page,
+    start_ingest,
+)
 from .errors import ApiError, RecordError, not_found
 from .ids import normalize_id
 from .org import Org
@@ -13,10 +22,13 @@ from .schema import USER_ID
 from .writes import prepare_write
 
 J = TypeVar("J", bound=JobBase)
+BULK_FAULT_MESSAGE = "InternalServerError : the job failed; retry it later"  # the bulk-fail fault's job error
+INGEST_STEP_RECORDS = 1_000  # records a running ingest job applies per step (other requests are served between)
 
 
 class BulkJobs(Org):
-    """Bulk API 2.0 query and ingest jobs; a job finishes `bulk_processing_s` after it is ready."""
+    """Bulk API 2.0 query and ingest jobs; a job finishes `bulk_processing_s` after it is ready (an ingest job's
+    records are applied during that time, from UploadComplete on, not when the job is next looked at)."""
 
     def _job(self, job_id: str, kind: type[J]) -> J:
         job = self.jobs.get(normalize_id(job_id) or job_id)
@@ -29,19 +41,53 @@ class BulkJobs(Org):
         now = time.time()
         if job.state in TERMINAL_STATES or job.ready_at is None:
             return
-        if now >= job.ready_at:
+        if isinstance(job, IngestJob):
+            self._run_ingest(job, now, None if now >= job.ready_at else 0)
+        elif now >= job.ready_at:
             if self.faults.bulk_fail_next > 0:
                 self.faults.bulk_fail_next -= 1
-                job.state, job.error_message = "Failed", "InternalServerError : the job failed; retry it later"
-            elif isinstance(job, IngestJob):
-                process_ingest(job, self.tables[job.sobject].schema, self._bulk_update(job.sobject))
+                job.state, job.error_message = "Failed", BULK_FAULT_MESSAGE
             else:
                 job.state = "JobComplete"
             job.modified_at = now
-        elif job.state == "UploadComplete" and (
-            isinstance(job, IngestJob) or now >= job.ready_at - self.bulk_processing_s / 2
-        ):
+        elif job.state == "UploadComplete" and now >= job.ready_at - self.bulk_processing_s / 2:
             job.state = "InProgress"
+
+    def _run_ingest(self, job: IngestJob, now: float, limit: int | None) -> None:
+        """Move a closed ingest job on: its processing starts (the data checked, a fault drawn), then ``limit``
+        more of its records are applied (all that are left when None), and once its processing time is over
+        and every record is applied it ends, JobComplete or Failed. Applied records stay applied."""
+        if job.state == "UploadComplete":
+            job.state = "InProgress"
+            if self.faults.bulk_fail_next > 0:
+                self.faults.bulk_fail_next -= 1
+                job.failure = BULK_FAULT_MESSAGE
+            else:
+                started = start_ingest(job, self.tables[job.sobject].schema)
+                job.run, job.failure = (None, started) if isinstance(started, str) else (started, None)
+        run = job.run
+        if run is not None and run.left and limit != 0:
+            apply_ingest_rows(job, run, self._bulk_update(job.sobject), limit)
+        assert job.ready_at is not None
+        if now >= job.ready_at and (run is None or not run.left):
+            if job.failure is not None:
+                job.state, job.error_message = "Failed", job.failure
+            else:
+                job.state = "JobComplete"
+            job.run = None
+            job.modified_at = now
+
+    def process_ingest_step(self, job_id: str, records: int = INGEST_STEP_RECORDS) -> bool:
+        """Apply up to ``records`` more of a closed ingest job's records, as an org does while the job runs (the
+        server calls this step by step from UploadComplete, serving other requests in between); True while
+        records are left to apply. The job still ends only once its processing time is over."""
+        with self.lock:
+            job = self.jobs.get(job_id)
+            if not isinstance(job, IngestJob) or job.state in TERMINAL_STATES or job.ready_at is None:
+                return False
+            now = time.time()
+            self._run_ingest(job, now, None if now >= job.ready_at else records)
+            return job.run is not None and job.run.left > 0
 
     def _bulk_update(self, sobject: str) -> Any:
         table = self.tables[sobject]
@@ -150,8 +196,9 @@ class BulkJobs(Org):
                     job.error_message = "InvalidBatch : No data uploaded for this job"
                     job.ready_at = None
             elif wanted == "Aborted" and job.state not in TERMINAL_STATES:
-                job.state = "Aborted"
+                job.state = "Aborted"  # no more of its records are processed; those applied stay applied
                 job.ready_at = None
+                job.run = None
             else:
                 raise ApiError(400, "INVALIDJOBSTATE", f"Invalid state transition from {job.state} to {wanted}")
             job.modified_at = time.time()
