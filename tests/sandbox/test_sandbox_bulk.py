@@ -13,6 +13,7 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceRefusedRequest
 
 from tests.fixtures.sandbox import SandboxApi, SandboxHandle
+from unsubscribe_sync.sandbox.state import SandboxState
 
 
 def _wait(api: SandboxApi, path: str, want: str = "JobComplete") -> dict[str, Any]:
@@ -126,7 +127,7 @@ def _closed_ingest_job(api: SandboxApi, ids: list[str]) -> str:
     return str(job["id"])
 
 
-def _wait_applied(state: Any, ids: list[str], seconds: float) -> bool:
+def _wait_applied(state: SandboxState, ids: list[str], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if all(state.get_record(i)["HasOptedOutOfEmail"] for i in ids):
@@ -153,6 +154,25 @@ def test_bulk_ingest_job_applies_its_records_while_it_runs_not_when_polled(
     assert (done["numberRecordsProcessed"], done["numberRecordsFailed"]) == (len(ids), 0)
     assert len(_rows(sandbox_api.get(f"jobs/ingest/{job_id}/successfulResults/").text)) == len(ids) + 1
     assert all(state.write_count(i) == 1 for i in ids)  # completing it writes nothing again
+
+
+def test_a_running_ingest_job_applies_its_records_a_step_at_a_time(sandbox: SandboxHandle) -> None:
+    # the server serves other requests between steps; here the steps are taken by hand on the org itself
+    state = sandbox.state
+    state.set_bulk_processing_time(30.0)
+    ids = [state.add_record("Contact", f"s{i}@example.com") for i in range(1_500)]
+    job = state.create_ingest_job({"object": "Contact", "operation": "update"}, "62.0")
+    state.upload_ingest_data(job["id"], "Id,HasOptedOutOfEmail\n" + "".join(f"{i},true\n" for i in ids))
+    state.set_ingest_state(job["id"], {"state": "UploadComplete"})
+    assert state.process_ingest_step(job["id"], 1_000) is True  # records are left
+    applied = [i for i in ids if state.get_record(i)["HasOptedOutOfEmail"]]  # type: ignore[index]
+    assert applied == ids[:1_000]
+    assert state.process_ingest_step(job["id"], 1_000) is False  # the last 500: none left
+    assert all(state.get_record(i)["HasOptedOutOfEmail"] for i in ids)  # type: ignore[index]
+    info = state.ingest_job_info(job["id"])
+    assert (info["state"], info["numberRecordsProcessed"]) == ("InProgress", 1_500)  # it ends at its time
+    assert state.process_ingest_step(job["id"], 1_000) is False  # nothing more to apply, nothing written again
+    assert all(state.write_count(i) == 1 for i in ids)
 
 
 def test_bulk_ingest_job_aborted_while_it_runs_keeps_what_it_applied(

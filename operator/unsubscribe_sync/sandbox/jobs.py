@@ -37,12 +37,14 @@ class BulkJobs(Org):
         self._advance(job)
         return job
 
-    def _advance(self, job: JobBase) -> None:
+    def _advance(self, job: JobBase, records: int = 0) -> None:
+        """Move a job on to where its processing time says it is; a running ingest job also applies up to
+        ``records`` more of its records (every one left once its processing time is over)."""
         now = time.time()
         if job.state in TERMINAL_STATES or job.ready_at is None:
             return
         if isinstance(job, IngestJob):
-            self._run_ingest(job, now, None if now >= job.ready_at else 0)
+            self._run_ingest(job, now, None if now >= job.ready_at else records)
         elif now >= job.ready_at:
             if self.faults.bulk_fail_next > 0:
                 self.faults.bulk_fail_next -= 1
@@ -68,8 +70,7 @@ class BulkJobs(Org):
         run = job.run
         if run is not None and run.left and limit != 0:
             apply_ingest_rows(job, run, self._bulk_update(job.sobject), limit)
-        assert job.ready_at is not None
-        if now >= job.ready_at and (run is None or not run.left):
+        if job.ready_at is not None and now >= job.ready_at and (run is None or not run.left):
             if job.failure is not None:
                 job.state, job.error_message = "Failed", job.failure
             else:
@@ -83,11 +84,10 @@ class BulkJobs(Org):
         records are left to apply. The job still ends only once its processing time is over."""
         with self.lock:
             job = self.jobs.get(job_id)
-            if not isinstance(job, IngestJob) or job.state in TERMINAL_STATES or job.ready_at is None:
+            if not isinstance(job, IngestJob):
                 return False
-            now = time.time()
-            self._run_ingest(job, now, None if now >= job.ready_at else records)
-            return job.run is not None and job.run.left > 0
+            self._advance(job, records)
+            return job.run is not None and job.run.left > 0  # a job that ended or was aborted has no run
 
     def _bulk_update(self, sobject: str) -> Any:
         table = self.tables[sobject]
